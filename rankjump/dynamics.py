@@ -1,0 +1,197 @@
+"""One step of SGD, GD, label-noise SGD or Langevin dynamics on ONE network.
+
+Every kind is a :class:`Dynamics`: ``draw(key, n)`` samples the randomness of ``n`` steps at once
+(entry indices, label or weight noise) and ``update(sample, state, hyper)`` applies one step;
+``step(key, state, hyper)`` is the two together, the pure key-first signature. Batching over
+trajectories and cells is the simulator's job (vmap).
+
+The state keeps the weights as ``scale * M_l`` with one scalar ``scale`` for all layers (lazy
+weight decay): the decay (1 - 2 eta lam) is a scalar multiply, and the entry-wise kernel touches
+only column j of W_1, row i of W_L and the rank-one updates of the middle layers (THEORY.md).
+``fold`` multiplies the scale back in; the simulator folds every few steps.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple, Protocol
+
+import jax
+import jax.numpy as jnp
+import optax
+from jaxtyping import Array
+
+from rankjump.network import Weights, data_loss
+
+__all__ = [
+    "Dynamics",
+    "Hyper",
+    "State",
+    "TaskArrays",
+    "fold",
+    "make_dynamics",
+    "materialize",
+    "new_state",
+    "optax_chain",
+]
+
+
+class Hyper(NamedTuple):
+    """Numeric hyperparameters: traced arrays, so one compiled program serves a whole grid."""
+
+    lam: Array
+    eta: Array
+    label_noise: Array
+    temperature: Array
+
+
+class State(NamedTuple):
+    """One network's state: W_l = scale * weights[l]."""
+
+    weights: Weights
+    scale: Array
+    step: Array
+
+
+class TaskArrays(NamedTuple):
+    """Observed entries as device arrays: rows, cols (int32), targets y (N,)."""
+
+    rows: Array
+    cols: Array
+    y: Array
+
+
+class _Update(Protocol):
+    def __call__(self, sample: Any, state: State, hyper: Hyper) -> State: ...
+
+
+class Dynamics(NamedTuple):
+    """A step kind: ``draw(key, n)`` -> samples with leading axis n; ``update`` applies one."""
+
+    draw: Any
+    update: _Update
+
+    def step(self, key: Array, state: State, hyper: Hyper) -> State:
+        """One step with fresh randomness from ``key``."""
+        sample = jax.tree_util.tree_map(lambda x: x[0], self.draw(key, 1))
+        return self.update(sample, state, hyper)
+
+
+def new_state(weights: Weights) -> State:
+    """A state holding the given (materialized) weights."""
+    dtype = weights[0].dtype
+    return State(tuple(weights), jnp.ones((), dtype), jnp.zeros((), jnp.int32))
+
+
+def materialize(state: State) -> Weights:
+    """The actual weights W_l = scale * M_l."""
+    return tuple(state.scale * m for m in state.weights)
+
+
+def fold(state: State) -> State:
+    """Multiply the lazy scale into the weights (scale becomes 1)."""
+    return State(materialize(state), jnp.ones_like(state.scale), state.step)
+
+
+def optax_chain(lam, eta) -> optax.GradientTransformation:
+    """The generic update: weight decay 2*lam*W (the gradient of lam ||W||^2), then sgd(eta)."""
+    return optax.chain(optax.add_decayed_weights(2.0 * lam), optax.sgd(eta))
+
+
+def _entry_update(task: TaskArrays, depth: int, batch: int, label_noise: bool) -> _Update:
+    """The entry-wise SGD step on B sampled entries, without forming A_theta.
+
+    With unscaled vectors a_l, b_l (THEORY.md's a_l, b_l up to powers of ``scale`` c), the
+    prediction is c^L * a_l . M_l b_l, and W <- (1 - 2 eta lam) W - (2 eta / B) sum r a b^T
+    becomes c' = (1 - 2 eta lam) c, M_l -= g a_l b_l^T with g = 2 eta r c^(L-2) / (B (1 - 2 eta
+    lam)). Forward and backward chains cost 2 (L - 2) matvecs, the updates (L - 2) rank-one
+    updates plus O(width) for the first and last layers.
+    """
+
+    def update(sample, state: State, hyper: Hyper) -> State:
+        idx, xi = sample
+        m, c = state.weights, state.scale
+        i, j = task.rows[idx], task.cols[idx]
+        y = task.y[idx]
+        if label_noise:
+            y = y + hyper.label_noise * xi
+        decay = 1.0 - 2.0 * hyper.eta * hyper.lam
+        if depth == 1:
+            r = c * m[0][i, j] - y
+            g = 2.0 * hyper.eta * r / (batch * c * decay)
+            new = (m[0].at[i, j].add(-g),)
+            return State(new, decay * c, state.step + 1)
+
+        def vectors(i, j):
+            fwd = [m[0][:, j]]  # b of W_2 .. W_L (unscaled)
+            for l in range(1, depth - 1):
+                fwd.append(m[l] @ fwd[-1])
+            bwd = [m[-1][i, :]]  # a of W_{L-1} .. W_1 (unscaled)
+            for l in range(depth - 2, 0, -1):
+                bwd.append(m[l].T @ bwd[-1])
+            return fwd, bwd[::-1], jnp.dot(bwd[0], fwd[-1])
+
+        fwd, bwd, pred_u = jax.vmap(vectors)(i, j)  # each (B, width), pred_u (B,)
+        r = c**depth * pred_u - y
+        g = 2.0 * hyper.eta * r * c ** (depth - 2) / (batch * decay)
+        new = [m[0].at[:, j].add(-(g[:, None] * bwd[0]).T)]
+        for l in range(1, depth - 1):
+            new.append(m[l] - jnp.einsum("b,bi,bj->ij", g, bwd[l], fwd[l - 1]))
+        new.append(m[-1].at[i, :].add(-g[:, None] * fwd[-1]))
+        return State(tuple(new), decay * c, state.step + 1)
+
+    return update
+
+
+def _dense_update(task: TaskArrays, langevin: bool) -> _Update:
+    """Full-batch GD through the optax chain (plus isotropic noise for Langevin)."""
+
+    def update(sample, state: State, hyper: Hyper) -> State:
+        w = materialize(state)
+        grads = jax.grad(data_loss)(w, task.rows, task.cols, task.y)
+        opt = optax.inject_hyperparams(optax_chain)(lam=hyper.lam, eta=hyper.eta)
+        updates, _ = opt.update(grads, opt.init(w), w)
+        w = optax.apply_updates(w, updates)
+        if langevin:
+            amp = jnp.sqrt(2.0 * hyper.eta * hyper.temperature)
+            w = tuple(wl + amp * xl for wl, xl in zip(w, sample, strict=True))
+        return State(tuple(w), jnp.ones_like(state.scale), state.step + 1)
+
+    return update
+
+
+def make_dynamics(kind: str, task: TaskArrays, shapes, batch_size: int, dtype) -> Dynamics:
+    """Build a step kind: "sgd", "label_noise", "gd" or "langevin".
+
+    Args:
+        kind: the dynamics.
+        task: observed entries (rows, cols, y as arrays of ``dtype``).
+        shapes: layer shapes (rows, cols) of W_1 .. W_L.
+        batch_size: B, entries per SGD step (drawn uniformly with replacement).
+        dtype: floating dtype of the weights.
+    """
+    n_obs = task.y.shape[0]
+    depth = len(shapes)
+    if kind in ("sgd", "label_noise"):
+        noisy = kind == "label_noise"
+
+        def draw(key, n):
+            key_idx, key_noise = jax.random.split(key)
+            idx = jax.random.randint(key_idx, (n, batch_size), 0, n_obs, dtype=jnp.int32)
+            if noisy:
+                return idx, jax.random.normal(key_noise, (n, batch_size), dtype)
+            return idx, jnp.zeros((n, 0), dtype)
+
+        return Dynamics(draw, _entry_update(task, depth, batch_size, noisy))
+    if kind in ("gd", "langevin"):
+        langevin = kind == "langevin"
+
+        def draw(key, n):
+            if not langevin:
+                return jnp.zeros((n, 0), dtype)
+            keys = jax.random.split(key, depth)
+            return tuple(
+                jax.random.normal(k, (n, *s), dtype) for k, s in zip(keys, shapes, strict=True)
+            )
+
+        return Dynamics(draw, _dense_update(task, langevin))
+    raise ValueError(f"optimizer.kind = {kind!r}: must be sgd | gd | label_noise | langevin")

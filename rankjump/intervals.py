@@ -1,0 +1,108 @@
+"""Binomial confidence intervals and one-sided upper bounds, vectorized over counts.
+
+The intervals are the ones `scipy.stats.binomtest(k, n).proportion_ci` gives (Wilson score,
+Clopper-Pearson `exact`), plus Jeffreys, written in closed form with `scipy.stats` quantiles so a
+whole curve of counts costs one call: Clopper-Pearson through beta quantiles (binomtest finds the
+same bounds by root finding), Wilson through the normal quantile (Newcombe's formula, as in scipy),
+Jeffreys as the equal-tailed Beta(k + 1/2, n - k + 1/2) posterior interval. At k = 0 the lower end
+is exactly 0 and at k = n the upper end is exactly 1, as in scipy (Brown, Cai and DasGupta's
+convention for Jeffreys); the other end keeps its two-sided tail. A count with n = 0 has no interval
+and gives NaN.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import ArrayLike
+from scipy import stats
+
+__all__ = ["CI_METHODS", "binomial_ci", "upper_bound"]
+
+CI_METHODS = ("wilson", "exact", "jeffreys")
+
+
+def _counts(k: ArrayLike, n: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    """Broadcasts and checks counts: integers with 0 <= k <= n."""
+    k_arr, n_arr = np.broadcast_arrays(np.asarray(k), np.asarray(n))
+    if k_arr.dtype.kind not in "iub" or n_arr.dtype.kind not in "iub":
+        raise ValueError("k and n must be integers")
+    if np.any(k_arr < 0) or np.any(k_arr > n_arr):
+        raise ValueError("counts must satisfy 0 <= k <= n")
+    return k_arr.astype(np.float64), n_arr.astype(np.float64)
+
+
+def _check_level(level: float) -> None:
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must lie in (0, 1), got {level}")
+
+
+def _finish(value: np.ndarray) -> np.ndarray | float:
+    """Returns a Python float for a scalar result, the array otherwise."""
+    return float(value) if value.ndim == 0 else value
+
+
+def binomial_ci(
+    k: ArrayLike, n: ArrayLike, method: str = "wilson", level: float = 0.95
+) -> tuple[np.ndarray | float, np.ndarray | float]:
+    """Two-sided confidence interval for a binomial proportion k / n.
+
+    Args:
+        k: Successes, integer scalar or array.
+        n: Trials, integer scalar or array broadcastable with `k`.
+        method: "wilson" (score interval), "exact" (Clopper-Pearson) or "jeffreys".
+        level: Confidence level in (0, 1).
+
+    Returns:
+        (low, high): floats for scalar input, arrays of the broadcast shape otherwise; NaN where
+        n = 0.
+
+    Raises:
+        ValueError: For an unknown method, a level outside (0, 1) or counts outside 0 <= k <= n.
+    """
+    if method not in CI_METHODS:
+        raise ValueError(f"method must be one of {', '.join(CI_METHODS)}, got {method!r}")
+    _check_level(level)
+    k_f, n_f = _counts(k, n)
+    empty = n_f == 0
+    n_safe = np.where(empty, 1.0, n_f)
+    tail = (1.0 - level) / 2.0
+    if method == "wilson":
+        z = stats.norm.ppf(0.5 + 0.5 * level)
+        p = k_f / n_safe
+        denom = 2.0 * (n_safe + z**2)
+        center = (2.0 * n_safe * p + z**2) / denom
+        delta = z / denom * np.sqrt(4.0 * n_safe * p * (1.0 - p) + z**2)
+        low, high = center - delta, center + delta
+    else:
+        # Exact: Beta(k, n-k+1) and Beta(k+1, n-k) quantiles; Jeffreys: Beta(k+1/2, n-k+1/2).
+        # Parameters are kept positive where k = 0 or k = n, whose ends are replaced below.
+        s = 0.0 if method == "exact" else 0.5
+        low = stats.beta.ppf(tail, np.maximum(k_f, 1.0) + s, n_safe - k_f + 1.0 - s)
+        high = stats.beta.ppf(1.0 - tail, k_f + 1.0 - s, np.maximum(n_safe - k_f, 1.0) + s)
+    low = np.where(empty, np.nan, np.where(k_f == 0, 0.0, low))
+    high = np.where(empty, np.nan, np.where(k_f == n_f, 1.0, high))
+    return _finish(low), _finish(high)
+
+
+def upper_bound(k: ArrayLike, n: ArrayLike, level: float = 0.95) -> np.ndarray | float:
+    """One-sided Clopper-Pearson upper confidence bound on a binomial proportion.
+
+    With k = 0 this is the exact bound 1 - (1 - level)^(1/n) (the "rule of three" for level 0.95
+    is its approximation 3 / n); with k > 0 it is the beta quantile Beta(level; k + 1, n - k),
+    the bound `binomtest(k, n, alternative="less").proportion_ci(level, "exact")` gives.
+
+    Args:
+        k: Successes, integer scalar or array.
+        n: Trials, integer scalar or array broadcastable with `k`.
+        level: Confidence level in (0, 1).
+
+    Returns:
+        The bound, a float for scalar input, an array otherwise; NaN where n = 0, 1 where k = n.
+    """
+    _check_level(level)
+    k_f, n_f = _counts(k, n)
+    n_safe = np.where(n_f == 0, 1.0, n_f)
+    zero = 1.0 - (1.0 - level) ** (1.0 / n_safe)
+    positive = stats.beta.ppf(level, k_f + 1.0, np.maximum(n_safe - k_f, 1.0))
+    bound = np.where(k_f == 0, zero, np.where(k_f == n_f, 1.0, positive))
+    return _finish(np.where(n_f == 0, np.nan, bound))

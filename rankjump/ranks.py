@@ -1,0 +1,56 @@
+"""Numerical ranks and the rank threshold (THEORY.md, numerical resolution).
+
+Rank sets are judged on the layers: a layer's singular values of size s are resolved far better
+than A_theta's of size ~s^L. The network's rank is the smallest per-layer rank (the bottleneck);
+``end_rank`` counts singular values of A_theta above a threshold kept above the dtype's floor.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax.numpy as jnp
+import numpy as np
+
+from rankjump.theory import absorption_radius
+
+__all__ = ["REL_FLOOR", "Thresholds", "count_above", "thresholds_for"]
+
+# Singular values below REL_FLOOR * (largest one) are rounding noise in that dtype: an SVD in
+# float32 resolves about 1e-6 of the largest value, in float64 about 1e-15 (THEORY.md).
+REL_FLOOR = {"float32": 1e-5, "float64": 1e-13}
+
+
+class Thresholds(NamedTuple):
+    """Absolute thresholds for one lam: per-layer and end-to-end (before the relative floor)."""
+
+    layer: float
+    end: float
+
+
+def thresholds_for(
+    threshold, lam: float, y: np.ndarray, depth: int, safety: float, dtype: str
+) -> Thresholds:
+    """Thresholds for one value of lam.
+
+    ``threshold = "auto"``: eps_layer = safety * (2 lam / rho)^(1/(L-2)) with
+    rho = 2 max |y_ij| over the observed entries, a bound on 2 max |r_ij| for a network whose
+    extra mode is the only thing left (A = 0 on it). Below that per-layer size an extra mode cannot
+    grow (:func:`rankjump.theory.absorption_radius`), so counting only larger values means "rank
+    <= r" marks the absorbing set B_r. For depth <= 2 or lam = 0 there is no absorption and the
+    dtype's floor alone is used. A number is used as eps_layer directly. The end-to-end
+    threshold is eps_layer^L; both are later raised to REL_FLOOR[dtype] times the largest singular
+    value of the matrix they are applied to.
+    """
+    if threshold == "auto":
+        rho = 2.0 * float(np.max(np.abs(y))) if y.size else 0.0
+        eps = safety * absorption_radius(lam, rho, depth)
+    else:
+        eps = float(threshold)
+    return Thresholds(layer=eps, end=eps**depth)
+
+
+def count_above(s, eps, rel_floor: float):
+    """Number of singular values ``s`` (descending, last axis) above max(eps, rel_floor * s[0])."""
+    cut = jnp.maximum(eps, rel_floor * s[..., :1])
+    return jnp.sum(s > cut, axis=-1).astype(jnp.int32)

@@ -1,0 +1,116 @@
+"""The result file: schema, atomic save, validated load (DESIGN.md, result file)."""
+
+from __future__ import annotations
+
+import os
+import platform
+import tempfile
+from pathlib import Path
+
+import jax
+import numpy as np
+import xarray as xr
+
+from rankjump.config import Config, config_to_toml
+
+__all__ = ["ResultError", "build_dataset", "load_result", "save_result", "REQUIRED_VARS"]
+
+REQUIRED_VARS = ("rank", "layer_rank", "end_rank", "sv", "loss", "param_norm2", "imbalance",
+                 "diverged")
+_INT_VARS = ("rank", "layer_rank", "end_rank")
+
+
+class ResultError(ValueError):
+    """A result file is missing, unreadable, or not a rankjump result."""
+
+
+def _versions() -> dict:
+    from rankjump import __version__
+
+    import jaxlib
+
+    dev = jax.devices()[0]
+    return {"rankjump_version": __version__, "jax_version": jax.__version__,
+            "jaxlib_version": jaxlib.__version__, "numpy_version": np.__version__,
+            "platform": platform.platform(), "backend": jax.default_backend(),
+            "device_kind": dev.device_kind}
+
+
+def build_dataset(cfg: Config, records, attrs: dict, wall_time: float) -> xr.Dataset:
+    """Assemble per-lane records (lane, checkpoint, ...) into the labeled result Dataset.
+
+    Lanes are ordered lam-major, then eta, then trajectory.
+    """
+    n_lam, n_eta = len(cfg.optimizer.lam), len(cfg.optimizer.eta)
+    n_traj, n_ck = cfg.run.trajectories, cfg.run.n_checkpoints
+
+    def grid(x):
+        return np.asarray(x).reshape(n_lam, n_eta, n_traj, *np.shape(x)[1:])
+
+    cell = ("lam", "eta", "traj")
+    alive = grid(records.alive)
+    diverged = ~alive[..., -1]
+    first_dead = np.argmax(~alive, axis=-1)
+    steps = np.arange(n_ck, dtype=np.int64) * cfg.run.record_every
+    data = {
+        "rank": (cell + ("checkpoint",), grid(records.rank)),
+        "layer_rank": (cell + ("checkpoint", "layer"), grid(records.layer_rank)),
+        "end_rank": (cell + ("checkpoint",), grid(records.end_rank)),
+        "sv": (cell + ("checkpoint", "k"), grid(records.sv)),
+        "loss": (cell + ("checkpoint",), grid(records.loss)),
+        "data_loss": (cell + ("checkpoint",), grid(records.data_loss)),
+        "param_norm2": (cell + ("checkpoint",), grid(records.param_norm2)),
+        "imbalance": (cell + ("checkpoint",), grid(records.imbalance)),
+        "diverged": (cell, diverged),
+        "diverged_step": (cell, np.where(diverged, steps[first_dead], -1)),
+    }
+    ds = xr.Dataset(
+        data,
+        coords={"lam": np.asarray(cfg.optimizer.lam), "eta": np.asarray(cfg.optimizer.eta),
+                "traj": np.arange(n_traj), "step": ("checkpoint", steps),
+                "layer": np.arange(1, cfg.network.depth + 1), "k": np.arange(1, cfg.k_max + 1)},
+    )
+    ds.attrs.update({"config": config_to_toml(cfg), "wall_time_s": float(wall_time),
+                     "producer": "rankjump", **_versions(), **attrs})
+    ds["rank"].attrs["long_name"] = "network rank (smallest per-layer numerical rank); -1 = diverged"
+    ds["end_rank"].attrs["long_name"] = "numerical rank of A_theta; -1 = diverged"
+    ds["sv"].attrs["long_name"] = "leading singular values of A_theta"
+    ds["loss"].attrs["long_name"] = "L_lam = data loss + lam ||theta||^2"
+    ds["imbalance"].attrs["long_name"] = "sqrt(sum_l ||W_{l+1}^T W_{l+1} - W_l W_l^T||_F^2)"
+    return ds
+
+
+def save_result(ds: xr.Dataset, path: str | Path) -> Path:
+    """Write ``ds`` as netCDF (h5netcdf, compressed) atomically: a temporary file, then rename."""
+    path = Path(path)
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise ResultError(f"--out {path}: directory {parent} does not exist")
+    encoding = {name: {"zlib": True, "complevel": 4} for name in ds.data_vars}
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
+    os.close(fd)
+    try:
+        ds.to_netcdf(tmp, engine="h5netcdf", encoding=encoding)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_result(path: str | Path) -> xr.Dataset:
+    """Load a result file fully into memory, checking it is a rankjump result."""
+    path = Path(path)
+    if not path.is_file():
+        raise ResultError(f"{path}: no such result file")
+    try:
+        with xr.open_dataset(path, engine="h5netcdf") as ds:
+            ds = ds.load()
+    except Exception as err:  # h5py / xarray raise many kinds for a corrupt file
+        raise ResultError(f"{path}: not a readable netCDF result file ({type(err).__name__})") \
+            from None
+    missing = [v for v in REQUIRED_VARS if v not in ds]
+    if ds.attrs.get("producer") != "rankjump" or missing:
+        raise ResultError(f"{path}: not a rankjump result file (missing {missing or 'producer'})")
+    ds["diverged"] = ds["diverged"].astype(bool)
+    return ds

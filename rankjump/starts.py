@@ -1,0 +1,122 @@
+"""Starting states shared by all trajectories: GD-converged minima and weights files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from rankjump.config import ConfigError, NetworkConfig
+from rankjump.dynamics import Hyper, TaskArrays, make_dynamics, materialize, new_state
+from rankjump.network import data_loss, init_gaussian, layer_shapes, param_norm2
+from rankjump.tasks import Task
+
+__all__ = ["GDMinimum", "NotConvergedError", "gd_minimum", "load_weights", "save_weights"]
+
+_CHECK_EVERY = 1000
+
+
+class NotConvergedError(ConfigError):
+    """GD ran out of its step budget before reaching the gradient tolerance."""
+
+
+class GDMinimum(NamedTuple):
+    """GD-converged weights for each lam, in float64.
+
+    Attributes:
+        weights: tuple of arrays, each with a leading lam axis.
+        grad_norm: (n_lam,) norm of the full gradient of L_lam at the end.
+        steps: (n_lam,) GD steps taken.
+        loss: (n_lam,) L_lam at the end.
+    """
+
+    weights: tuple
+    grad_norm: np.ndarray
+    steps: np.ndarray
+    loss: np.ndarray
+
+
+def _grad_norm(w, task: TaskArrays, lam):
+    def full(w):
+        return data_loss(w, task.rows, task.cols, task.y) + lam * param_norm2(w)
+
+    value, g = jax.value_and_grad(full)(w)
+    return value, jnp.sqrt(sum(jnp.sum(x * x) for x in g))
+
+
+def gd_minimum(task: Task, d_out: int, d_in: int, net: NetworkConfig, lams) -> GDMinimum:
+    """Run GD in float64 from one gaussian init (key ``net.seed``) to a minimum of L_lam per lam.
+
+    Runs until the gradient norm of the full regularized loss is below ``net.gd_tol`` (checked
+    every 1000 steps) and raises :class:`NotConvergedError` if ``net.gd_max_steps`` run out
+    first: a GD run can look converged on a slow slope that is not a minimum (THEORY.md).
+    """
+    shapes = layer_shapes(d_out, d_in, net.width, net.depth)
+    f64 = jnp.float64
+    arrays = TaskArrays(jnp.asarray(task.rows), jnp.asarray(task.cols), jnp.asarray(task.y, f64))
+    dyn = make_dynamics("gd", arrays, shapes, 1, f64)
+    w0 = init_gaussian(jax.random.PRNGKey(net.seed), shapes, net.init_scale, f64)
+    max_steps, tol = net.gd_max_steps, net.gd_tol
+
+    def one(lam):
+        hyper = Hyper(lam, jnp.asarray(net.gd_eta, f64), jnp.zeros((), f64), jnp.zeros((), f64))
+
+        def body(carry):
+            state, _, _ = carry
+            state = jax.lax.fori_loop(
+                0, _CHECK_EVERY, lambda _, s: dyn.update(None, s, hyper), state
+            )
+            value, gn = _grad_norm(materialize(state), arrays, lam)
+            return state, value, gn
+
+        def cond(carry):
+            state, _, gn = carry
+            return (gn > tol) & (state.step < max_steps) & jnp.isfinite(gn)
+
+        value, gn = _grad_norm(w0, arrays, lam)
+        state, value, gn = jax.lax.while_loop(cond, body, (new_state(w0), value, gn))
+        return materialize(state), gn, state.step, value
+
+    w, gn, steps, value = jax.jit(jax.vmap(one))(jnp.asarray(lams, f64))
+    w = tuple(np.asarray(x) for x in w)
+    gn, steps, value = np.asarray(gn), np.asarray(steps), np.asarray(value)
+    bad = ~(gn <= tol)
+    if bad.any():
+        k = int(np.argmax(bad))
+        raise NotConvergedError(
+            f"network.gd_max_steps = {max_steps}: GD at lam = {lams[k]:g} stopped at gradient "
+            f"norm {gn[k]:.3g} > network.gd_tol = {tol:g} after {steps[k]} steps "
+            "(raise gd_max_steps or gd_eta, or lower init_scale if it diverged)"
+        )
+    return GDMinimum(w, gn, steps, value)
+
+
+def save_weights(path: str | Path, weights) -> None:
+    """Save weights W1..WL to an ``.npz`` file."""
+    np.savez(path, **{f"W{l + 1}": np.asarray(w) for l, w in enumerate(weights)})
+
+
+def load_weights(path: str | Path, shapes) -> tuple[np.ndarray, ...]:
+    """Load W1..WL from an ``.npz`` file, checking them against the network's layer shapes."""
+    try:
+        with np.load(path) as data:
+            arrays = {k: data[k] for k in data.files}
+    except (OSError, ValueError) as err:
+        raise ConfigError(
+            f"network.init_file = {str(path)!r}: cannot read weights ({err})"
+        ) from None
+    want = [f"W{l + 1}" for l in range(len(shapes))]
+    if sorted(arrays) != sorted(want):
+        raise ConfigError(
+            f"network.init_file = {str(path)!r}: holds {sorted(arrays)}, expected {want}"
+        )
+    for name, shape in zip(want, shapes, strict=True):
+        if arrays[name].shape != tuple(shape):
+            raise ConfigError(
+                f"network.init_file = {str(path)!r}: {name} has shape "
+                f"{arrays[name].shape}, expected {tuple(shape)}"
+            )
+    return tuple(arrays[name].astype(np.float64) for name in want)
