@@ -32,17 +32,23 @@ from rankjump.config import (  # noqa: E402
     load_config,
     loads_config,
 )
+from rankjump import stats  # noqa: E402
+from rankjump.intervals import binomial_ci, upper_bound  # noqa: E402
 from rankjump.results import ResultError, load_result, save_result  # noqa: E402
 from rankjump.simulate import simulate  # noqa: E402
 from rankjump.starts import NotConvergedError, gd_minimum  # noqa: E402
+from rankjump.stats import Report, analyze  # noqa: E402
 from rankjump.tasks import Task, make_task  # noqa: E402
 
 __all__ = [
     "Config",
     "ConfigError",
     "NotConvergedError",
+    "Report",
     "ResultError",
     "Task",
+    "analyze",
+    "binomial_ci",
     "config_from_dict",
     "config_to_toml",
     "gd_minimum",
@@ -52,4 +58,6 @@ __all__ = [
     "make_task",
     "save_result",
     "simulate",
+    "stats",
+    "upper_bound",
 ]

@@ -160,17 +160,32 @@ def _block_size(record_every: int) -> int:
     return max(b for b in range(1, _MAX_BLOCK + 1) if record_every % b == 0)
 
 
+@functools.lru_cache(maxsize=8)
+def _cached_gd_minimum(task_cfg, net, lams):
+    """GD minima are deterministic in (task, network, lam): compute each once per process."""
+    return gd_minimum(make_task(task_cfg), task_cfg.d_out, task_cfg.d_in, net, lams)
+
+
 def _starts(cfg: Config, task: Task, shapes, lams):
     """Shared starting weights per lam (or None when drawn per trajectory), and attrs."""
     net = cfg.network
     if net.init == "gd_minimum":
-        m = gd_minimum(task, cfg.task.d_out, cfg.task.d_in, net, lams)
+        m = _cached_gd_minimum(cfg.task, net, tuple(float(x) for x in lams))
         return m.weights, {"gd_grad_norm": m.grad_norm.tolist(), "gd_steps": m.steps.tolist(),
                            "gd_loss": m.loss.tolist()}
     if net.init == "file":
         w = load_weights(net.init_file, shapes)
         return tuple(np.broadcast_to(x, (len(lams), *x.shape)) for x in w), {}
     return None, {}
+
+
+def _network_rank(weights, eps: float) -> int:
+    """Smallest per-layer numerical rank of one float64 network (NumPy)."""
+    ranks = []
+    for w in weights:
+        sv = np.linalg.svd(np.asarray(w, np.float64), compute_uv=False)
+        ranks.append(int(np.sum(sv > max(eps, REL_FLOOR["float64"] * sv[0]))))
+    return min(ranks)
 
 
 def simulate(cfg: Config, *, progress: bool | None = None) -> xr.Dataset:
@@ -189,13 +204,16 @@ def simulate(cfg: Config, *, progress: bool | None = None) -> xr.Dataset:
     task = make_task(cfg.task)
     shapes = layer_shapes(cfg.task.d_out, cfg.task.d_in, cfg.network.width, cfg.network.depth)
     lams, etas = np.asarray(opt.lam), np.asarray(opt.eta)
-    starts, start_attrs = _starts(cfg, task, shapes, lams)
     init = cfg.network.init if cfg.network.init in ("gaussian", "balanced") else "shared"
     s = Structure(opt.kind, shapes, opt.batch_size, run.steps // run.record_every,
                   run.record_every, _block_size(run.record_every), run.dtype, cfg.k_max, init,
                   cfg.network.init_rank or 0)
     thr = [thresholds_for(cfg.rank.threshold, lam, task.y, cfg.network.depth, cfg.rank.safety,
                           run.dtype) for lam in lams]
+    starts, start_attrs = _starts(cfg, task, shapes, lams)
+    if starts is not None:
+        start_attrs["start_rank"] = [_network_rank([w[k] for w in starts], thr[k].layer)
+                                     for k in range(len(lams))]
 
     n_lam, n_eta, n_traj = len(lams), len(etas), run.trajectories
     lane_lam = np.repeat(np.arange(n_lam), n_eta * n_traj)

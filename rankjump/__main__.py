@@ -1,0 +1,5 @@
+import sys
+
+from rankjump.cli import main
+
+sys.exit(main())

@@ -1,0 +1,101 @@
+"""The ``rankjump`` command line: demo, simulate, stats (DESIGN.md, command line).
+
+Bad input is one line on stderr naming the field or file, exit code 2, and no file written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+__all__ = ["main"]
+
+
+def _writable_target(path: Path) -> None:
+    """Fail before any compute if ``path`` cannot be written."""
+    from rankjump.results import ResultError
+
+    parent = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise ResultError(f"--out {path}: is a directory, expected a file name")
+    if not parent.is_dir():
+        raise ResultError(f"--out {path}: directory {parent} does not exist")
+
+
+def _simulate(args) -> int:
+    from rankjump.config import load_config
+    from rankjump.results import save_result
+    from rankjump.simulate import simulate
+
+    cfg = load_config(args.config)
+    out = Path(args.out)
+    _writable_target(out)
+    ds = simulate(cfg, progress=None if not args.quiet else False)
+    save_result(ds, out)
+    n_div = int(ds["diverged"].sum())
+    print(f"wrote {out}  ({ds.sizes['lam']} x {ds.sizes['eta']} cells, "
+          f"{ds.sizes['traj']} trajectories, {ds.attrs['wall_time_s']:.1f} s)")
+    if n_div:
+        print(f"warning: {n_div} trajectories diverged and are excluded from statistics",
+              file=sys.stderr)
+    return 0
+
+
+def _demo(args) -> int:
+    from rankjump.demo import run_demo
+
+    run_demo(Path(args.out), quick=args.quick, progress=None if not args.quiet else False)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of all subcommands."""
+    from rankjump import __version__
+    from rankjump import stats_cli
+
+    parser = argparse.ArgumentParser(
+        prog="rankjump",
+        description="Monte Carlo of SGD's one-way jumps between minima of different rank.")
+    parser.add_argument("--version", action="version", version=f"rankjump {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("demo", help="the main job on the embedded default: summary + result file")
+    p.add_argument("--out", default="rankjump-demo", help="output folder (./rankjump-demo)")
+    p.add_argument("--quick", action="store_true", help="a smaller run (under 30 s)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_demo)
+
+    p = sub.add_parser("simulate", help="one run (a grid of lam x eta cells) -> result file")
+    p.add_argument("config", metavar="CONFIG.toml")
+    p.add_argument("--out", required=True, metavar="FILE", help="result file (netCDF) to write")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_simulate)
+
+    stats_cli.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``rankjump`` command."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from rankjump.config import ConfigError
+    from rankjump.results import ResultError
+
+    try:
+        return args.func(args)
+    except (ConfigError, ResultError) as err:
+        print(f"rankjump {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # e.g. `rankjump stats FILE | head`
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115
+        return 0
+    except KeyboardInterrupt:
+        print(f"rankjump {args.command}: interrupted; no result file was written", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,38 @@
+"""Shared helpers for the core tests.
+
+``import rankjump`` comes first: it enables float64 in JAX and sets the XLA CPU flag before any
+JAX backend starts.
+"""
+
+from __future__ import annotations
+
+import rankjump  # noqa: F401  (x64 + XLA_FLAGS before JAX is used)
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from rankjump import Config  # noqa: E402
+
+
+@pytest.fixture
+def np_rng():
+    """A fixed NumPy generator for test data (reference inputs, random weights)."""
+    return np.random.default_rng(20240523)
+
+
+def small_config(**sections) -> Config:
+    """A tiny valid configuration (5 x 4 rank-2 target, depth 3, width 4), with overrides."""
+    base = Config().replace(
+        task={"d_out": 5, "d_in": 4, "rank": 2, "observed": 0.6, "singular_values": [2.0, 1.0]},
+        network={"depth": 3, "width": 4, "init_scale": 1.0},
+        optimizer={"lam": [1e-2], "eta": [0.05]},
+        run={"trajectories": 4, "steps": 200, "record_every": 50, "dtype": "float64",
+             "chunk_size": 512},
+    )
+    return base.replace(**sections) if sections else base
+
+
+@pytest.fixture
+def make_config():
+    """Factory fixture: ``make_config(run={...}, ...)`` -> a small :class:`Config`."""
+    return small_config

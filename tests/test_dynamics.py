@@ -1,0 +1,267 @@
+"""Tests of rankjump.dynamics against a NumPy float64 reference of THEORY.md's update.
+
+The reference implements, for a batch of B sampled observed entries,
+
+    theta <- (1 - 2 eta lam) theta - (2 eta / B) sum_batch r_ij grad A[i, j]
+
+forming A and grad A[i, j] = (W_L..W_{l+1})^T e_i (W_{l-1}..W_1 e_j)^T with explicit NumPy matrix
+products; it shares no code with the library. GD is the same step with the mean over all observed
+entries, label-noise SGD uses targets y + label_noise * xi, Langevin adds sqrt(2 eta T) xi.
+"""
+
+from __future__ import annotations
+
+import rankjump  # noqa: F401  (x64 before JAX is used)
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+import optax  # noqa: E402
+import pytest  # noqa: E402
+from scipy import stats  # noqa: E402
+
+from rankjump import dynamics  # noqa: E402
+from rankjump.config import TaskConfig  # noqa: E402
+from rankjump.network import data_loss, layer_shapes  # noqa: E402
+from rankjump.tasks import make_task  # noqa: E402
+
+LAM, ETA, LABEL_NOISE, TEMPERATURE = 0.05, 0.1, 0.3, 0.02
+N_STEPS = 6
+# (d_out, d_in, width, depth): never square.
+GEOMETRIES = [(3, 5, 4, 1), (5, 3, 4, 2), (4, 6, 3, 3), (5, 4, 3, 4)]
+
+
+# ------------------------------------------------------------------ NumPy reference
+
+
+def _np_product(ws):
+    a = ws[0]
+    for w in ws[1:]:
+        a = w @ a
+    return a
+
+
+def _np_entry_grads(ws, i, j):
+    grads = []
+    for l in range(len(ws)):
+        below = np.eye(ws[0].shape[1])
+        for w in ws[:l]:
+            below = w @ below
+        above = np.eye(ws[-1].shape[0])
+        for w in reversed(ws[l + 1 :]):
+            above = above @ w
+        grads.append(np.outer(above[i, :], below[:, j]))
+    return grads
+
+
+def _np_step(ws, rows, cols, y, lam, eta, noise=None, temperature=0.0):
+    """One step of THEORY.md's update on the given (batch of) entries, in float64."""
+    a = _np_product(ws)
+    new = [(1.0 - 2.0 * eta * lam) * w for w in ws]
+    b = len(rows)
+    for i, j, t in zip(rows, cols, y, strict=True):
+        r = a[i, j] - t
+        for l, g in enumerate(_np_entry_grads(ws, i, j)):
+            new[l] -= (2.0 * eta / b) * r * g
+    if noise is not None:
+        amp = np.sqrt(2.0 * eta * temperature)
+        new = [w + amp * x for w, x in zip(new, noise, strict=True)]
+    return new
+
+
+# ------------------------------------------------------------------ helpers
+
+
+def _setup(geometry, dtype=jnp.float64, seed=0):
+    d_out, d_in, width, depth = geometry
+    task = make_task(TaskConfig(d_out=d_out, d_in=d_in, rank=1, observed=0.7, noise=0.1,
+                                seed=seed))
+    shapes = layer_shapes(d_out, d_in, width, depth)
+    rng = np.random.default_rng(100 + seed)
+    ws_np = [rng.standard_normal(s) / np.sqrt(s[1]) for s in shapes]
+    arrays = dynamics.TaskArrays(jnp.asarray(task.rows), jnp.asarray(task.cols),
+                                 jnp.asarray(task.y, dtype))
+    hyper = dynamics.Hyper(*(jnp.asarray(v, dtype) for v in (LAM, ETA, LABEL_NOISE, TEMPERATURE)))
+    return task, shapes, ws_np, arrays, hyper
+
+
+def _run(dyn, ws_np, hyper, key, dtype=jnp.float64, n=N_STEPS):
+    """n steps of the kernel from ws_np (lazy scale never folded); samples and materialized path."""
+    samples = dyn.draw(key, n)
+    update = jax.jit(dyn.update)
+    state = dynamics.new_state(tuple(jnp.asarray(w, dtype) for w in ws_np))
+    path = []
+    for k in range(n):
+        state = update(jax.tree_util.tree_map(lambda x, k=k: x[k], samples), state, hyper)
+        path.append(dynamics.materialize(state))
+    return samples, state, path
+
+
+def _assert_weights_close(got, want, rtol, atol):
+    assert len(got) == len(want)
+    for g, w in zip(got, want, strict=True):
+        assert g.shape == w.shape
+        np.testing.assert_allclose(np.asarray(g), w, rtol=rtol, atol=atol)
+
+
+# ------------------------------------------------------------------ fast kernel vs NumPy
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize("geometry", GEOMETRIES, ids=lambda g: "x".join(map(str, g)))
+def test_sgd_kernel_equals_numpy_reference(geometry, batch):
+    task, shapes, ws_np, arrays, hyper = _setup(geometry)
+    dyn = dynamics.make_dynamics("sgd", arrays, shapes, batch, jnp.float64)
+    samples, state, path = _run(dyn, ws_np, hyper, jax.random.PRNGKey(7))
+    idx, xi = (np.asarray(x) for x in samples)
+    assert idx.shape == (N_STEPS, batch) and xi.shape == (N_STEPS, 0)
+    ref = [w.copy() for w in ws_np]
+    for k in range(N_STEPS):
+        b = idx[k]
+        ref = _np_step(ref, task.rows[b], task.cols[b], task.y[b], LAM, ETA)
+        _assert_weights_close(path[k], ref, rtol=1e-12, atol=1e-13)
+    # The lazy scale really is in use: it is (1 - 2 eta lam)^steps, not 1.
+    assert float(state.scale) == pytest.approx((1 - 2 * ETA * LAM) ** N_STEPS, rel=1e-14)
+    assert int(state.step) == N_STEPS
+    # A repeated entry in one batch counts twice (sampling with replacement).
+    if batch == 3:
+        dup = np.array([0, 0, 1])
+        sample = (jnp.asarray(dup, jnp.int32), jnp.zeros((0,)))
+        got = dynamics.materialize(jax.jit(dyn.update)(sample, dynamics.new_state(
+            tuple(jnp.asarray(w) for w in ws_np)), hyper))
+        want = _np_step(ws_np, task.rows[dup], task.cols[dup], task.y[dup], LAM, ETA)
+        _assert_weights_close(got, want, rtol=1e-12, atol=1e-13)
+
+
+@pytest.mark.parametrize("geometry", [GEOMETRIES[0], GEOMETRIES[2]],
+                         ids=lambda g: "x".join(map(str, g)))
+def test_label_noise_kernel_equals_numpy_reference(geometry):
+    task, shapes, ws_np, arrays, hyper = _setup(geometry)
+    dyn = dynamics.make_dynamics("label_noise", arrays, shapes, 3, jnp.float64)
+    samples, _, path = _run(dyn, ws_np, hyper, jax.random.PRNGKey(8))
+    idx, xi = (np.asarray(x) for x in samples)
+    assert xi.shape == (N_STEPS, 3) and np.all(xi != 0)
+    ref = [w.copy() for w in ws_np]
+    for k in range(N_STEPS):
+        b = idx[k]
+        ref = _np_step(ref, task.rows[b], task.cols[b], task.y[b] + LABEL_NOISE * xi[k], LAM, ETA)
+        _assert_weights_close(path[k], ref, rtol=1e-12, atol=1e-13)
+
+
+@pytest.mark.parametrize("kind", ["gd", "langevin"])
+@pytest.mark.parametrize("geometry", [GEOMETRIES[1], GEOMETRIES[3]],
+                         ids=lambda g: "x".join(map(str, g)))
+def test_dense_kernels_equal_numpy_reference(geometry, kind):
+    task, shapes, ws_np, arrays, hyper = _setup(geometry)
+    dyn = dynamics.make_dynamics(kind, arrays, shapes, 1, jnp.float64)
+    samples, _, path = _run(dyn, ws_np, hyper, jax.random.PRNGKey(9))
+    ref = [w.copy() for w in ws_np]
+    for k in range(N_STEPS):
+        noise = None
+        if kind == "langevin":
+            noise = [np.asarray(x[k]) for x in samples]
+            assert [x.shape for x in noise] == list(shapes)
+        ref = _np_step(ref, task.rows, task.cols, task.y, LAM, ETA, noise, TEMPERATURE)
+        _assert_weights_close(path[k], ref, rtol=1e-12, atol=1e-13)
+
+
+def test_float32_kernel_stays_float32_and_matches_reference():
+    task, shapes, ws_np, arrays, hyper = _setup(GEOMETRIES[3], jnp.float32)
+    dyn = dynamics.make_dynamics("sgd", arrays, shapes, 2, jnp.float32)
+    samples, state, path = _run(dyn, ws_np, hyper, jax.random.PRNGKey(10), jnp.float32)
+    assert state.scale.dtype == jnp.float32
+    assert all(w.dtype == jnp.float32 for w in state.weights)
+    idx = np.asarray(samples[0])
+    ref = [w.copy() for w in ws_np]
+    for k in range(N_STEPS):
+        ref = _np_step(ref, task.rows[idx[k]], task.cols[idx[k]], task.y[idx[k]], LAM, ETA)
+    _assert_weights_close(path[-1], ref, rtol=1e-5, atol=1e-6)
+
+
+def test_fold_does_not_change_the_path():
+    _, shapes, ws_np, arrays, hyper = _setup(GEOMETRIES[2])
+    dyn = dynamics.make_dynamics("sgd", arrays, shapes, 2, jnp.float64)
+    samples, lazy, _ = _run(dyn, ws_np, hyper, jax.random.PRNGKey(11))
+    update = jax.jit(dyn.update)
+    state = dynamics.new_state(tuple(jnp.asarray(w) for w in ws_np))
+    for k in range(N_STEPS):
+        state = update(jax.tree_util.tree_map(lambda x, k=k: x[k], samples), state, hyper)
+        if k % 2:
+            state = dynamics.fold(state)
+            assert float(state.scale) == 1.0
+    _assert_weights_close(dynamics.materialize(state),
+                          [np.asarray(w) for w in dynamics.materialize(lazy)],
+                          rtol=1e-13, atol=1e-14)
+
+
+# ------------------------------------------------------------------ fast kernel vs optax chain
+
+
+@pytest.mark.parametrize("kind", ["sgd", "label_noise"])
+@pytest.mark.parametrize("batch", [1, 3])
+@pytest.mark.parametrize("geometry", GEOMETRIES, ids=lambda g: "x".join(map(str, g)))
+def test_fast_kernel_equals_optax_chain(geometry, batch, kind):
+    _, shapes, ws_np, arrays, hyper = _setup(geometry, seed=1)
+    dyn = dynamics.make_dynamics(kind, arrays, shapes, batch, jnp.float64)
+    samples, _, path = _run(dyn, ws_np, hyper, jax.random.PRNGKey(12))
+    opt = dynamics.optax_chain(LAM, ETA)
+
+    @jax.jit
+    def generic(w, idx, xi):
+        y = arrays.y[idx]
+        if kind == "label_noise":
+            y = y + LABEL_NOISE * xi
+        grads = jax.grad(data_loss)(w, arrays.rows[idx], arrays.cols[idx], y)
+        updates, _ = opt.update(grads, opt.init(w), w)
+        return optax.apply_updates(w, updates)
+
+    w = tuple(jnp.asarray(x) for x in ws_np)
+    for k in range(N_STEPS):
+        w = generic(w, samples[0][k], samples[1][k])
+        _assert_weights_close(path[k], [np.asarray(x) for x in w], rtol=1e-12, atol=1e-13)
+
+
+def test_step_is_draw_then_update():
+    _, shapes, ws_np, arrays, hyper = _setup(GEOMETRIES[2])
+    dyn = dynamics.make_dynamics("label_noise", arrays, shapes, 2, jnp.float64)
+    state = dynamics.new_state(tuple(jnp.asarray(w) for w in ws_np))
+    key = jax.random.PRNGKey(13)
+    one = jax.tree_util.tree_map(lambda x: x[0], dyn.draw(key, 1))
+    got = dynamics.materialize(jax.jit(dyn.step)(key, state, hyper))
+    want = dynamics.materialize(jax.jit(dyn.update)(one, state, hyper))
+    _assert_weights_close(got, [np.asarray(x) for x in want], rtol=0, atol=0)
+    assert not np.allclose(np.asarray(got[0]), ws_np[0])
+
+
+def test_make_dynamics_rejects_unknown_kind():
+    _, shapes, _, arrays, _ = _setup(GEOMETRIES[2])
+    with pytest.raises(ValueError, match="optimizer.kind"):
+        dynamics.make_dynamics("adam", arrays, shapes, 1, jnp.float64)
+
+
+# ------------------------------------------------------------------ sampling distributions
+
+
+def test_sgd_draws_observed_entries_uniformly():
+    # Chi-square goodness of fit of 30,000 drawn indices to the uniform law on the N observed
+    # entries; with the fixed key the test is deterministic, at significance 0.001.
+    _, shapes, _, arrays, _ = _setup(GEOMETRIES[2])
+    n_obs = arrays.y.shape[0]
+    dyn = dynamics.make_dynamics("sgd", arrays, shapes, 3, jnp.float64)
+    idx, _ = dyn.draw(jax.random.PRNGKey(14), 10_000)
+    idx = np.asarray(idx).ravel()
+    assert idx.min() >= 0 and idx.max() < n_obs
+    counts = np.bincount(idx, minlength=n_obs)
+    assert stats.chisquare(counts).pvalue > 1e-3
+
+
+@pytest.mark.parametrize("kind", ["label_noise", "langevin"])
+def test_noise_draws_are_standard_normal(kind):
+    # Kolmogorov-Smirnov against N(0, 1) at significance 0.001, fixed key.
+    _, shapes, _, arrays, _ = _setup(GEOMETRIES[2])
+    dyn = dynamics.make_dynamics(kind, arrays, shapes, 4, jnp.float64)
+    sample = dyn.draw(jax.random.PRNGKey(15), 500)
+    xi = np.asarray(sample[1]).ravel() if kind == "label_noise" else np.concatenate(
+        [np.asarray(x).ravel() for x in sample])
+    assert xi.size >= 2000
+    assert stats.kstest(xi, "norm").pvalue > 1e-3
