@@ -3,22 +3,9 @@
 Importing rankjump enables JAX's float64 support (``jax_enable_x64``): GD minima are computed in
 float64 and ``run.dtype = "float64"`` needs it. Every array rankjump makes has an explicit dtype,
 so float32 runs stay float32.
-
-It also runs XLA's CPU intra-op work single-threaded (``--xla_cpu_multi_thread_eigen=false``,
-added to ``XLA_FLAGS`` unless that flag is already set, before JAX starts its backend): with the
-multi-threaded Eigen pool, jit(vmap(scan)) programs of this package's shape wedge the pool on
-some CPUs (all threads idle, the call never returns). Parallelism on a CPU comes from sharding
-the trajectory axis over host devices instead.
 """
 
-import os
-
-if "xla_cpu_multi_thread_eigen" not in os.environ.get("XLA_FLAGS", ""):
-    os.environ["XLA_FLAGS"] = (
-        os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false"
-    ).strip()
-
-import jax  # noqa: E402
+import jax
 
 jax.config.update("jax_enable_x64", True)
 

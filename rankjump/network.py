@@ -24,6 +24,7 @@ __all__ = [
     "param_norm2",
     "product",
     "representation_cost",
+    "stacked_singular_values",
 ]
 
 Weights = tuple[Float[Array, "m n"], ...]
@@ -44,9 +45,35 @@ def init_gaussian(key: Array, shapes, scale: float, dtype=jnp.float32) -> Weight
     )
 
 
-def _orthonormal(key: Array, n: int, k: int, dtype) -> Float[Array, "n k"]:
-    q, r = jnp.linalg.qr(jax.random.normal(key, (n, k), dtype))
-    return q * jnp.sign(jnp.diag(r))
+def stacked_singular_values(mats) -> Float[Array, "m n"]:
+    """Singular values of several matrices of any shapes in ONE batched SVD call.
+
+    Each matrix is zero-padded to n x n (n the largest dimension): padding adds zero singular
+    values and leaves the others unchanged. One call, not one per matrix, matters on the CPU: the
+    LAPACK kernels split a batch over XLA's intra-op thread pool and wait for it, and two such
+    calls running side by side can wedge the pool (every worker waiting, the program never ends).
+
+    Returns:
+        (len(mats), n) singular values, each row descending.
+    """
+    n = max(max(m.shape) for m in mats)
+    padded = jnp.stack([jnp.pad(m, ((0, n - m.shape[0]), (0, n - m.shape[1]))) for m in mats])
+    return jnp.linalg.svd(padded, compute_uv=False)
+
+
+def _orthonormal_stack(key: Array, dims, k: int, dtype) -> list:
+    """Haar-random n x k orthonormal matrices for each n in dims, from ONE batched QR call.
+
+    Gaussian n x k blocks are zero-padded to max(dims) rows; the reduced QR of [G; 0] with a
+    positive diagonal of R is [Q; 0], so each Q is the Haar-distributed factor of its own G.
+    """
+    n = max(dims)
+    keys = jax.random.split(key, len(dims))
+    g = jnp.stack([jnp.pad(jax.random.normal(kk, (d, k), dtype), ((0, n - d), (0, 0)))
+                   for kk, d in zip(keys, dims, strict=True)])
+    q, r = jnp.linalg.qr(g)
+    q = q * jnp.sign(jnp.diagonal(r, axis1=-2, axis2=-1))[:, None, :]
+    return [q[l, :d] for l, d in enumerate(dims)]
 
 
 def init_balanced(key: Array, shapes, rank: int, scale: float, dtype=jnp.float32) -> Weights:
@@ -56,8 +83,7 @@ def init_balanced(key: Array, shapes, rank: int, scale: float, dtype=jnp.float32
     U_{L+1} (d_out x rank), so W_{l+1}^T W_{l+1} = W_l W_l^T and A_theta = scale^L U_{L+1} U_1^T.
     """
     dims = [shapes[0][1]] + [s[0] for s in shapes]
-    keys = jax.random.split(key, len(dims))
-    us = [_orthonormal(k, n, rank, dtype) for k, n in zip(keys, dims, strict=True)]
+    us = _orthonormal_stack(key, dims, rank, dtype)
     return tuple(jnp.asarray(scale, dtype) * us[l + 1] @ us[l].T for l in range(len(shapes)))
 
 

@@ -28,6 +28,7 @@ from rankjump.network import (
     layer_shapes,
     param_norm2,
     product,
+    stacked_singular_values,
 )
 from rankjump.ranks import REL_FLOOR, count_above, thresholds_for
 from rankjump.results import build_dataset
@@ -93,9 +94,10 @@ def _record(weights, alive, p: LaneParams, task: TaskArrays, s: Structure):
     alive = alive & jnp.isfinite(n2) & jnp.isfinite(dl) & (n2 <= p.diverge_norm2)
     weights = tuple(jnp.where(alive, w, jnp.zeros_like(w)) for w in weights)
     floor = REL_FLOOR[s.dtype]
-    layer_rank = jnp.stack([
-        count_above(jnp.linalg.svd(w, compute_uv=False), p.thr_layer, floor) for w in weights])
-    sv = jnp.linalg.svd(product(weights), compute_uv=False)
+    svs = stacked_singular_values([*weights, product(weights)])
+    layer_rank = jnp.stack([count_above(svs[l, : min(w.shape)], p.thr_layer, floor)
+                            for l, w in enumerate(weights)])
+    sv = svs[-1, : min(s.shapes[0][1], s.shapes[-1][0])]
     end_rank = count_above(sv, p.thr_end, floor)
     nan = jnp.asarray(jnp.nan, n2.dtype)
 

@@ -1,17 +1,17 @@
 """Shared helpers for the core tests.
 
-``import rankjump`` comes first: it enables float64 in JAX and sets the XLA CPU flag before any
-JAX backend starts.
+pytest loads this file before the test modules, so ``import rankjump`` here enables float64 in
+JAX and sets the XLA CPU flag before any test uses JAX. Test modules import ``small_config`` from
+here (``from conftest import small_config``) to share program shapes, hence compilations.
 """
 
 from __future__ import annotations
 
+import numpy as np
+import pytest
+
 import rankjump  # noqa: F401  (x64 + XLA_FLAGS before JAX is used)
-
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-
-from rankjump import Config  # noqa: E402
+from rankjump import Config
 
 
 @pytest.fixture
@@ -26,13 +26,12 @@ def small_config(**sections) -> Config:
         task={"d_out": 5, "d_in": 4, "rank": 2, "observed": 0.6, "singular_values": [2.0, 1.0]},
         network={"depth": 3, "width": 4, "init_scale": 1.0},
         optimizer={"lam": [1e-2], "eta": [0.05]},
-        run={"trajectories": 4, "steps": 200, "record_every": 50, "dtype": "float64",
-             "chunk_size": 512},
+        run={
+            "trajectories": 4,
+            "steps": 200,
+            "record_every": 50,
+            "dtype": "float64",
+            "chunk_size": 512,
+        },
     )
     return base.replace(**sections) if sections else base
-
-
-@pytest.fixture
-def make_config():
-    """Factory fixture: ``make_config(run={...}, ...)`` -> a small :class:`Config`."""
-    return small_config

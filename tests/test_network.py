@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import rankjump  # noqa: F401  (x64 before JAX is used)
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-
-from rankjump import network  # noqa: E402
+from rankjump import network
 
 # (d_out, d_in, width, depth): depth 1 to 4, never square, d_out != d_in != width.
 SHAPES = [(3, 5, 4, 1), (3, 5, 4, 2), (4, 6, 3, 3), (5, 3, 4, 3), (3, 5, 2, 4), (6, 4, 5, 4)]
@@ -137,8 +135,12 @@ def test_representation_cost_equals_norm_at_balanced_point(depth):
 
 def test_imbalance_matches_numpy(np_rng):
     ws_np = _np_weights(np_rng, 5, 3, 4, 3)
-    ref = np.sqrt(sum(np.sum((hi.T @ hi - lo @ lo.T) ** 2)
-                      for lo, hi in zip(ws_np[:-1], ws_np[1:], strict=True)))
+    ref = np.sqrt(
+        sum(
+            np.sum((hi.T @ hi - lo @ lo.T) ** 2)
+            for lo, hi in zip(ws_np[:-1], ws_np[1:], strict=True)
+        )
+    )
     assert ref > 0.1
     got = float(network.imbalance(tuple(jnp.asarray(w) for w in ws_np)))
     assert got == pytest.approx(ref, rel=1e-12)
