@@ -11,8 +11,6 @@ import argparse
 import json
 import time
 
-import numpy as np
-
 import rankjump as rj
 from rankjump.config import Config, loads_config
 
@@ -64,8 +62,10 @@ def time_torch_naive(cfg: Config, steps: int) -> float:
     n = cfg.network
     dims = [cfg.task.d_in] + [n.width] * (n.depth - 1) + [cfg.task.d_out]
     gen = torch.Generator().manual_seed(0)
-    ws = [(torch.randn(dims[l + 1], dims[l], generator=gen) / dims[l] ** 0.5).requires_grad_()
-          for l in range(n.depth)]
+    ws = [
+        (torch.randn(dims[l + 1], dims[l], generator=gen) / dims[l] ** 0.5).requires_grad_()
+        for l in range(n.depth)
+    ]
     lam, eta = cfg.optimizer.lam[0], cfg.optimizer.eta[0]
     opt = torch.optim.SGD(ws, lr=eta, weight_decay=2 * lam)
     rows, cols = torch.as_tensor(task.rows).long(), torch.as_tensor(task.cols).long()
@@ -94,13 +94,18 @@ def main() -> None:
     p.add_argument("--chunk", type=int, default=512)
     p.add_argument("--torch-steps", type=int, default=2000)
     args = p.parse_args()
-    cfg = loads_config(HEADLINE.format(traj=args.trajectories, steps=args.steps,
-                                       chunk=args.chunk))
+    cfg = loads_config(HEADLINE.format(traj=args.trajectories, steps=args.steps, chunk=args.chunk))
     first, best = time_rankjump(cfg)
     rate = args.trajectories * args.steps / best
     torch_rate = args.torch_steps / time_torch_naive(cfg, args.torch_steps)
-    out = {"rankjump": rate, "torch_naive": torch_rate, "ratio_naive": rate / torch_rate,
-           "compile_s": first - best, "trajectories": args.trajectories, "steps": args.steps}
+    out = {
+        "rankjump": rate,
+        "torch_naive": torch_rate,
+        "ratio_naive": rate / torch_rate,
+        "compile_s": first - best,
+        "trajectories": args.trajectories,
+        "steps": args.steps,
+    }
     print(f"rankjump kernel   {rate:12.4g} trajectory-steps/s  (compile {first - best:.1f} s)")
     print(f"torch naive loop  {torch_rate:12.4g} trajectory-steps/s")
     print(f"ratio             {rate / torch_rate:12.1f} x")

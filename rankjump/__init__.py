@@ -11,6 +11,7 @@ jax.config.update("jax_enable_x64", True)
 
 __version__ = "0.1.0"
 
+from rankjump import stats  # noqa: E402
 from rankjump.config import (  # noqa: E402
     Config,
     ConfigError,
@@ -19,7 +20,6 @@ from rankjump.config import (  # noqa: E402
     load_config,
     loads_config,
 )
-from rankjump import stats  # noqa: E402
 from rankjump.intervals import binomial_ci, upper_bound  # noqa: E402
 from rankjump.results import ResultError, load_result, save_result  # noqa: E402
 from rankjump.simulate import simulate  # noqa: E402

@@ -35,11 +35,15 @@ def _simulate(args) -> int:
     ds = simulate(cfg, progress=None if not args.quiet else False)
     save_result(ds, out)
     n_div = int(ds["diverged"].sum())
-    print(f"wrote {out}  ({ds.sizes['lam']} x {ds.sizes['eta']} cells, "
-          f"{ds.sizes['traj']} trajectories, {ds.attrs['wall_time_s']:.1f} s)")
+    print(
+        f"wrote {out}  ({ds.sizes['lam']} x {ds.sizes['eta']} cells, "
+        f"{ds.sizes['traj']} trajectories, {ds.attrs['wall_time_s']:.1f} s)"
+    )
     if n_div:
-        print(f"warning: {n_div} trajectories diverged and are excluded from statistics",
-              file=sys.stderr)
+        print(
+            f"warning: {n_div} trajectories diverged and are excluded from statistics",
+            file=sys.stderr,
+        )
     return 0
 
 
@@ -52,12 +56,12 @@ def _demo(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of all subcommands."""
-    from rankjump import __version__
-    from rankjump import stats_cli
+    from rankjump import __version__, stats_cli
 
     parser = argparse.ArgumentParser(
         prog="rankjump",
-        description="Monte Carlo of SGD's one-way jumps between minima of different rank.")
+        description="Monte Carlo of SGD's one-way jumps between minima of different rank.",
+    )
     parser.add_argument("--version", action="version", version=f"rankjump {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

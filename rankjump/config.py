@@ -134,7 +134,7 @@ class TaskConfig(_Section):
     )
     target_norm: float | None = _spec(None, float, lo=0.0, lo_open=True, optional=True)
     noise: float = _spec(0.0, float, lo=0.0)
-    seed: int = _spec(0, int, lo=0)
+    seed: int = _spec(0, int, lo=0, hi=2**32 - 1)
 
     def _check(self):
         if self.rank > min(self.d_out, self.d_in):
@@ -180,7 +180,7 @@ class NetworkConfig(_Section):
     init_scale: float = _spec(1.0, float, lo=0.0, lo_open=True)
     init_rank: int | None = _spec(None, int, lo=1, optional=True)
     init_file: str | None = _spec(None, str, optional=True)
-    seed: int = _spec(0, int, lo=0)
+    seed: int = _spec(0, int, lo=0, hi=2**32 - 1)
     gd_eta: float = _spec(0.02, float, lo=0.0, lo_open=True)
     gd_tol: float = _spec(1e-10, float, lo=0.0, lo_open=True)
     gd_max_steps: int = _spec(2_000_000, int, lo=1)
@@ -236,7 +236,7 @@ class RunConfig(_Section):
     trajectories: int = _spec(256, int, lo=1, hi=100_000_000)
     steps: int = _spec(10_000, int, lo=1)
     record_every: int = _spec(100, int, lo=1)
-    seed: int = _spec(0, int, lo=0)
+    seed: int = _spec(0, int, lo=0, hi=2**32 - 1)
     chunk_size: int = _spec(512, int, lo=1, hi=10_000_000)
     dtype: str = _spec("float32", str, choices=("float32", "float64"))
     diverge_norm2: float = _spec(1e8, float, lo=0.0, lo_open=True)
@@ -310,6 +310,11 @@ class Config:
 
     def replace(self, **sections: dict[str, Any]) -> Config:
         """A copy with some fields changed: ``cfg.replace(run={"steps": 100})``."""
+        for name, body in sections.items():
+            if name not in _SECTIONS:
+                raise ConfigError(_unknown_section_message(name))
+            if not isinstance(body, dict):
+                raise ConfigError(f"[{name}]: must be a table of fields")
         new = {}
         for name, cls in _SECTIONS.items():
             current = dataclasses.asdict(getattr(self, name))
@@ -319,6 +324,12 @@ class Config:
             current.update(sections.get(name, {}))
             new[name] = cls(**current)
         return Config(**new)
+
+
+def _unknown_section_message(name: str) -> str:
+    close = difflib.get_close_matches(name, list(_SECTIONS), n=1)
+    hint = f"; did you mean [{close[0]}]?" if close else f"; sections: {', '.join(_SECTIONS)}"
+    return f"[{name}]: unknown section{hint}"
 
 
 def _unknown_message(section: str, key: str, cls) -> str:
@@ -335,11 +346,7 @@ def config_from_dict(data: dict[str, Any]) -> Config:
     sections = {}
     for name, body in data.items():
         if name not in _SECTIONS:
-            close = difflib.get_close_matches(name, list(_SECTIONS), n=1)
-            hint = (
-                f"; did you mean [{close[0]}]?" if close else f"; sections: {', '.join(_SECTIONS)}"
-            )
-            raise ConfigError(f"[{name}]: unknown section{hint}")
+            raise ConfigError(_unknown_section_message(name))
         if not isinstance(body, dict):
             raise ConfigError(f"[{name}]: must be a table")
         cls = _SECTIONS[name]
@@ -370,9 +377,18 @@ def loads_config(text: str, source: str = "<string>") -> Config:
     return config_from_dict(data)
 
 
+def _toml_char(c: str) -> str:
+    """One character of a TOML basic string, escaped where TOML requires it."""
+    if c in ('"', "\\"):
+        return "\\" + c
+    if ord(c) < 0x20 or ord(c) == 0x7F:
+        return f"\\u{ord(c):04x}"
+    return c
+
+
 def _toml_value(value: Any) -> str:
     if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        return '"' + "".join(_toml_char(c) for c in value) + '"'
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):

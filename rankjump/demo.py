@@ -65,9 +65,10 @@ def demo_config(quick: bool = False) -> Config:
     """The embedded default; ``quick`` shrinks it to run in seconds."""
     cfg = loads_config(DEMO_CONFIG, source="demo")
     if quick:
-        cfg = cfg.replace(optimizer={"eta": [0.15, 0.17, 0.19]},
-                          run={"trajectories": 128, "steps": 20000, "record_every": 1000,
-                               "chunk_size": 128})
+        cfg = cfg.replace(
+            optimizer={"eta": [0.15, 0.17, 0.19]},
+            run={"trajectories": 128, "steps": 20000, "record_every": 1000, "chunk_size": 128},
+        )
     return cfg
 
 
@@ -81,12 +82,14 @@ def _explain_upward(traj, ev) -> None:
     steps = list(traj["step"].values)
     a, b = steps.index(ev.from_step), steps.index(ev.step)
     layers = traj["layer_rank"].values
-    print(f"  upward move at eta = {ev.eta:g}, trajectory {ev.traj}, step {ev.from_step} -> "
-          f"{ev.step}: rank {ev.from_rank} -> {ev.to_rank}; layer ranks {layers[a].tolist()} -> "
-          f"{layers[b].tolist()}; rank of A_theta {int(traj['end_rank'][a])} -> "
-          f"{int(traj['end_rank'][b])}; singular values of A_theta "
-          f"{np.array2string(traj['sv'].values[a, :4], precision=2)} -> "
-          f"{np.array2string(traj['sv'].values[b, :4], precision=2)}")
+    print(
+        f"  upward move at eta = {ev.eta:g}, trajectory {ev.traj}, step {ev.from_step} -> "
+        f"{ev.step}: rank {ev.from_rank} -> {ev.to_rank}; layer ranks {layers[a].tolist()} -> "
+        f"{layers[b].tolist()}; rank of A_theta {int(traj['end_rank'][a])} -> "
+        f"{int(traj['end_rank'][b])}; singular values of A_theta "
+        f"{np.array2string(traj['sv'].values[a, :4], precision=2)} -> "
+        f"{np.array2string(traj['sv'].values[b, :4], precision=2)}"
+    )
 
 
 def run_demo(out: Path, quick: bool = False, progress: bool | None = None) -> dict:
@@ -100,33 +103,46 @@ def run_demo(out: Path, quick: bool = False, progress: bool | None = None) -> di
     out.mkdir(parents=True, exist_ok=True)
     t, n = cfg.task, cfg.network
     lam = cfg.optimizer.lam[0]
-    print(f"rankjump demo{' --quick' if quick else ''}: {t.d_out} x {t.d_in} rank-{t.rank} target, "
-          f"{t.observed:.0%} observed, noise {t.noise}; depth {n.depth}, width {n.width}, "
-          f"lam = {lam:g}; {cfg.run.trajectories} SGD trajectories x {cfg.run.steps} steps "
-          f"per eta (batch {cfg.optimizer.batch_size}, {cfg.run.dtype})")
+    print(
+        f"rankjump demo{' --quick' if quick else ''}: {t.d_out} x {t.d_in} rank-{t.rank} target, "
+        f"{t.observed:.0%} observed, noise {t.noise}; depth {n.depth}, width {n.width}, "
+        f"lam = {lam:g}; {cfg.run.trajectories} SGD trajectories x {cfg.run.steps} steps "
+        f"per eta (batch {cfg.optimizer.batch_size}, {cfg.run.dtype})"
+    )
     sgd = simulate(cfg, progress=progress)
     gd = simulate(cfg.replace(optimizer={"kind": "gd"}, run={"trajectories": 1}), progress=False)
     start = sgd.attrs["start_rank"][0]
-    print(f"GD minimum: rank {start} (true rank {t.rank}), gradient norm "
-          f"{sgd.attrs['gd_grad_norm'][0]:.2g} after {sgd.attrs['gd_steps'][0]} GD steps "
-          f"(eta {n.gd_eta}, float64); layer threshold {sgd.attrs['threshold_layer'][0]:.2g}")
+    print(
+        f"GD minimum: rank {start} (true rank {t.rank}), gradient norm "
+        f"{sgd.attrs['gd_grad_norm'][0]:.2g} after {sgd.attrs['gd_steps'][0]} GD steps "
+        f"(eta {n.gd_eta}, float64); layer threshold {sgd.attrs['threshold_layer'][0]:.2g}"
+    )
     report = analyze(sgd)
-    print(f"\n{'eta':>6} {'GD rank':>8} {'SGD n':>6} {'diverged':>9}  "
-          f"{'final ranks (rank:count)':<26} {f'P(rank < {start}) [95% CI]':<26} upward")
+    print(
+        f"\n{'eta':>6} {'GD rank':>8} {'SGD n':>6} {'diverged':>9}  "
+        f"{'final ranks (rank:count)':<26} {f'P(rank < {start}) [95% CI]':<26} upward"
+    )
     for e, cell in enumerate(report.cells):
         gd_rank = int(gd["rank"].isel(lam=0, eta=e, traj=0, checkpoint=-1))
         alive = ~sgd["diverged"].isel(lam=0, eta=e).values
         final = sgd["rank"].isel(lam=0, eta=e, checkpoint=-1).values[alive]
         below = cell.rank_sets.get(start - 1)
-        p = (f"{below.reached.p:.3f} [{below.reached.ci[0]:.3f}, {below.reached.ci[1]:.3f}]"
-             if below is not None and cell.n else "-")
+        p = (
+            f"{below.reached.p:.3f} [{below.reached.ci[0]:.3f}, {below.reached.ci[1]:.3f}]"
+            if below is not None and cell.n
+            else "-"
+        )
         up = f"{cell.upward.count} / {cell.upward.transitions}"
-        print(f"{cell.eta:>6g} {gd_rank:>8} {cell.n:>6} {cell.diverged:>9}  "
-              f"{_counts(final):<26} {p:<26} {up}")
+        print(
+            f"{cell.eta:>6g} {gd_rank:>8} {cell.n:>6} {cell.diverged:>9}  "
+            f"{_counts(final):<26} {p:<26} {up}"
+        )
     pooled = report.pooled
-    print(f"\nOne-way check: {pooled.count} upward moves in {pooled.transitions} "
-          f"checkpoint-to-checkpoint transitions of non-diverged trajectories "
-          f"(95% upper bound {pooled.upper_bound:.2g} per transition).")
+    print(
+        f"\nOne-way check: {pooled.count} upward moves in {pooled.transitions} "
+        f"checkpoint-to-checkpoint transitions of non-diverged trajectories "
+        f"(95% upper bound {pooled.upper_bound:.2g} per transition)."
+    )
     for cell_index, cell in enumerate(report.cells):
         for ev in cell.events:
             _explain_upward(sgd.isel(lam=0, eta=cell_index, traj=ev.traj), ev)

@@ -69,8 +69,12 @@ def _orthonormal_stack(key: Array, dims, k: int, dtype) -> list:
     """
     n = max(dims)
     keys = jax.random.split(key, len(dims))
-    g = jnp.stack([jnp.pad(jax.random.normal(kk, (d, k), dtype), ((0, n - d), (0, 0)))
-                   for kk, d in zip(keys, dims, strict=True)])
+    g = jnp.stack(
+        [
+            jnp.pad(jax.random.normal(kk, (d, k), dtype), ((0, n - d), (0, 0)))
+            for kk, d in zip(keys, dims, strict=True)
+        ]
+    )
     q, r = jnp.linalg.qr(g)
     q = q * jnp.sign(jnp.diagonal(r, axis1=-2, axis2=-1))[:, None, :]
     return [q[l, :d] for l, d in enumerate(dims)]

@@ -15,9 +15,25 @@ from rankjump.config import Config, config_to_toml
 
 __all__ = ["ResultError", "build_dataset", "load_result", "save_result", "REQUIRED_VARS"]
 
-REQUIRED_VARS = ("rank", "layer_rank", "end_rank", "sv", "loss", "param_norm2", "imbalance",
-                 "diverged")
-_INT_VARS = ("rank", "layer_rank", "end_rank")
+REQUIRED_VARS = (
+    "rank",
+    "layer_rank",
+    "end_rank",
+    "sv",
+    "loss",
+    "param_norm2",
+    "imbalance",
+    "diverged",
+)
+# Attributes holding one value per lam: netCDF stores a one-element list as a scalar.
+PER_LAM_ATTRS = (
+    "threshold_layer",
+    "threshold_end",
+    "gd_grad_norm",
+    "gd_steps",
+    "gd_loss",
+    "start_rank",
+)
 
 
 class ResultError(ValueError):
@@ -25,15 +41,20 @@ class ResultError(ValueError):
 
 
 def _versions() -> dict:
-    from rankjump import __version__
-
     import jaxlib
 
+    from rankjump import __version__
+
     dev = jax.devices()[0]
-    return {"rankjump_version": __version__, "jax_version": jax.__version__,
-            "jaxlib_version": jaxlib.__version__, "numpy_version": np.__version__,
-            "platform": platform.platform(), "backend": jax.default_backend(),
-            "device_kind": dev.device_kind}
+    return {
+        "rankjump_version": __version__,
+        "jax_version": jax.__version__,
+        "jaxlib_version": jaxlib.__version__,
+        "numpy_version": np.__version__,
+        "platform": platform.platform(),
+        "backend": jax.default_backend(),
+        "device_kind": dev.device_kind,
+    }
 
 
 def build_dataset(cfg: Config, records, attrs: dict, wall_time: float) -> xr.Dataset:
@@ -66,13 +87,27 @@ def build_dataset(cfg: Config, records, attrs: dict, wall_time: float) -> xr.Dat
     }
     ds = xr.Dataset(
         data,
-        coords={"lam": np.asarray(cfg.optimizer.lam), "eta": np.asarray(cfg.optimizer.eta),
-                "traj": np.arange(n_traj), "step": ("checkpoint", steps),
-                "layer": np.arange(1, cfg.network.depth + 1), "k": np.arange(1, cfg.k_max + 1)},
+        coords={
+            "lam": np.asarray(cfg.optimizer.lam),
+            "eta": np.asarray(cfg.optimizer.eta),
+            "traj": np.arange(n_traj),
+            "step": ("checkpoint", steps),
+            "layer": np.arange(1, cfg.network.depth + 1),
+            "k": np.arange(1, cfg.k_max + 1),
+        },
     )
-    ds.attrs.update({"config": config_to_toml(cfg), "wall_time_s": float(wall_time),
-                     "producer": "rankjump", **_versions(), **attrs})
-    ds["rank"].attrs["long_name"] = "network rank (smallest per-layer numerical rank); -1 = diverged"
+    ds.attrs.update(
+        {
+            "config": config_to_toml(cfg),
+            "wall_time_s": float(wall_time),
+            "producer": "rankjump",
+            **_versions(),
+            **attrs,
+        }
+    )
+    ds["rank"].attrs["long_name"] = (
+        "network rank (smallest per-layer numerical rank); -1 = diverged"
+    )
     ds["end_rank"].attrs["long_name"] = "numerical rank of A_theta; -1 = diverged"
     ds["sv"].attrs["long_name"] = "leading singular values of A_theta"
     ds["loss"].attrs["long_name"] = "L_lam = data loss + lam ||theta||^2"
@@ -107,10 +142,14 @@ def load_result(path: str | Path) -> xr.Dataset:
         with xr.open_dataset(path, engine="h5netcdf") as ds:
             ds = ds.load()
     except Exception as err:  # h5py / xarray raise many kinds for a corrupt file
-        raise ResultError(f"{path}: not a readable netCDF result file ({type(err).__name__})") \
-            from None
+        raise ResultError(
+            f"{path}: not a readable netCDF result file ({type(err).__name__})"
+        ) from None
     missing = [v for v in REQUIRED_VARS if v not in ds]
     if ds.attrs.get("producer") != "rankjump" or missing:
         raise ResultError(f"{path}: not a rankjump result file (missing {missing or 'producer'})")
     ds["diverged"] = ds["diverged"].astype(bool)
+    for name in PER_LAM_ATTRS:
+        if name in ds.attrs:
+            ds.attrs[name] = np.atleast_1d(ds.attrs[name]).tolist()
     return ds

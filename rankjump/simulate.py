@@ -95,8 +95,9 @@ def _record(weights, alive, p: LaneParams, task: TaskArrays, s: Structure):
     weights = tuple(jnp.where(alive, w, jnp.zeros_like(w)) for w in weights)
     floor = REL_FLOOR[s.dtype]
     svs = stacked_singular_values([*weights, product(weights)])
-    layer_rank = jnp.stack([count_above(svs[l, : min(w.shape)], p.thr_layer, floor)
-                            for l, w in enumerate(weights)])
+    layer_rank = jnp.stack(
+        [count_above(svs[l, : min(w.shape)], p.thr_layer, floor) for l, w in enumerate(weights)]
+    )
     sv = svs[-1, : min(s.shapes[0][1], s.shapes[-1][0])]
     end_rank = count_above(sv, p.thr_end, floor)
     nan = jnp.asarray(jnp.nan, n2.dtype)
@@ -107,9 +108,17 @@ def _record(weights, alive, p: LaneParams, task: TaskArrays, s: Structure):
     def rank(x):
         return jnp.where(alive, x, -1)
 
-    rec = Record(rank(jnp.min(layer_rank)), rank(layer_rank), rank(end_rank),
-                 real(sv[: s.k_max]), real(dl + p.hyper.lam * n2), real(dl), real(n2),
-                 real(imbalance(weights)), alive)
+    rec = Record(
+        rank(jnp.min(layer_rank)),
+        rank(layer_rank),
+        rank(end_rank),
+        real(sv[: s.k_max]),
+        real(dl + p.hyper.lam * n2),
+        real(dl),
+        real(n2),
+        real(imbalance(weights)),
+        alive,
+    )
     return weights, rec
 
 
@@ -136,7 +145,8 @@ def _run_lane(key, start, p: LaneParams, task: TaskArrays, s: Structure) -> Reco
     def interval(carry, k):
         state, alive = carry
         keys = jax.vmap(functools.partial(jax.random.fold_in, jax.random.fold_in(key_dyn, k)))(
-            jnp.arange(n_blocks))
+            jnp.arange(n_blocks)
+        )
         state, _ = jax.lax.scan(block, state, keys)
         weights, rec = _record(materialize(state), alive, p, task, s)
         return (State(weights, state.scale, state.step), rec.alive), rec
@@ -153,7 +163,8 @@ def compiled_chunk(s: Structure):
         _TRACES["count"] += 1
         start_axis = 0 if s.init == "shared" else None
         return jax.vmap(_run_lane, in_axes=(0, start_axis, 0, None, None))(
-            keys, starts, params, task, s)
+            keys, starts, params, task, s
+        )
 
     return jax.jit(chunk)
 
@@ -173,8 +184,11 @@ def _starts(cfg: Config, task: Task, shapes, lams):
     net = cfg.network
     if net.init == "gd_minimum":
         m = _cached_gd_minimum(cfg.task, net, tuple(float(x) for x in lams))
-        return m.weights, {"gd_grad_norm": m.grad_norm.tolist(), "gd_steps": m.steps.tolist(),
-                           "gd_loss": m.loss.tolist()}
+        return m.weights, {
+            "gd_grad_norm": m.grad_norm.tolist(),
+            "gd_steps": m.steps.tolist(),
+            "gd_loss": m.loss.tolist(),
+        }
     if net.init == "file":
         w = load_weights(net.init_file, shapes)
         return tuple(np.broadcast_to(x, (len(lams), *x.shape)) for x in w), {}
@@ -207,15 +221,29 @@ def simulate(cfg: Config, *, progress: bool | None = None) -> xr.Dataset:
     shapes = layer_shapes(cfg.task.d_out, cfg.task.d_in, cfg.network.width, cfg.network.depth)
     lams, etas = np.asarray(opt.lam), np.asarray(opt.eta)
     init = cfg.network.init if cfg.network.init in ("gaussian", "balanced") else "shared"
-    s = Structure(opt.kind, shapes, opt.batch_size, run.steps // run.record_every,
-                  run.record_every, _block_size(run.record_every), run.dtype, cfg.k_max, init,
-                  cfg.network.init_rank or 0)
-    thr = [thresholds_for(cfg.rank.threshold, lam, task.y, cfg.network.depth, cfg.rank.safety,
-                          run.dtype) for lam in lams]
+    s = Structure(
+        opt.kind,
+        shapes,
+        opt.batch_size,
+        run.steps // run.record_every,
+        run.record_every,
+        _block_size(run.record_every),
+        run.dtype,
+        cfg.k_max,
+        init,
+        cfg.network.init_rank or 0,
+    )
+    thr = [
+        thresholds_for(
+            cfg.rank.threshold, lam, task.y, cfg.network.depth, cfg.rank.safety, run.dtype
+        )
+        for lam in lams
+    ]
     starts, start_attrs = _starts(cfg, task, shapes, lams)
     if starts is not None:
-        start_attrs["start_rank"] = [_network_rank([w[k] for w in starts], thr[k].layer)
-                                     for k in range(len(lams))]
+        start_attrs["start_rank"] = [
+            _network_rank([w[k] for w in starts], thr[k].layer) for k in range(len(lams))
+        ]
 
     n_lam, n_eta, n_traj = len(lams), len(etas), run.trajectories
     lane_lam = np.repeat(np.arange(n_lam), n_eta * n_traj)
@@ -231,32 +259,48 @@ def simulate(cfg: Config, *, progress: bool | None = None) -> xr.Dataset:
     def full(value, n):
         return np.full(n, value, dtype)
 
-    task_arrays = TaskArrays(jnp.asarray(task.rows), jnp.asarray(task.cols),
-                             jnp.asarray(task.y, dtype))
+    task_arrays = TaskArrays(
+        jnp.asarray(task.rows), jnp.asarray(task.cols), jnp.asarray(task.y, dtype)
+    )
     root = jax.random.PRNGKey(run.seed)
     program = compiled_chunk(s)
     outputs = []
-    bar = tqdm(total=n_lanes, unit="traj", desc="simulate",
-               disable=None if progress is None else not progress)
+    bar = tqdm(
+        total=n_lanes,
+        unit="traj",
+        desc="simulate",
+        disable=None if progress is None else not progress,
+    )
     for c in range(n_chunks):
         lanes = np.arange(c * chunk, (c + 1) * chunk) % n_lanes  # pad the last chunk
         li, ei = lane_lam[lanes], lane_eta[lanes]
         keys = jax.vmap(functools.partial(jax.random.fold_in, root))(
-            jnp.asarray(lane_traj[lanes], jnp.uint32))
+            jnp.asarray(lane_traj[lanes], jnp.uint32)
+        )
         params = LaneParams(
-            Hyper(col(lams, li), col(etas, ei), full(opt.label_noise, chunk),
-                  full(opt.temperature, chunk)),
-            col([t.layer for t in thr], li), col([t.end for t in thr], li),
-            full(cfg.network.init_scale, chunk), full(run.diverge_norm2, chunk))
-        lane_starts = (None if starts is None
-                       else tuple(jnp.asarray(w[li], dtype) for w in starts))
-        rec = program(keys, lane_starts, params, task_arrays)
+            Hyper(
+                col(lams, li),
+                col(etas, ei),
+                full(opt.label_noise, chunk),
+                full(opt.temperature, chunk),
+            ),
+            col([t.layer for t in thr], li),
+            col([t.end for t in thr], li),
+            full(cfg.network.init_scale, chunk),
+            full(run.diverge_norm2, chunk),
+        )
+        lane_starts = None if starts is None else tuple(jnp.asarray(w[li], dtype) for w in starts)
+        with jax.default_matmul_precision("highest"):  # no TF32 on GPUs (DESIGN.md)
+            rec = program(keys, lane_starts, params, task_arrays)
         n_valid = min(chunk, n_lanes - c * chunk)
         outputs.append(jax.tree_util.tree_map(lambda x, n=n_valid: np.asarray(x)[:n], rec))
         bar.update(n_valid)
     bar.close()
     records = Record(*(np.concatenate(parts) for parts in zip(*outputs, strict=True)))
-    attrs = {"threshold_layer": [float(t.layer) for t in thr],
-             "threshold_end": [float(t.end) for t in thr],
-             "rel_floor": REL_FLOOR[run.dtype], **start_attrs}
+    attrs = {
+        "threshold_layer": [float(t.layer) for t in thr],
+        "threshold_end": [float(t.end) for t in thr],
+        "rel_floor": REL_FLOOR[run.dtype],
+        **start_attrs,
+    }
     return build_dataset(cfg, records, attrs, wall_time=time.perf_counter() - t0)

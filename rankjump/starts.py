@@ -66,9 +66,8 @@ def gd_minimum(task: Task, d_out: int, d_in: int, net: NetworkConfig, lams) -> G
 
         def body(carry):
             state, _, _ = carry
-            state = jax.lax.fori_loop(
-                0, _CHECK_EVERY, lambda _, s: dyn.update(None, s, hyper), state
-            )
+            n = jnp.minimum(_CHECK_EVERY, max_steps - state.step)
+            state = jax.lax.fori_loop(0, n, lambda _, s: dyn.update(None, s, hyper), state)
             value, gn = _grad_norm(materialize(state), arrays, lam)
             return state, value, gn
 
@@ -80,7 +79,8 @@ def gd_minimum(task: Task, d_out: int, d_in: int, net: NetworkConfig, lams) -> G
         state, value, gn = jax.lax.while_loop(cond, body, (new_state(w0), value, gn))
         return materialize(state), gn, state.step, value
 
-    w, gn, steps, value = jax.jit(jax.vmap(one))(jnp.asarray(lams, f64))
+    with jax.default_matmul_precision("highest"):
+        w, gn, steps, value = jax.jit(jax.vmap(one))(jnp.asarray(lams, f64))
     w = tuple(np.asarray(x) for x in w)
     gn, steps, value = np.asarray(gn), np.asarray(steps), np.asarray(value)
     bad = ~(gn <= tol)

@@ -1,7 +1,7 @@
 """Shared helpers for the core tests.
 
 pytest loads this file before the test modules, so ``import rankjump`` here enables float64 in
-JAX and sets the XLA CPU flag before any test uses JAX. Test modules import ``small_config`` from
+JAX before any test uses it. Test modules import ``small_config`` from
 here (``from conftest import small_config``) to share program shapes, hence compilations.
 """
 
@@ -10,8 +10,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import rankjump  # noqa: F401  (x64 + XLA_FLAGS before JAX is used)
+import rankjump  # noqa: F401  (float64 enabled before JAX is used)
 from rankjump import Config
+
+
+def pytest_collection_modifyitems(config, items):
+    """Leave ``@pytest.mark.slow`` tests out unless a marker expression is given (``-m slow``)."""
+    if config.getoption("markexpr"):
+        return
+    slow = [item for item in items if item.get_closest_marker("slow")]
+    if slow:
+        config.hook.pytest_deselected(items=slow)
+        items[:] = [item for item in items if not item.get_closest_marker("slow")]
 
 
 @pytest.fixture

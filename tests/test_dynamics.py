@@ -85,7 +85,7 @@ def _setup(geometry, dtype=jnp.float64, seed=0):
 
 def _run(dyn, ws_np, hyper, key, dtype=jnp.float64, n=N_STEPS):
     """n steps of the kernel from ws_np (lazy scale never folded); samples and materialized path."""
-    samples = dyn.draw(key, n)
+    samples = jax.jit(dyn.draw, static_argnums=1)(key, n)
     update = jax.jit(dyn.update)
     state = dynamics.new_state(tuple(jnp.asarray(w, dtype) for w in ws_np))
     path = []
@@ -263,7 +263,7 @@ def test_sgd_draws_observed_entries_uniformly():
     _, shapes, _, arrays, _ = _setup(GEOMETRIES[2])
     n_obs = arrays.y.shape[0]
     dyn = dynamics.make_dynamics("sgd", arrays, shapes, 3, jnp.float64)
-    idx, _ = dyn.draw(jax.random.PRNGKey(14), 10_000)
+    idx, _ = jax.jit(dyn.draw, static_argnums=1)(jax.random.PRNGKey(14), 10_000)
     idx = np.asarray(idx).ravel()
     assert idx.min() >= 0 and idx.max() < n_obs
     counts = np.bincount(idx, minlength=n_obs)
@@ -275,7 +275,7 @@ def test_noise_draws_are_standard_normal(kind):
     # Kolmogorov-Smirnov against N(0, 1) at significance 0.001, fixed key.
     _, shapes, _, arrays, _ = _setup(GEOMETRIES[2])
     dyn = dynamics.make_dynamics(kind, arrays, shapes, 4, jnp.float64)
-    sample = dyn.draw(jax.random.PRNGKey(15), 500)
+    sample = jax.jit(dyn.draw, static_argnums=1)(jax.random.PRNGKey(15), 500)
     xi = (
         np.asarray(sample[1]).ravel()
         if kind == "label_noise"
