@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import xarray as xr
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from tqdm.auto import tqdm
 
 from rankjump.config import Config
@@ -204,12 +205,14 @@ def _network_rank(weights, eps: float) -> int:
     return min(ranks)
 
 
-def simulate(cfg: Config, *, progress: bool | None = None) -> xr.Dataset:
+def simulate(cfg: Config, *, progress: bool | None = None, devices=None) -> xr.Dataset:
     """Run the whole lam x eta grid of ``cfg`` and return the result Dataset (DESIGN.md schema).
 
     Args:
         cfg: a validated configuration.
         progress: show a progress bar over chunks (default: only on a terminal).
+        devices: devices to shard the trajectory axis over (default: all of ``jax.devices()``);
+            each gets ``run.chunk_size`` lanes per call. Results do not depend on the number.
 
     Returns:
         An ``xarray.Dataset`` with dims (lam, eta, traj, checkpoint, layer, k).
@@ -250,8 +253,19 @@ def simulate(cfg: Config, *, progress: bool | None = None) -> xr.Dataset:
     lane_eta = np.tile(np.repeat(np.arange(n_eta), n_traj), n_lam)
     lane_traj = np.tile(np.arange(n_traj), n_lam * n_eta)
     n_lanes = lane_lam.size
-    chunk = min(run.chunk_size, n_lanes)
+    devices = list(jax.devices() if devices is None else devices)
+    n_dev = len(devices)
+    # chunk_size lanes per device and call; the lane axis is sharded over the devices.
+    chunk = min(run.chunk_size, -(-n_lanes // n_dev)) * n_dev
     n_chunks = -(-n_lanes // chunk)
+    mesh = Mesh(np.array(devices), ("lanes",))
+    on_lanes, replicated = (
+        NamedSharding(mesh, PartitionSpec("lanes")),
+        NamedSharding(mesh, PartitionSpec()),
+    )
+
+    def shard(tree):
+        return jax.device_put(tree, on_lanes)
 
     def col(values, index):
         return np.asarray(values, dtype)[index]
@@ -259,8 +273,9 @@ def simulate(cfg: Config, *, progress: bool | None = None) -> xr.Dataset:
     def full(value, n):
         return np.full(n, value, dtype)
 
-    task_arrays = TaskArrays(
-        jnp.asarray(task.rows), jnp.asarray(task.cols), jnp.asarray(task.y, dtype)
+    task_arrays = jax.device_put(
+        TaskArrays(jnp.asarray(task.rows), jnp.asarray(task.cols), jnp.asarray(task.y, dtype)),
+        replicated,
     )
     root = jax.random.PRNGKey(run.seed)
     program = compiled_chunk(s)
@@ -289,9 +304,9 @@ def simulate(cfg: Config, *, progress: bool | None = None) -> xr.Dataset:
             full(cfg.network.init_scale, chunk),
             full(run.diverge_norm2, chunk),
         )
-        lane_starts = None if starts is None else tuple(jnp.asarray(w[li], dtype) for w in starts)
+        lane_starts = None if starts is None else tuple(np.asarray(w[li], dtype) for w in starts)
         with jax.default_matmul_precision("highest"):  # no TF32 on GPUs (DESIGN.md)
-            rec = program(keys, lane_starts, params, task_arrays)
+            rec = program(shard(keys), shard(lane_starts), shard(params), task_arrays)
         n_valid = min(chunk, n_lanes - c * chunk)
         outputs.append(jax.tree_util.tree_map(lambda x, n=n_valid: np.asarray(x)[:n], rec))
         bar.update(n_valid)
