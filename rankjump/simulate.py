@@ -39,6 +39,7 @@ from rankjump.tasks import Task, make_task
 __all__ = ["Record", "Structure", "LaneParams", "compiled_chunk", "simulate", "trace_count"]
 
 _MAX_BLOCK = 32  # steps between folds of the lazy weight-decay scale
+_UNROLL = 4  # steps unrolled in the inner scan: measured 1.2-1.3x at d = 20, depth 4 (CPU)
 
 
 class Structure(NamedTuple):
@@ -140,7 +141,9 @@ def _run_lane(key, start, p: LaneParams, task: TaskArrays, s: Structure) -> Reco
 
     def block(state: State, key_block):
         samples = dyn.draw(key_block, s.block)
-        state, _ = jax.lax.scan(lambda st, x: (dyn.update(x, st, p.hyper), None), state, samples)
+        state, _ = jax.lax.scan(
+            lambda st, x: (dyn.update(x, st, p.hyper), None), state, samples, unroll=_UNROLL
+        )
         return fold(state), None
 
     def interval(carry, k):
