@@ -47,4 +47,14 @@ __all__ = [
     "simulate",
     "stats",
     "upper_bound",
+    "plots",
 ]
+
+
+def __getattr__(name):
+    """``rankjump.plots`` is imported on first use (matplotlib is slow to import)."""
+    if name == "plots":
+        import importlib
+
+        return importlib.import_module("rankjump.plots")
+    raise AttributeError(f"module 'rankjump' has no attribute {name!r}")

@@ -56,7 +56,7 @@ def _demo(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of all subcommands."""
-    from rankjump import __version__, stats_cli
+    from rankjump import __version__, plots_cli, stats_cli
 
     parser = argparse.ArgumentParser(
         prog="rankjump",
@@ -78,25 +78,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_simulate)
 
     stats_cli.add_parser(sub)
+    plots_cli.add_parser(sub)
     return parser
-
-
-def _use_all_cores() -> None:
-    """Split the host CPU into one XLA device per core, unless XLA_FLAGS already says.
-
-    The simulator shards its trajectory axis over all devices, so on a CPU this runs one chunk
-    per core side by side; results are identical to one device. It must run before JAX starts
-    its backend; on a GPU machine it only affects the (unused) host platform.
-    """
-    flags = os.environ.get("XLA_FLAGS", "")
-    if "xla_force_host_platform_device_count" not in flags:
-        n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-        os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={n or 1}".strip()
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``rankjump`` command."""
-    _use_all_cores()
     parser = build_parser()
     args = parser.parse_args(argv)
     from rankjump.config import ConfigError

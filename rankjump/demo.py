@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from rankjump.config import Config, loads_config
+from rankjump.plots import save_all
 from rankjump.results import save_result
 from rankjump.simulate import simulate
 from rankjump.stats import analyze
@@ -151,5 +152,9 @@ def run_demo(out: Path, quick: bool = False, progress: bool | None = None) -> di
         print(f"{n_div} diverged trajectories are flagged in the file and excluded above.")
     path = save_result(sgd, out / "result.nc")
     save_result(gd, out / "gd.nc")
-    print(f"wrote {path} and {out / 'gd.nc'}; next: rankjump stats {path}")
+    figures = save_all(sgd, out, gd=gd, formats=("png",))
+    print(f"wrote {path}, {out / 'gd.nc'} and {len(figures)} figures:")
+    for fig in figures:
+        print(f"  {fig}")
+    print(f"next: rankjump stats {path}")
     return report.to_dict()
