@@ -11,6 +11,8 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int
 
+from rankjump.jacobi import jacobi_singular_values
+
 __all__ = [
     "Weights",
     "data_loss",
@@ -45,39 +47,44 @@ def init_gaussian(key: Array, shapes, scale: float, dtype=jnp.float32) -> Weight
     )
 
 
-def stacked_singular_values(mats) -> Float[Array, "m n"]:
-    """Singular values of several matrices of any shapes in ONE batched SVD call.
+def stacked_singular_values(mats, method: str = "lapack") -> Float[Array, "m n"]:
+    """Singular values of several matrices of any shapes, batched in ONE call.
 
     Each matrix is zero-padded to n x n (n the largest dimension): padding adds zero singular
-    values and leaves the others unchanged. One call, not one per matrix, matters on the CPU: the
-    LAPACK kernels split a batch over XLA's intra-op thread pool and wait for it, and two such
-    calls running side by side can wedge the pool (every worker waiting, the program never ends).
+    values and leaves the others unchanged. One call rather than one per matrix matters on the
+    CPU: jaxlib's LAPACK kernels split a batch over XLA's intra-op thread pool and block waiting
+    for it, so two such calls running side by side can leave every worker waiting (the program
+    never returns). With several host devices that can still happen across devices; there
+    ``method = "jacobi"`` (:mod:`rankjump.jacobi`, no custom call, about 10x slower) is safe.
 
     Returns:
         (len(mats), n) singular values, each row descending.
     """
     n = max(max(m.shape) for m in mats)
     padded = jnp.stack([jnp.pad(m, ((0, n - m.shape[0]), (0, n - m.shape[1]))) for m in mats])
+    if method == "jacobi":
+        return jacobi_singular_values(padded)
     return jnp.linalg.svd(padded, compute_uv=False)
 
 
 def _orthonormal_stack(key: Array, dims, k: int, dtype) -> list:
-    """Haar-random n x k orthonormal matrices for each n in dims, from ONE batched QR call.
+    """Haar-random n x k orthonormal matrices, one for each n in dims.
 
-    Gaussian n x k blocks are zero-padded to max(dims) rows; the reduced QR of [G; 0] with a
-    positive diagonal of R is [Q; 0], so each Q is the Haar-distributed factor of its own G.
+    Modified Gram-Schmidt on Gaussian columns (the Q of a QR with positive diagonal, hence
+    Haar-distributed), in plain jax.numpy: no LAPACK call (see :func:`stacked_singular_values`).
     """
-    n = max(dims)
     keys = jax.random.split(key, len(dims))
-    g = jnp.stack(
-        [
-            jnp.pad(jax.random.normal(kk, (d, k), dtype), ((0, n - d), (0, 0)))
-            for kk, d in zip(keys, dims, strict=True)
-        ]
-    )
-    q, r = jnp.linalg.qr(g)
-    q = q * jnp.sign(jnp.diagonal(r, axis1=-2, axis2=-1))[:, None, :]
-    return [q[l, :d] for l, d in enumerate(dims)]
+    out = []
+    for kk, d in zip(keys, dims, strict=True):
+        g = jax.random.normal(kk, (d, k), dtype)
+        cols = []
+        for c in range(k):
+            v = g[:, c]
+            for u in cols:
+                v = v - jnp.dot(u, v) * u
+            cols.append(v / jnp.linalg.norm(v))
+        out.append(jnp.stack(cols, axis=1))
+    return out
 
 
 def init_balanced(key: Array, shapes, rank: int, scale: float, dtype=jnp.float32) -> Weights:

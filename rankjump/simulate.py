@@ -55,6 +55,7 @@ class Structure(NamedTuple):
     k_max: int
     init: str  # "gaussian" | "balanced" (drawn per trajectory) | "shared"
     init_rank: int
+    svd: str  # "lapack", or "jacobi" on a CPU split into several devices
 
 
 class LaneParams(NamedTuple):
@@ -96,7 +97,7 @@ def _record(weights, alive, p: LaneParams, task: TaskArrays, s: Structure):
     alive = alive & jnp.isfinite(n2) & jnp.isfinite(dl) & (n2 <= p.diverge_norm2)
     weights = tuple(jnp.where(alive, w, jnp.zeros_like(w)) for w in weights)
     floor = REL_FLOOR[s.dtype]
-    svs = stacked_singular_values([*weights, product(weights)])
+    svs = stacked_singular_values([*weights, product(weights)], s.svd)
     layer_rank = jnp.stack(
         [count_above(svs[l, : min(w.shape)], p.thr_layer, floor) for l, w in enumerate(weights)]
     )
@@ -173,6 +174,12 @@ def compiled_chunk(s: Structure):
     return jax.jit(chunk)
 
 
+def _svd_method() -> str:
+    """LAPACK's batched SVD, except on a CPU split into several devices (see
+    :func:`rankjump.network.stacked_singular_values`)."""
+    return "jacobi" if jax.default_backend() == "cpu" and jax.device_count() > 1 else "lapack"
+
+
 def _block_size(record_every: int) -> int:
     return max(b for b in range(1, _MAX_BLOCK + 1) if record_every % b == 0)
 
@@ -238,6 +245,7 @@ def simulate(cfg: Config, *, progress: bool | None = None, devices=None) -> xr.D
         cfg.k_max,
         init,
         cfg.network.init_rank or 0,
+        _svd_method(),
     )
     thr = [
         thresholds_for(

@@ -11,8 +11,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 SCRIPT = """
 import sys
 import jax
@@ -35,7 +33,6 @@ print("identical")
 """
 
 
-@pytest.mark.slow
 def test_four_devices_equal_one():
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4")
     tests = str(Path(__file__).parent)

@@ -89,6 +89,7 @@ def _single_lane(cfg):
         cfg.k_max,
         net.init,
         net.init_rank or 0,
+        "lapack",
     )
     dtype = jnp.dtype(run.dtype)
     arrays = TaskArrays(jnp.asarray(task.rows), jnp.asarray(task.cols), jnp.asarray(task.y, dtype))
