@@ -36,7 +36,15 @@ from rankjump.results import build_dataset
 from rankjump.starts import gd_minimum, load_weights
 from rankjump.tasks import Task, make_task
 
-__all__ = ["Record", "Structure", "LaneParams", "compiled_chunk", "simulate", "trace_count"]
+__all__ = [
+    "LaneParams",
+    "Record",
+    "Structure",
+    "compiled_chunk",
+    "simulate",
+    "structure_for",
+    "trace_count",
+]
 
 _MAX_BLOCK = 32  # steps between folds of the lazy weight-decay scale
 _UNROLL = 4  # steps unrolled in the inner scan: measured 1.2-1.3x at d = 20, depth 4 (CPU)
@@ -174,6 +182,24 @@ def compiled_chunk(s: Structure):
     return jax.jit(chunk)
 
 
+def structure_for(cfg: Config, svd: str | None = None) -> Structure:
+    """The static settings of ``cfg``: they pick the compiled program."""
+    run, opt, net = cfg.run, cfg.optimizer, cfg.network
+    return Structure(
+        opt.kind,
+        layer_shapes(cfg.task.d_out, cfg.task.d_in, net.width, net.depth),
+        opt.batch_size,
+        run.steps // run.record_every,
+        run.record_every,
+        _block_size(run.record_every),
+        run.dtype,
+        cfg.k_max,
+        net.init if net.init in ("gaussian", "balanced") else "shared",
+        net.init_rank or 0,
+        svd or _svd_method(),
+    )
+
+
 def _svd_method() -> str:
     """LAPACK's batched SVD, except on a CPU split into several devices (see
     :func:`rankjump.network.stacked_singular_values`)."""
@@ -233,20 +259,7 @@ def simulate(cfg: Config, *, progress: bool | None = None, devices=None) -> xr.D
     task = make_task(cfg.task)
     shapes = layer_shapes(cfg.task.d_out, cfg.task.d_in, cfg.network.width, cfg.network.depth)
     lams, etas = np.asarray(opt.lam), np.asarray(opt.eta)
-    init = cfg.network.init if cfg.network.init in ("gaussian", "balanced") else "shared"
-    s = Structure(
-        opt.kind,
-        shapes,
-        opt.batch_size,
-        run.steps // run.record_every,
-        run.record_every,
-        _block_size(run.record_every),
-        run.dtype,
-        cfg.k_max,
-        init,
-        cfg.network.init_rank or 0,
-        _svd_method(),
-    )
+    s = structure_for(cfg)
     thr = [
         thresholds_for(
             cfg.rank.threshold, lam, task.y, cfg.network.depth, cfg.rank.safety, run.dtype

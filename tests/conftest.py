@@ -45,3 +45,25 @@ def small_config(**sections) -> Config:
         },
     )
     return base.replace(**sections) if sections else base
+
+
+def np_product(ws):
+    """NumPy float64 reference: A = W_L ... W_1."""
+    a = ws[0]
+    for w in ws[1:]:
+        a = w @ a
+    return a
+
+
+def np_entry_grads(ws, i, j):
+    """dA[i, j]/dW_l = (W_L..W_{l+1})^T e_i (W_{l-1}..W_1 e_j)^T, by explicit products."""
+    grads = []
+    for l in range(len(ws)):
+        below = np.eye(ws[0].shape[1])
+        for w in ws[:l]:
+            below = w @ below
+        above = np.eye(ws[-1].shape[0])
+        for w in reversed(ws[l + 1 :]):
+            above = above @ w
+        grads.append(np.outer(above[i, :], below[:, j]))
+    return grads

@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from conftest import np_entry_grads, np_product
 from scipy import stats
 
 from rankjump import dynamics
@@ -32,34 +33,14 @@ GEOMETRIES = [(3, 5, 4, 1), (5, 3, 4, 2), (4, 6, 3, 3), (5, 4, 3, 4)]
 # ------------------------------------------------------------------ NumPy reference
 
 
-def _np_product(ws):
-    a = ws[0]
-    for w in ws[1:]:
-        a = w @ a
-    return a
-
-
-def _np_entry_grads(ws, i, j):
-    grads = []
-    for l in range(len(ws)):
-        below = np.eye(ws[0].shape[1])
-        for w in ws[:l]:
-            below = w @ below
-        above = np.eye(ws[-1].shape[0])
-        for w in reversed(ws[l + 1 :]):
-            above = above @ w
-        grads.append(np.outer(above[i, :], below[:, j]))
-    return grads
-
-
 def _np_step(ws, rows, cols, y, lam, eta, noise=None, temperature=0.0):
     """One step of THEORY.md's update on the given (batch of) entries, in float64."""
-    a = _np_product(ws)
+    a = np_product(ws)
     new = [(1.0 - 2.0 * eta * lam) * w for w in ws]
     b = len(rows)
     for i, j, t in zip(rows, cols, y, strict=True):
         r = a[i, j] - t
-        for l, g in enumerate(_np_entry_grads(ws, i, j)):
+        for l, g in enumerate(np_entry_grads(ws, i, j)):
             new[l] -= (2.0 * eta / b) * r * g
     if noise is not None:
         amp = np.sqrt(2.0 * eta * temperature)

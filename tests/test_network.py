@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import np_entry_grads, np_product
 
 from rankjump import network
 
@@ -16,27 +17,6 @@ SHAPES = [(3, 5, 4, 1), (3, 5, 4, 2), (4, 6, 3, 3), (5, 3, 4, 3), (3, 5, 2, 4), 
 def _np_weights(rng, d_out, d_in, width, depth):
     shapes = network.layer_shapes(d_out, d_in, width, depth)
     return [rng.standard_normal(s) / np.sqrt(s[1]) for s in shapes]
-
-
-def _np_product(ws):
-    a = ws[0]
-    for w in ws[1:]:
-        a = w @ a
-    return a
-
-
-def _np_entry_grad(ws, i, j):
-    """dA[i, j]/dW_l = (W_L..W_{l+1})^T e_i (W_{l-1}..W_1 e_j)^T, by explicit products."""
-    grads = []
-    for l in range(len(ws)):
-        below = np.eye(ws[0].shape[1])
-        for w in ws[:l]:
-            below = w @ below
-        above = np.eye(ws[-1].shape[0])
-        for w in reversed(ws[l + 1 :]):
-            above = above @ w
-        grads.append(np.outer(above[i, :], below[:, j]))
-    return grads
 
 
 @pytest.mark.parametrize(("d_out", "d_in", "width", "depth"), SHAPES)
@@ -61,7 +41,7 @@ _entry_vectors = jax.jit(network.entry_vectors)
 def test_entry_grad_equals_jax_grad(np_rng, d_out, d_in, width, depth):
     ws_np = _np_weights(np_rng, d_out, d_in, width, depth)
     ws = tuple(jnp.asarray(w, jnp.float64) for w in ws_np)
-    a_np = _np_product(ws_np)
+    a_np = np_product(ws_np)
     np.testing.assert_allclose(np.asarray(network.product(ws)), a_np, rtol=1e-13, atol=1e-14)
     for i, j in [(0, 0), (d_out - 1, d_in - 1), (d_out // 2, 1), (1, d_in - 2)]:
         y = 0.3 * i - 0.7 * j + 0.1
@@ -77,7 +57,7 @@ def test_entry_grad_equals_jax_grad(np_rng, d_out, d_in, width, depth):
         # The vectors themselves: pred = A[i, j] and a_l b_l^T = dA[i, j]/dW_l (NumPy products).
         pred, a, b = _entry_vectors(ws, i_, j_)
         assert float(pred) == pytest.approx(a_np[i, j], rel=1e-13, abs=1e-14)
-        for al, bl, g_np in zip(a, b, _np_entry_grad(ws_np, i, j), strict=True):
+        for al, bl, g_np in zip(a, b, np_entry_grads(ws_np, i, j), strict=True):
             np.testing.assert_allclose(np.outer(al, bl), g_np, rtol=1e-12, atol=1e-13)
 
 
@@ -86,8 +66,8 @@ def test_entry_grad_eager_python_indices(np_rng):
     ws = tuple(jnp.asarray(w) for w in ws_np)
     for i, j in [(0, 5), (3, 2)]:
         r, grads = network.entry_grad(ws, i, j, 0.25)
-        assert float(r) == pytest.approx(_np_product(ws_np)[i, j] - 0.25, rel=1e-13)
-        for g, g_np in zip(grads, _np_entry_grad(ws_np, i, j), strict=True):
+        assert float(r) == pytest.approx(np_product(ws_np)[i, j] - 0.25, rel=1e-13)
+        for g, g_np in zip(grads, np_entry_grads(ws_np, i, j), strict=True):
             np.testing.assert_allclose(np.asarray(g), 2 * float(r) * g_np, rtol=1e-12, atol=1e-13)
 
 
@@ -97,7 +77,7 @@ def test_loss_and_param_norm2_match_numpy(np_rng):
     rows = np.array([0, 4, 2, 2], np.int32)
     cols = np.array([1, 0, 2, 0], np.int32)
     y = np.array([0.5, -1.0, 0.25, 2.0])
-    a = _np_product(ws_np)
+    a = np_product(ws_np)
     data = np.mean((a[rows, cols] - y) ** 2)
     norm2 = sum(np.sum(w * w) for w in ws_np)
     assert float(network.data_loss(ws, rows, cols, y)) == pytest.approx(data, rel=1e-13)

@@ -30,9 +30,8 @@ from rankjump.network import init_gaussian, layer_shapes
 from rankjump.ranks import thresholds_for
 from rankjump.simulate import (
     LaneParams,
-    Structure,
-    _block_size,
     _run_lane,
+    structure_for,
     trace_count,
 )
 from rankjump.starts import gd_minimum, load_weights, save_weights
@@ -77,20 +76,7 @@ def _single_lane(cfg):
     """The un-vmapped one-trajectory program and its inputs, rebuilt as simulate builds them."""
     task = make_task(cfg.task)
     net, opt, run = cfg.network, cfg.optimizer, cfg.run
-    shapes = layer_shapes(cfg.task.d_out, cfg.task.d_in, net.width, net.depth)
-    s = Structure(
-        opt.kind,
-        shapes,
-        opt.batch_size,
-        run.steps // run.record_every,
-        run.record_every,
-        _block_size(run.record_every),
-        run.dtype,
-        cfg.k_max,
-        net.init,
-        net.init_rank or 0,
-        "lapack",
-    )
+    s = structure_for(cfg, svd="lapack")
     dtype = jnp.dtype(run.dtype)
     arrays = TaskArrays(jnp.asarray(task.rows), jnp.asarray(task.cols), jnp.asarray(task.y, dtype))
 
