@@ -1,5 +1,8 @@
 """First figure: rankjump's SGD kernel against a naive one-trajectory PyTorch loop, same run.
 
+The PyTorch loop is ``rankjump.peers.torch_naive`` (autograd, torch.optim.SGD with
+weight_decay = 2 lam, one thread).
+
 Headline configuration: d_out = d_in = width = 20, depth 4, batch 1, float32, 30% observed.
 Prints trajectory-steps per second (minimum-of-repeats time after a warm-up; compile apart) and
 the ratio. Usage: python benchmarks/kernel_vs_torch.py [--trajectories 2048] [--steps 2000]
@@ -13,6 +16,7 @@ import time
 
 import rankjump as rj
 from rankjump.config import Config, loads_config
+from rankjump.peers import torch_naive
 
 HEADLINE = """
 [task]
@@ -53,40 +57,6 @@ def _timed(fn) -> float:
     return time.perf_counter() - t0
 
 
-def time_torch_naive(cfg: Config, steps: int) -> float:
-    """Seconds for ``steps`` SGD steps of ONE trajectory: autograd + torch.optim.SGD."""
-    import torch
-
-    torch.set_num_threads(1)
-    task = rj.make_task(cfg.task)
-    n = cfg.network
-    dims = [cfg.task.d_in] + [n.width] * (n.depth - 1) + [cfg.task.d_out]
-    gen = torch.Generator().manual_seed(0)
-    ws = [
-        (torch.randn(dims[l + 1], dims[l], generator=gen) / dims[l] ** 0.5).requires_grad_()
-        for l in range(n.depth)
-    ]
-    lam, eta = cfg.optimizer.lam[0], cfg.optimizer.eta[0]
-    opt = torch.optim.SGD(ws, lr=eta, weight_decay=2 * lam)
-    rows, cols = torch.as_tensor(task.rows).long(), torch.as_tensor(task.cols).long()
-    y = torch.as_tensor(task.y, dtype=torch.float32)
-    idx = torch.randint(0, len(y), (steps,), generator=gen)
-
-    def run():
-        for s in range(steps):
-            k = idx[s]
-            a = ws[0]
-            for w in ws[1:]:
-                a = w @ a
-            loss = (a[rows[k], cols[k]] - y[k]) ** 2
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-
-    run()  # warm-up
-    return min(_timed(run) for _ in range(3))
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--trajectories", type=int, default=2048)
@@ -97,7 +67,7 @@ def main() -> None:
     cfg = loads_config(HEADLINE.format(traj=args.trajectories, steps=args.steps, chunk=args.chunk))
     first, best = time_rankjump(cfg)
     rate = args.trajectories * args.steps / best
-    torch_rate = args.torch_steps / time_torch_naive(cfg, args.torch_steps)
+    torch_rate = torch_naive(cfg, args.torch_steps).trajectory_steps_per_s
     out = {
         "rankjump": rate,
         "torch_naive": torch_rate,
