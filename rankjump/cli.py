@@ -54,6 +54,12 @@ def _demo(args) -> int:
     return 0
 
 
+def _bench(args) -> int:
+    from rankjump.bench import main_bench
+
+    return main_bench(args.quick, args.json)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of all subcommands."""
     from rankjump import __version__, plots_cli, stats_cli
@@ -76,6 +82,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="FILE", help="result file (netCDF) to write")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_simulate)
+
+    p = sub.add_parser("bench", help="throughput against PyTorch peers (torch: the bench extra)")
+    p.add_argument("--quick", action="store_true", help="fewer configurations, smaller runs")
+    p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    p.set_defaults(func=_bench)
 
     stats_cli.add_parser(sub)
     plots_cli.add_parser(sub)

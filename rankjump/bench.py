@@ -1,0 +1,177 @@
+"""``rankjump bench``: trajectory-steps per second of the kernel beside PyTorch peers.
+
+For each configuration, in one run: rankjump (the whole ``simulate`` call with two checkpoints,
+best of ``repeats`` after a compiling warm-up, compile time apart), the naive one-trajectory
+PyTorch loop and the all-trajectories-batched PyTorch version (:mod:`rankjump.peers`; skipped
+with a note when torch is not installed: ``pip install '.[bench]'``), the ratios, and achieved
+GFLOP/s by the analytic count of useful arithmetic against the sgemm peak measured in the run.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+
+from rankjump.config import Config, loads_config
+from rankjump.peers import gd_flops_per_step, sgemm_peak_gflops, useful_flops_per_step
+
+__all__ = ["BenchCase", "bench_config", "cases", "run_bench"]
+
+_BASE = """
+[task]
+d_out = {d}
+d_in = {d}
+rank = 2
+observed = 0.3
+singular_values = [2.0, 1.0]
+[network]
+depth = {depth}
+width = {d}
+init_scale = 1.0
+[optimizer]
+kind = "{kind}"
+batch_size = {batch}
+lam = [0.001]
+eta = [{eta}]
+[run]
+trajectories = {traj}
+steps = {steps}
+record_every = {steps}
+chunk_size = 512
+dtype = "float32"
+"""
+
+
+@dataclass(frozen=True)
+class BenchCase:
+    """One configuration: name, sizes, and the steps each contender runs."""
+
+    name: str
+    d: int
+    depth: int
+    batch: int
+    kind: str = "sgd"
+
+
+def cases(quick: bool) -> list[BenchCase]:
+    """The headline first, then the other configurations of the benchmark."""
+    headline = BenchCase("headline", 20, 4, 1)
+    if quick:
+        return [headline, BenchCase("d=50", 50, 4, 1), BenchCase("gd", 20, 4, 1, "gd")]
+    return (
+        [headline]
+        + [BenchCase(f"d={d}", d, 4, 1) for d in (10, 50, 100)]
+        + [BenchCase(f"depth={L}", 20, L, 1) for L in (3, 6)]
+        + [BenchCase(f"batch={b}", 20, 4, b) for b in (8, 64)]
+        + [BenchCase("gd", 20, 4, 1, "gd")]
+    )
+
+
+def bench_config(case: BenchCase, trajectories: int, steps: int) -> Config:
+    """The configuration of one case (eta small enough that nothing diverges)."""
+    eta = 0.01 / case.depth
+    return loads_config(
+        _BASE.format(
+            d=case.d,
+            depth=case.depth,
+            kind=case.kind,
+            batch=case.batch,
+            eta=eta,
+            traj=trajectories,
+            steps=steps,
+        )
+    )
+
+
+def _rankjump_rate(cfg: Config, repeats: int) -> tuple[float, float]:
+    from rankjump.simulate import simulate
+
+    t0 = time.perf_counter()
+    simulate(cfg, progress=False)
+    first = time.perf_counter() - t0
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        simulate(cfg, progress=False)
+        best = min(best, time.perf_counter() - t0)
+    return cfg.run.trajectories * cfg.run.steps / best, first - best
+
+
+def _flops(case: BenchCase, cfg: Config) -> float:
+    if case.kind == "gd":
+        return gd_flops_per_step(case.d, case.d, case.d, case.depth, cfg.task.n_observed)
+    return useful_flops_per_step(case.d, case.d, case.d, case.depth, case.batch)
+
+
+def run_bench(
+    quick: bool = False,
+    repeats: int = 3,
+    peers: bool = True,
+    selected: list[BenchCase] | None = None,
+    log=print,
+) -> dict:
+    """Run the benchmark; returns the JSON-ready result (``headline`` plus one entry a case)."""
+    try:
+        import torch  # noqa: F401
+
+        from rankjump import peers as peer_mod
+    except ImportError:
+        peers = False
+        log("torch is not installed: PyTorch peers skipped (pip install '.[bench]')")
+    peak = sgemm_peak_gflops(n=512 if quick else 1024)
+    out = {"peak_gflops": peak, "entries": {}}
+    for case in selected or cases(quick):
+        heavy = case.d >= 50 or case.batch >= 64 or case.kind == "gd"
+        traj = 256 if heavy else (1024 if quick else 2048)
+        steps = 200 if heavy else (500 if quick else 2000)
+        cfg = bench_config(case, traj, steps)
+        rate, compile_s = _rankjump_rate(cfg, repeats)
+        gflops = rate * _flops(case, cfg) / 1e9
+        entry = {
+            "rankjump": rate,
+            "compile_s": compile_s,
+            "gflops": gflops,
+            "peak_gflops": peak,
+            "peak_fraction": gflops / peak,
+            "trajectories": traj,
+            "steps": steps,
+        }
+        if peers:
+            naive = peer_mod.torch_naive(cfg, max(50, steps // 4), repeats=repeats)
+            batched = peer_mod.torch_batched(cfg, traj, max(20, steps // 10), repeats=repeats)
+            entry.update(
+                torch_naive=naive.trajectory_steps_per_s,
+                torch_batched=batched.trajectory_steps_per_s,
+                ratio_naive=rate / naive.trajectory_steps_per_s,
+                ratio_batched=rate / batched.trajectory_steps_per_s,
+            )
+        out["entries"][case.name] = entry
+        log(_row(case.name, entry))
+    out["headline"] = out["entries"]["headline"]
+    return out
+
+
+def _row(name: str, e: dict) -> str:
+    def g(key, spec=".3g"):
+        return format(e[key], spec) if key in e else "-"
+
+    return (
+        f"{name:<10} {g('rankjump'):>10} {g('torch_naive'):>10} {g('torch_batched'):>10} "
+        f"{g('ratio_naive', '.0f'):>8}x {g('ratio_batched', '.1f'):>7}x "
+        f"{g('gflops', '.2f'):>7} {e['peak_fraction']:>7.1%}"
+    )
+
+
+def main_bench(quick: bool, json_path: str | None) -> int:
+    """The command: a table on stdout, optionally the JSON object in a file."""
+    print(
+        f"{'config':<10} {'rankjump':>10} {'naive':>10} {'batched':>10} {'vs naive':>9} "
+        f"{'vs batch':>8} {'GFLOP/s':>7} {'of peak':>7}   (trajectory-steps/s)"
+    )
+    result = run_bench(quick=quick)
+    print(f"sgemm peak measured in this run: {result['peak_gflops']:.1f} GFLOP/s")
+    if json_path:
+        with open(json_path, "w") as fh:
+            json.dump(result, fh, indent=1)
+    return 0
