@@ -249,6 +249,35 @@ def _batched_steps(
 # ------------------------------------------------------------------ the timed peers
 
 
+def _time_peer(
+    cfg: Config, trajectories: int | None, steps: int, seed: int, repeats: int, threads: int, loop
+) -> float:
+    """Best time of ``steps`` steps of ``loop`` (one trajectory when ``trajectories`` is None)."""
+    import torch
+
+    kind = _check_kind(cfg)
+    dtype = _torch_dtype(cfg.run.dtype)
+    with _torch_threads(threads):
+        gen = torch.Generator().manual_seed(seed)
+        rows, cols, y = _task_tensors(cfg, dtype)
+        init = _gaussian_init(cfg, trajectories, gen, dtype)
+        ws = [w.clone().requires_grad_() for w in init]
+        opt = torch.optim.SGD(ws, lr=cfg.optimizer.eta[0], weight_decay=2 * cfg.optimizer.lam[0])
+        lanes = () if trajectories is None else (trajectories,)
+        shape = (steps, *lanes, cfg.optimizer.batch_size)
+
+        def reset():
+            with torch.no_grad():
+                for w, w0 in zip(ws, init, strict=True):
+                    w.copy_(w0)
+
+        def run():
+            idx = torch.randint(0, y.shape[0], shape, generator=gen) if kind == "sgd" else None
+            loop(ws, opt, rows, cols, y, idx, steps)
+
+        return _best_time(reset, run, repeats)
+
+
 def torch_naive(cfg: Config, steps: int, *, seed: int = 0, repeats: int = 3) -> PeerResult:
     """Throughput of the naive one-trajectory PyTorch loop (one thread).
 
@@ -259,31 +288,8 @@ def torch_naive(cfg: Config, steps: int, *, seed: int = 0, repeats: int = 3) -> 
         seed: seeds the init and the entry indices (torch.Generator).
         repeats: timed runs after the warm-up; the minimum counts.
     """
-    import torch
-
-    kind = _check_kind(cfg)
-    dtype = _torch_dtype(cfg.run.dtype)
-    with _torch_threads(1):
-        gen = torch.Generator().manual_seed(seed)
-        rows, cols, y = _task_tensors(cfg, dtype)
-        init = _gaussian_init(cfg, None, gen, dtype)
-        ws = [w.clone().requires_grad_() for w in init]
-        opt = torch.optim.SGD(ws, lr=cfg.optimizer.eta[0], weight_decay=2 * cfg.optimizer.lam[0])
-        batch = cfg.optimizer.batch_size
-
-        def reset():
-            with torch.no_grad():
-                for w, w0 in zip(ws, init, strict=True):
-                    w.copy_(w0)
-
-        def run():
-            idx = None
-            if kind == "sgd":
-                idx = torch.randint(0, y.shape[0], (steps, batch), generator=gen)
-            _naive_loop(ws, opt, rows, cols, y, idx, steps)
-
-        best = _best_time(reset, run, repeats)
-    name = "torch_naive" if kind == "sgd" else "torch_naive_gd"
+    best = _time_peer(cfg, None, steps, seed, repeats, 1, _naive_loop)
+    name = "torch_naive" if _check_kind(cfg) == "sgd" else "torch_naive_gd"
     return PeerResult(name, steps / best, best, 1, steps, 1)
 
 
@@ -308,33 +314,11 @@ def torch_batched(
             runs on one core; None uses every core this process may run on
             (:func:`available_cores`).
     """
-    import torch
-
     kind = _check_kind(cfg)
-    dtype = _torch_dtype(cfg.run.dtype)
     n_threads = available_cores() if threads is None else int(threads)
     if n_threads < 1:
         raise ValueError(f"threads = {threads}: must be >= 1")
-    with _torch_threads(n_threads):
-        gen = torch.Generator().manual_seed(seed)
-        rows, cols, y = _task_tensors(cfg, dtype)
-        init = _gaussian_init(cfg, trajectories, gen, dtype)
-        ws = [w.clone().requires_grad_() for w in init]
-        opt = torch.optim.SGD(ws, lr=cfg.optimizer.eta[0], weight_decay=2 * cfg.optimizer.lam[0])
-        batch = cfg.optimizer.batch_size
-
-        def reset():
-            with torch.no_grad():
-                for w, w0 in zip(ws, init, strict=True):
-                    w.copy_(w0)
-
-        def run():
-            idx = None
-            if kind == "sgd":
-                idx = torch.randint(0, y.shape[0], (steps, trajectories, batch), generator=gen)
-            _batched_loop(ws, opt, rows, cols, y, idx, steps)
-
-        best = _best_time(reset, run, repeats)
+    best = _time_peer(cfg, trajectories, steps, seed, repeats, n_threads, _batched_loop)
     name = "torch_batched" if kind == "sgd" else "torch_batched_gd"
     return PeerResult(name, trajectories * steps / best, best, trajectories, steps, n_threads)
 
