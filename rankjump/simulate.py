@@ -233,12 +233,12 @@ def _starts(cfg: Config, task: Task, shapes, lams):
 
 
 def _network_rank(weights, eps: float) -> int:
-    """Smallest per-layer numerical rank of one float64 network (NumPy)."""
-    ranks = []
-    for w in weights:
-        sv = np.linalg.svd(np.asarray(w, np.float64), compute_uv=False)
-        ranks.append(int(np.sum(sv > max(eps, REL_FLOOR["float64"] * sv[0]))))
-    return min(ranks)
+    """Smallest per-layer numerical rank of one float64 network (the record's rule, NumPy SVD)."""
+    floor = REL_FLOOR["float64"]
+    return min(
+        int(count_above(np.linalg.svd(np.asarray(w, np.float64), compute_uv=False), eps, floor))
+        for w in weights
+    )
 
 
 def simulate(cfg: Config, *, progress: bool | None = None, devices=None) -> xr.Dataset:
