@@ -47,6 +47,7 @@ def _describe(kind) -> str:
         float: "a number",
         str: "a string",
         "floats": "a list of numbers",
+        "ints": "a list of integers",
         "threshold": '"auto" or a positive number',
     }[kind]
 
@@ -66,12 +67,14 @@ def _check_field(section: str, f: dataclasses.Field, value: Any) -> Any:
         if isinstance(value, str):
             raise ConfigError(f"{name} = {value!r}: must be {_describe('threshold')}")
         kind = float
-    if kind == "floats":
+    if kind in ("floats", "ints"):
+        scalar = float if kind == "floats" else int
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             value = [value]
-        if not isinstance(value, (list, tuple)) or not value:
-            raise ConfigError(f"{name} = {value!r}: must be {_describe('floats')} (non-empty)")
-        return tuple(_check_scalar(name, float, v, m) for v in value)
+        if not isinstance(value, (list, tuple)) or (kind == "floats" and not value):
+            empty = " (non-empty)" if kind == "floats" else ""
+            raise ConfigError(f"{name} = {value!r}: must be {_describe(kind)}{empty}")
+        return tuple(_check_scalar(name, scalar, v, m) for v in value)
     return _check_scalar(name, kind, value, m)
 
 
@@ -171,6 +174,9 @@ class NetworkConfig(_Section):
     ``init_scale``, random singular vectors per trajectory), "gd_minimum" (GD in float64 from one
     gaussian init drawn with ``seed``, run until the gradient norm is below ``gd_tol``; every
     trajectory starts there) or "file" (weights W1..WL from the ``.npz`` file ``init_file``).
+    ``gd_start``: with init = "gd_minimum", "shared" (the one minimum above) or "per_trajectory"
+    (trajectory t runs GD from its own gaussian init, key ``fold_in(seed, t)``, so start ranks
+    vary; the statistics condition on them).
     """
 
     _name = "network"
@@ -184,8 +190,13 @@ class NetworkConfig(_Section):
     gd_eta: float = _spec(0.02, float, lo=0.0, lo_open=True)
     gd_tol: float = _spec(1e-10, float, lo=0.0, lo_open=True)
     gd_max_steps: int = _spec(2_000_000, int, lo=1)
+    gd_start: str = _spec("shared", str, choices=("shared", "per_trajectory"))
 
     def _check(self):
+        if self.gd_start == "per_trajectory" and self.init != "gd_minimum":
+            raise ConfigError(
+                'network.gd_start = "per_trajectory": needs network.init = "gd_minimum"'
+            )
         if self.init == "balanced" and self.init_rank is None:
             raise ConfigError('network.init_rank is required with init = "balanced"')
         if self.init == "file" and self.init_file is None:
@@ -200,6 +211,11 @@ class OptimizerConfig(_Section):
     over the observed entries), "label_noise" (sgd on targets plus fresh N(0, label_noise^2)
     noise each step) or "langevin" (gd plus sqrt(2 eta temperature) isotropic noise).
     ``lam`` and ``eta`` are lists: every pair is one cell of the grid.
+
+    Schedules (annealing) are piecewise constant: phase p starts at step ``schedule_steps[p-1]``
+    (phase 0 at step 0) and runs with ``lam * lam_factors[p]`` and ``eta * eta_factors[p]``, for
+    every cell's (lam, eta). The factors are traced, so every schedule with the same number of
+    phases runs in one compiled program. Ranks are judged with the last phase's lam.
     """
 
     _name = "optimizer"
@@ -209,9 +225,28 @@ class OptimizerConfig(_Section):
     eta: tuple[float, ...] = _spec((0.1,), "floats", lo=0.0, lo_open=True)
     label_noise: float = _spec(0.0, float, lo=0.0)
     temperature: float = _spec(0.0, float, lo=0.0)
+    schedule_steps: tuple[int, ...] = _spec((), "ints", lo=1)
+    lam_factors: tuple[float, ...] | None = _spec(None, "floats", lo=0.0, optional=True)
+    eta_factors: tuple[float, ...] | None = _spec(
+        None, "floats", lo=0.0, lo_open=True, optional=True
+    )
 
     def _check(self):
-        worst = 2 * max(self.eta) * max(self.lam)
+        n = self.n_phases
+        if list(self.schedule_steps) != sorted(set(self.schedule_steps)):
+            raise ConfigError(
+                f"optimizer.schedule_steps = {list(self.schedule_steps)}: must be strictly "
+                "increasing"
+            )
+        for name in ("lam_factors", "eta_factors"):
+            factors = getattr(self, name)
+            if factors is not None and len(factors) != n:
+                raise ConfigError(
+                    f"optimizer.{name} has {len(factors)} values: must have one per phase "
+                    f"(len(schedule_steps) + 1 = {n})"
+                )
+        lf, ef = self.factors("lam"), self.factors("eta")
+        worst = 2 * max(self.eta) * max(self.lam) * max(a * b for a, b in zip(lf, ef, strict=True))
         if worst >= 1.0:
             raise ConfigError(
                 f"optimizer.eta, optimizer.lam: 2 * eta * lam = {worst:g} must be < 1"
@@ -221,6 +256,16 @@ class OptimizerConfig(_Section):
             raise ConfigError('optimizer.label_noise must be > 0 with kind = "label_noise"')
         if self.kind == "langevin" and self.temperature == 0.0:
             raise ConfigError('optimizer.temperature must be > 0 with kind = "langevin"')
+
+    @property
+    def n_phases(self) -> int:
+        """Number of constant phases of the schedule (1 without a schedule)."""
+        return len(self.schedule_steps) + 1
+
+    def factors(self, name: str) -> tuple[float, ...]:
+        """Per-phase factors of "lam" or "eta" (all 1.0 when not given)."""
+        given = getattr(self, f"{name}_factors")
+        return (1.0,) * self.n_phases if given is None else given
 
 
 @dataclass(frozen=True)
@@ -288,7 +333,14 @@ class Config:
     rank: RankConfig = field(default_factory=RankConfig)
 
     def __post_init__(self):
-        n, t = self.network, self.task
+        n, t, o = self.network, self.task, self.optimizer
+        for b in o.schedule_steps:
+            if b >= self.run.steps or b % self.run.record_every:
+                raise ConfigError(
+                    f"optimizer.schedule_steps = {list(o.schedule_steps)}: each must be a "
+                    f"multiple of run.record_every = {self.run.record_every} below run.steps = "
+                    f"{self.run.steps}"
+                )
         if n.init_rank is not None and n.init_rank > min(t.d_out, t.d_in, n.width):
             raise ConfigError(
                 f"network.init_rank = {n.init_rank}: must be <= min(d_out, d_in, "

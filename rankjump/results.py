@@ -57,10 +57,13 @@ def _versions() -> dict:
     }
 
 
-def build_dataset(cfg: Config, records, attrs: dict, wall_time: float) -> xr.Dataset:
+def build_dataset(
+    cfg: Config, records, attrs: dict, wall_time: float, extra_vars: dict | None = None
+) -> xr.Dataset:
     """Assemble per-lane records (lane, checkpoint, ...) into the labeled result Dataset.
 
-    Lanes are ordered lam-major, then eta, then trajectory.
+    Lanes are ordered lam-major, then eta, then trajectory. ``extra_vars`` are more data
+    variables as ``name: (dims, values)`` (e.g. per-trajectory GD minima over (lam, traj)).
     """
     n_lam, n_eta = len(cfg.optimizer.lam), len(cfg.optimizer.eta)
     n_traj, n_ck = cfg.run.trajectories, cfg.run.n_checkpoints
@@ -84,6 +87,7 @@ def build_dataset(cfg: Config, records, attrs: dict, wall_time: float) -> xr.Dat
         "imbalance": (cell + ("checkpoint",), grid(records.imbalance)),
         "diverged": (cell, diverged),
         "diverged_step": (cell, np.where(diverged, steps[first_dead], -1)),
+        **(extra_vars or {}),
     }
     ds = xr.Dataset(
         data,

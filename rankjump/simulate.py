@@ -38,9 +38,17 @@ from rankjump.tasks import Task, make_task
 
 __all__ = [
     "LaneParams",
+    "Plan",
     "Record",
+    "Starts",
     "Structure",
+    "assemble",
     "compiled_chunk",
+    "plan_run",
+    "progress_bar",
+    "run_chunks",
+    "run_lanes",
+    "shared_starts",
     "simulate",
     "structure_for",
     "trace_count",
@@ -61,13 +69,14 @@ class Structure(NamedTuple):
     block: int
     dtype: str
     k_max: int
-    init: str  # "gaussian" | "balanced" (drawn per trajectory) | "shared"
+    init: str  # "gaussian" | "balanced" (drawn per trajectory) | "given" (a start per lane)
     init_rank: int
     svd: str  # "lapack", or "jacobi" on a CPU split into several devices
+    n_phases: int = 1  # constant phases of the lam / eta schedule
 
 
 class LaneParams(NamedTuple):
-    """Traced per-lane values."""
+    """Traced per-lane values; ``hyper.lam`` and ``hyper.eta`` hold one value per phase."""
 
     hyper: Hyper
     thr_layer: jax.Array
@@ -91,6 +100,7 @@ class Record(NamedTuple):
 
 
 _TRACES = {"count": 0}
+_LISTENER = {"fn": None}  # called with the index of each finished interval (progress)
 
 
 def trace_count() -> int:
@@ -98,7 +108,19 @@ def trace_count() -> int:
     return _TRACES["count"]
 
 
-def _record(weights, alive, p: LaneParams, task: TaskArrays, s: Structure):
+def _tick(k) -> None:
+    fn = _LISTENER["fn"]
+    if fn is not None:
+        fn(int(k))
+
+
+def _phase_hyper(hyper: Hyper, boundaries, step) -> Hyper:
+    """The constant hyperparameters of the schedule phase in effect at ``step``."""
+    phase = jnp.sum(step >= boundaries).astype(jnp.int32)
+    return hyper._replace(lam=hyper.lam[phase], eta=hyper.eta[phase])
+
+
+def _record(weights, alive, p: LaneParams, lam, task: TaskArrays, s: Structure):
     """Checkpoint record; a non-finite or exploding network is marked dead and zeroed."""
     n2 = param_norm2(weights)
     dl = data_loss(weights, task.rows, task.cols, task.y)
@@ -124,7 +146,7 @@ def _record(weights, alive, p: LaneParams, task: TaskArrays, s: Structure):
         rank(layer_rank),
         rank(end_rank),
         real(sv[: s.k_max]),
-        real(dl + p.hyper.lam * n2),
+        real(dl + lam * n2),
         real(dl),
         real(n2),
         real(imbalance(weights)),
@@ -133,8 +155,8 @@ def _record(weights, alive, p: LaneParams, task: TaskArrays, s: Structure):
     return weights, rec
 
 
-def _run_lane(key, start, p: LaneParams, task: TaskArrays, s: Structure) -> Record:
-    """One trajectory: records with a leading checkpoint axis (n_intervals + 1)."""
+def _start(key, start, p: LaneParams, s: Structure):
+    """One lane's starting weights and its dynamics key."""
     dtype = jnp.dtype(s.dtype)
     key_init, key_dyn = jax.random.split(key)
     if s.init == "gaussian":
@@ -143,41 +165,105 @@ def _run_lane(key, start, p: LaneParams, task: TaskArrays, s: Structure) -> Reco
     elif s.init == "balanced":
         start = init_balanced(key_init, s.shapes, s.init_rank, 1.0, dtype)
         start = tuple(w * p.init_scale for w in start)
-    dyn = make_dynamics(s.kind, task, s.shapes, s.batch_size, dtype)
-    n_blocks = s.record_every // s.block
-    alive0 = jnp.ones((), bool)
-    start, rec0 = _record(tuple(start), alive0, p, task, s)
+    return tuple(start), key_dyn
+
+
+def _interval(state: State, key_dyn, k, hyper: Hyper, task: TaskArrays, s: Structure) -> State:
+    """``record_every`` steps of one lane: blocks of steps, the lazy scale folded after each."""
+    dyn = make_dynamics(s.kind, task, s.shapes, s.batch_size, jnp.dtype(s.dtype))
 
     def block(state: State, key_block):
         samples = dyn.draw(key_block, s.block)
         state, _ = jax.lax.scan(
-            lambda st, x: (dyn.update(x, st, p.hyper), None), state, samples, unroll=_UNROLL
+            lambda st, x: (dyn.update(x, st, hyper), None), state, samples, unroll=_UNROLL
         )
         return fold(state), None
 
-    def interval(carry, k):
-        state, alive = carry
-        keys = jax.vmap(functools.partial(jax.random.fold_in, jax.random.fold_in(key_dyn, k)))(
-            jnp.arange(n_blocks)
-        )
-        state, _ = jax.lax.scan(block, state, keys)
-        weights, rec = _record(materialize(state), alive, p, task, s)
-        return (State(weights, state.scale, state.step), rec.alive), rec
+    keys = jax.vmap(functools.partial(jax.random.fold_in, jax.random.fold_in(key_dyn, k)))(
+        jnp.arange(s.record_every // s.block)
+    )
+    return jax.lax.scan(block, state, keys)[0]
 
-    _, recs = jax.lax.scan(interval, (new_state(start), alive0), jnp.arange(s.n_intervals))
-    return jax.tree_util.tree_map(lambda a, b: jnp.concatenate([a[None], b]), rec0, recs)
+
+def run_lanes(
+    keys,
+    starts,
+    params: LaneParams,
+    task: TaskArrays,
+    boundaries,
+    k0,
+    s: Structure,
+    batched: bool = True,
+):
+    """Run lanes for ``s.n_intervals`` intervals from global interval ``k0``.
+
+    Args:
+        keys: per-lane keys (trajectory t: ``fold_in(root, t)``).
+        starts: per-lane starting weights, or None when ``s.init`` draws them.
+        params: per-lane traced values.
+        task: the observed entries.
+        boundaries: (n_phases - 1,) steps at which the schedule's phases begin.
+        k0: index of the first interval (keys and schedule continue from there).
+        s: the static structure.
+        batched: lanes have a leading axis (vmap); False runs one lane without it.
+
+    Returns:
+        ``(records, weights)``: records with axes (lane, checkpoint, ...) holding
+        ``n_intervals + 1`` checkpoints (the start first), and the final weights.
+    """
+
+    def lanes(f, in_axes):
+        return jax.vmap(f, in_axes=in_axes) if batched else f
+
+    start_axis = None if starts is None else 0
+    weights, key_dyn = lanes(lambda k, w, p: _start(k, w, p, s), (0, start_axis, 0))(
+        keys, starts, params
+    )
+    alive = jnp.ones(keys.shape[:1] if batched else (), bool)
+    if not batched:
+        lam0 = _phase_hyper(params.hyper, boundaries, k0 * s.record_every).lam
+    else:
+        lam0 = jax.vmap(lambda h: _phase_hyper(h, boundaries, k0 * s.record_every).lam)(
+            params.hyper
+        )
+    weights, rec0 = lanes(lambda w, a, p, lam: _record(w, a, p, lam, task, s), (0, 0, 0, 0))(
+        weights, alive, params, lam0
+    )
+
+    def body(carry, k):
+        state, alive = carry
+        step = k * s.record_every
+
+        def lane(st, kd, a, p):
+            hyper = _phase_hyper(p.hyper, boundaries, step)
+            st = _interval(st, kd, k, hyper, task, s)
+            w, rec = _record(materialize(st), a, p, hyper.lam, task, s)
+            return State(w, st.scale, st.step), rec
+
+        state, rec = lanes(lane, (0, 0, 0, 0))(state, key_dyn, alive, params)
+        jax.debug.callback(_tick, k)
+        return (state, rec.alive), rec
+
+    ks = k0 + jnp.arange(s.n_intervals)
+    state0 = lanes(new_state, 0)(weights)
+    (state, _), recs = jax.lax.scan(body, (state0, rec0.alive), ks)
+    axis = 1 if batched else 0
+    records = jax.tree_util.tree_map(
+        lambda a, b: jnp.concatenate([jnp.expand_dims(a, axis), jnp.moveaxis(b, 0, axis)], axis),
+        rec0,
+        recs,
+    )
+    return records, state.weights
 
 
 @functools.lru_cache(maxsize=32)
 def compiled_chunk(s: Structure):
-    """The jit-compiled program for one chunk of lanes: (keys, starts, params, task) -> Record."""
+    """The jit-compiled program for one chunk of lanes:
+    ``(keys, starts, params, task, boundaries, k0) -> (records, final weights)``."""
 
-    def chunk(keys, starts, params, task):
+    def chunk(keys, starts, params, task, boundaries, k0):
         _TRACES["count"] += 1
-        start_axis = 0 if s.init == "shared" else None
-        return jax.vmap(_run_lane, in_axes=(0, start_axis, 0, None, None))(
-            keys, starts, params, task, s
-        )
+        return run_lanes(keys, starts, params, task, boundaries, k0, s)
 
     return jax.jit(chunk)
 
@@ -194,9 +280,10 @@ def structure_for(cfg: Config, svd: str | None = None) -> Structure:
         _block_size(run.record_every),
         run.dtype,
         cfg.k_max,
-        net.init if net.init in ("gaussian", "balanced") else "shared",
+        net.init if net.init in ("gaussian", "balanced") else "given",
         net.init_rank or 0,
         svd or _svd_method(),
+        opt.n_phases,
     )
 
 
@@ -210,26 +297,25 @@ def _block_size(record_every: int) -> int:
     return max(b for b in range(1, _MAX_BLOCK + 1) if record_every % b == 0)
 
 
+# ------------------------------------------------------------------ starting states
+
+
+class Starts(NamedTuple):
+    """Starting weights shared by the trajectories of each lam (leading lam axis), with attrs."""
+
+    weights: tuple | None
+    attrs: dict
+
+
 @functools.lru_cache(maxsize=8)
 def _cached_gd_minimum(task_cfg, net, lams):
     """GD minima are deterministic in (task, network, lam): compute each once per process."""
     return gd_minimum(make_task(task_cfg), task_cfg.d_out, task_cfg.d_in, net, lams)
 
 
-def _starts(cfg: Config, task: Task, shapes, lams):
-    """Shared starting weights per lam (or None when drawn per trajectory), and attrs."""
-    net = cfg.network
-    if net.init == "gd_minimum":
-        m = _cached_gd_minimum(cfg.task, net, tuple(float(x) for x in lams))
-        return m.weights, {
-            "gd_grad_norm": m.grad_norm.tolist(),
-            "gd_steps": m.steps.tolist(),
-            "gd_loss": m.loss.tolist(),
-        }
-    if net.init == "file":
-        w = load_weights(net.init_file, shapes)
-        return tuple(np.broadcast_to(x, (len(lams), *x.shape)) for x in w), {}
-    return None, {}
+def _start_lams(cfg: Config) -> np.ndarray:
+    """The lam each cell starts with (phase 0 of the schedule): GD minima are taken there."""
+    return np.asarray(cfg.optimizer.lam) * cfg.optimizer.factors("lam")[0]
 
 
 def _network_rank(weights, eps: float) -> int:
@@ -241,12 +327,274 @@ def _network_rank(weights, eps: float) -> int:
     )
 
 
+def shared_starts(cfg: Config) -> Starts:
+    """The starts shared by all trajectories of a lam: a GD minimum or a weights file.
+
+    Per-trajectory GD minima and drawn inits give ``Starts(None, {})``: they are made per chunk.
+    """
+    net, n_lam = cfg.network, len(cfg.optimizer.lam)
+    shapes = layer_shapes(cfg.task.d_out, cfg.task.d_in, net.width, net.depth)
+    if net.init == "gd_minimum" and net.gd_start == "shared":
+        m = _cached_gd_minimum(cfg.task, net, tuple(float(x) for x in _start_lams(cfg)))
+        weights = m.weights
+        attrs = {
+            "gd_grad_norm": m.grad_norm.tolist(),
+            "gd_steps": m.steps.tolist(),
+            "gd_loss": m.loss.tolist(),
+        }
+    elif net.init == "file":
+        w = load_weights(net.init_file, shapes)
+        weights, attrs = tuple(np.broadcast_to(x, (n_lam, *x.shape)) for x in w), {}
+    else:
+        return Starts(None, {})
+    thr = _thresholds(cfg, make_task(cfg.task))
+    attrs["start_rank"] = [
+        _network_rank([w[k] for w in weights], thr[k].layer) for k in range(n_lam)
+    ]
+    return Starts(weights, attrs)
+
+
+_GD_BLOCK = 64  # per-trajectory GD minima are computed in blocks of this many (lam, traj) pairs
+
+
+def _per_trajectory_minima(cfg: Config, task: Task, pairs, cache: dict):
+    """GD minima for (lam index, traj) pairs, computed in fixed-size blocks, memoised in cache."""
+    todo = [pair for pair in dict.fromkeys(pairs) if pair not in cache]
+    lams = _start_lams(cfg)
+    for b in range(0, len(todo), _GD_BLOCK):
+        block = todo[b : b + _GD_BLOCK]
+        padded = block + [block[-1]] * (_GD_BLOCK - len(block))  # one program shape
+        li, tr = (np.array(x) for x in zip(*padded, strict=True))
+        m = gd_minimum(task, cfg.task.d_out, cfg.task.d_in, cfg.network, lams[li], tr)
+        for n, pair in enumerate(block):
+            cache[pair] = (
+                tuple(w[n] for w in m.weights),
+                (float(m.grad_norm[n]), int(m.steps[n]), float(m.loss[n])),
+            )
+    return [cache[pair] for pair in pairs]
+
+
+# ------------------------------------------------------------------ the run plan
+
+
+class Plan(NamedTuple):
+    """Everything fixed about a run: the lanes in order, the chunking and the traced values.
+
+    Lanes are ordered lam-major, then eta, then trajectory. Chunk c holds lanes
+    ``c * chunk .. (c + 1) * chunk - 1`` (wrapped around to pad the last one), so a sweep job that
+    runs some chunks computes exactly what :func:`simulate` computes for them.
+    """
+
+    cfg: Config
+    task: Task
+    structure: Structure
+    thresholds: list
+    lane_lam: np.ndarray
+    lane_eta: np.ndarray
+    lane_traj: np.ndarray
+    chunk: int
+    devices: tuple
+
+    @property
+    def n_lanes(self) -> int:
+        return self.lane_lam.size
+
+    @property
+    def n_chunks(self) -> int:
+        return -(-self.n_lanes // self.chunk)
+
+    def chunk_lanes(self, c: int) -> tuple[np.ndarray, int]:
+        """Lane indices of chunk ``c`` (padded to the chunk size) and how many are real."""
+        lanes = np.arange(c * self.chunk, (c + 1) * self.chunk) % self.n_lanes
+        return lanes, min(self.chunk, self.n_lanes - c * self.chunk)
+
+
+def _thresholds(cfg: Config, task: Task) -> list:
+    """Rank thresholds per lam, at the lam of the schedule's last phase."""
+    last = cfg.optimizer.factors("lam")[-1]
+    return [
+        thresholds_for(
+            cfg.rank.threshold,
+            lam * last,
+            task.y,
+            cfg.network.depth,
+            cfg.rank.safety,
+            cfg.run.dtype,
+        )
+        for lam in cfg.optimizer.lam
+    ]
+
+
+def plan_run(cfg: Config, devices=None) -> Plan:
+    """The lanes, chunks and thresholds of ``cfg`` on ``devices`` (default: all devices)."""
+    task = make_task(cfg.task)
+    n_lam, n_eta, n_traj = len(cfg.optimizer.lam), len(cfg.optimizer.eta), cfg.run.trajectories
+    lane_lam = np.repeat(np.arange(n_lam), n_eta * n_traj)
+    lane_eta = np.tile(np.repeat(np.arange(n_eta), n_traj), n_lam)
+    lane_traj = np.tile(np.arange(n_traj), n_lam * n_eta)
+    devices = tuple(jax.devices() if devices is None else devices)
+    n_dev = len(devices)
+    # chunk_size lanes per device and call; the lane axis is sharded over the devices.
+    chunk = min(cfg.run.chunk_size, -(-lane_lam.size // n_dev)) * n_dev
+    return Plan(
+        cfg,
+        task,
+        structure_for(cfg),
+        _thresholds(cfg, task),
+        lane_lam,
+        lane_eta,
+        lane_traj,
+        chunk,
+        devices,
+    )
+
+
+GD_VARS = ("gd_grad_norm", "gd_steps", "gd_loss")
+
+
+def run_chunks(plan: Plan, chunks, starts: Starts, progress=None) -> tuple[Record, dict]:
+    """Run the given chunks of a plan.
+
+    Args:
+        plan: from :func:`plan_run`.
+        chunks: chunk indices, in the order their records are returned.
+        starts: from :func:`shared_starts` (the same for every chunk of the run).
+        progress: an object with ``update(n)`` (a tqdm bar), told the trajectory-steps done as
+            the scan advances (a host callback at each checkpoint).
+
+    Returns:
+        ``(records, extra)``: NumPy records with axes (lane, checkpoint, ...) for the real lanes
+        of the chunks in order, and per-lane arrays of the per-trajectory GD minima (``gd_*``,
+        empty without them).
+    """
+    cfg, s = plan.cfg, plan.structure
+    run, opt = cfg.run, cfg.optimizer
+    dtype = jnp.dtype(run.dtype)
+    mesh = Mesh(np.array(plan.devices), ("lanes",))
+    on_lanes, replicated = (
+        NamedSharding(mesh, PartitionSpec("lanes")),
+        NamedSharding(mesh, PartitionSpec()),
+    )
+    task = plan.task
+    task_arrays = jax.device_put(
+        TaskArrays(jnp.asarray(task.rows), jnp.asarray(task.cols), jnp.asarray(task.y, dtype)),
+        replicated,
+    )
+    boundaries = jax.device_put(jnp.asarray(opt.schedule_steps, jnp.int32), replicated)
+    k0 = jax.device_put(jnp.zeros((), jnp.int32), replicated)
+    lam_phases = np.outer(opt.lam, opt.factors("lam")).astype(dtype)  # (lam, phase)
+    eta_phases = np.outer(opt.eta, opt.factors("eta")).astype(dtype)
+    thr_layer = np.asarray([t.layer for t in plan.thresholds], dtype)
+    thr_end = np.asarray([t.end for t in plan.thresholds], dtype)
+    per_traj = cfg.network.init == "gd_minimum" and cfg.network.gd_start == "per_trajectory"
+    root = jax.random.PRNGKey(run.seed)
+    program = compiled_chunk(s)
+    gd_cache: dict = {}
+    outputs, extra = [], {name: [] for name in GD_VARS} if per_traj else {}
+
+    def full(value, n):
+        return np.full(n, value, dtype)
+
+    for c in chunks:
+        lanes, n_valid = plan.chunk_lanes(c)
+        li, ei = plan.lane_lam[lanes], plan.lane_eta[lanes]
+        n = lanes.size
+        keys = jax.vmap(functools.partial(jax.random.fold_in, root))(
+            jnp.asarray(plan.lane_traj[lanes], jnp.uint32)
+        )
+        params = LaneParams(
+            Hyper(
+                lam_phases[li], eta_phases[ei], full(opt.label_noise, n), full(opt.temperature, n)
+            ),
+            thr_layer[li],
+            thr_end[li],
+            full(cfg.network.init_scale, n),
+            full(run.diverge_norm2, n),
+        )
+        if per_traj:
+            pairs = list(zip(li.tolist(), plan.lane_traj[lanes].tolist(), strict=True))
+            minima = _per_trajectory_minima(cfg, task, pairs, gd_cache)
+            lane_starts = tuple(
+                np.stack([m[0][l] for m in minima]).astype(dtype) for l in range(len(s.shapes))
+            )
+            info = np.array([m[1] for m in minima[:n_valid]], np.float64)
+            for name, column in zip(GD_VARS, info.T, strict=True):
+                extra[name].append(column)
+        elif starts.weights is not None:
+            lane_starts = tuple(np.asarray(w[li], dtype) for w in starts.weights)
+        else:
+            lane_starts = None
+        on_interval = _progress_listener(progress, n_valid * run.record_every)
+        _LISTENER["fn"] = on_interval
+        try:
+            with jax.default_matmul_precision("highest"):  # no TF32 on GPUs (DESIGN.md)
+                rec, _ = program(
+                    jax.device_put(keys, on_lanes),
+                    jax.device_put(lane_starts, on_lanes),
+                    jax.device_put(params, on_lanes),
+                    task_arrays,
+                    boundaries,
+                    k0,
+                )
+            outputs.append(jax.tree_util.tree_map(lambda x, n=n_valid: np.asarray(x)[:n], rec))
+        finally:
+            _LISTENER["fn"] = None
+        on_interval(s.n_intervals - 1)  # complete the chunk's count if callbacks were dropped
+    records = Record(*(np.concatenate(parts) for parts in zip(*outputs, strict=True)))
+    extra = {name: np.concatenate(parts) for name, parts in extra.items()}
+    if "gd_steps" in extra:
+        extra["gd_steps"] = extra["gd_steps"].astype(np.int64)
+    return records, extra
+
+
+def _progress_listener(progress, per_interval: int):
+    """A callback for finished interval k that advances ``progress`` at most once per interval."""
+    done = [0]
+
+    def on_interval(k: int) -> None:
+        if progress is not None and k + 1 > done[0]:
+            progress.update((k + 1 - done[0]) * per_interval)
+            done[0] = k + 1
+
+    return on_interval
+
+
+def assemble(plan: Plan, records: Record, extra: dict, starts: Starts, wall_time: float):
+    """The result Dataset of a whole plan from its records in lane order."""
+    cfg = plan.cfg
+    attrs = {
+        "threshold_layer": [float(t.layer) for t in plan.thresholds],
+        "threshold_end": [float(t.end) for t in plan.thresholds],
+        "rel_floor": REL_FLOOR[cfg.run.dtype],
+        **starts.attrs,
+    }
+    n_lam, n_eta = len(cfg.optimizer.lam), len(cfg.optimizer.eta)
+    per_traj = {
+        name: (("lam", "traj"), values.reshape(n_lam, n_eta, -1)[:, 0])
+        for name, values in extra.items()
+    }
+    return build_dataset(cfg, records, attrs, wall_time=wall_time, extra_vars=per_traj)
+
+
+def progress_bar(total: int, desc: str, progress: bool | None):
+    """A tqdm bar counting trajectory-steps; ``progress=None`` shows it only on a terminal."""
+    return tqdm(
+        total=total,
+        unit="traj-step",
+        unit_scale=True,
+        desc=desc,
+        disable=None if progress is None else not progress,
+        mininterval=0.5,
+        smoothing=0.1,
+    )
+
+
 def simulate(cfg: Config, *, progress: bool | None = None, devices=None) -> xr.Dataset:
     """Run the whole lam x eta grid of ``cfg`` and return the result Dataset (DESIGN.md schema).
 
     Args:
         cfg: a validated configuration.
-        progress: show a progress bar over chunks (default: only on a terminal).
+        progress: show a progress bar in trajectory-steps (default: only on a terminal).
         devices: devices to shard the trajectory axis over (default: all of ``jax.devices()``);
             each gets ``run.chunk_size`` lanes per call. Results do not depend on the number.
 
@@ -254,92 +602,8 @@ def simulate(cfg: Config, *, progress: bool | None = None, devices=None) -> xr.D
         An ``xarray.Dataset`` with dims (lam, eta, traj, checkpoint, layer, k).
     """
     t0 = time.perf_counter()
-    run, opt = cfg.run, cfg.optimizer
-    dtype = jnp.dtype(run.dtype)
-    task = make_task(cfg.task)
-    shapes = layer_shapes(cfg.task.d_out, cfg.task.d_in, cfg.network.width, cfg.network.depth)
-    lams, etas = np.asarray(opt.lam), np.asarray(opt.eta)
-    s = structure_for(cfg)
-    thr = [
-        thresholds_for(
-            cfg.rank.threshold, lam, task.y, cfg.network.depth, cfg.rank.safety, run.dtype
-        )
-        for lam in lams
-    ]
-    starts, start_attrs = _starts(cfg, task, shapes, lams)
-    if starts is not None:
-        start_attrs["start_rank"] = [
-            _network_rank([w[k] for w in starts], thr[k].layer) for k in range(len(lams))
-        ]
-
-    n_lam, n_eta, n_traj = len(lams), len(etas), run.trajectories
-    lane_lam = np.repeat(np.arange(n_lam), n_eta * n_traj)
-    lane_eta = np.tile(np.repeat(np.arange(n_eta), n_traj), n_lam)
-    lane_traj = np.tile(np.arange(n_traj), n_lam * n_eta)
-    n_lanes = lane_lam.size
-    devices = list(jax.devices() if devices is None else devices)
-    n_dev = len(devices)
-    # chunk_size lanes per device and call; the lane axis is sharded over the devices.
-    chunk = min(run.chunk_size, -(-n_lanes // n_dev)) * n_dev
-    n_chunks = -(-n_lanes // chunk)
-    mesh = Mesh(np.array(devices), ("lanes",))
-    on_lanes, replicated = (
-        NamedSharding(mesh, PartitionSpec("lanes")),
-        NamedSharding(mesh, PartitionSpec()),
-    )
-
-    def shard(tree):
-        return jax.device_put(tree, on_lanes)
-
-    def col(values, index):
-        return np.asarray(values, dtype)[index]
-
-    def full(value, n):
-        return np.full(n, value, dtype)
-
-    task_arrays = jax.device_put(
-        TaskArrays(jnp.asarray(task.rows), jnp.asarray(task.cols), jnp.asarray(task.y, dtype)),
-        replicated,
-    )
-    root = jax.random.PRNGKey(run.seed)
-    program = compiled_chunk(s)
-    outputs = []
-    bar = tqdm(
-        total=n_lanes,
-        unit="traj",
-        desc="simulate",
-        disable=None if progress is None else not progress,
-    )
-    for c in range(n_chunks):
-        lanes = np.arange(c * chunk, (c + 1) * chunk) % n_lanes  # pad the last chunk
-        li, ei = lane_lam[lanes], lane_eta[lanes]
-        keys = jax.vmap(functools.partial(jax.random.fold_in, root))(
-            jnp.asarray(lane_traj[lanes], jnp.uint32)
-        )
-        params = LaneParams(
-            Hyper(
-                col(lams, li),
-                col(etas, ei),
-                full(opt.label_noise, chunk),
-                full(opt.temperature, chunk),
-            ),
-            col([t.layer for t in thr], li),
-            col([t.end for t in thr], li),
-            full(cfg.network.init_scale, chunk),
-            full(run.diverge_norm2, chunk),
-        )
-        lane_starts = None if starts is None else tuple(np.asarray(w[li], dtype) for w in starts)
-        with jax.default_matmul_precision("highest"):  # no TF32 on GPUs (DESIGN.md)
-            rec = program(shard(keys), shard(lane_starts), shard(params), task_arrays)
-        n_valid = min(chunk, n_lanes - c * chunk)
-        outputs.append(jax.tree_util.tree_map(lambda x, n=n_valid: np.asarray(x)[:n], rec))
-        bar.update(n_valid)
-    bar.close()
-    records = Record(*(np.concatenate(parts) for parts in zip(*outputs, strict=True)))
-    attrs = {
-        "threshold_layer": [float(t.layer) for t in thr],
-        "threshold_end": [float(t.end) for t in thr],
-        "rel_floor": REL_FLOOR[run.dtype],
-        **start_attrs,
-    }
-    return build_dataset(cfg, records, attrs, wall_time=time.perf_counter() - t0)
+    plan = plan_run(cfg, devices)
+    starts = shared_starts(cfg)
+    with progress_bar(plan.n_lanes * cfg.run.steps, "simulate", progress) as bar:
+        records, extra = run_chunks(plan, range(plan.n_chunks), starts, bar)
+    return assemble(plan, records, extra, starts, time.perf_counter() - t0)

@@ -1,4 +1,4 @@
-"""Starting states shared by all trajectories: GD-converged minima and weights files."""
+"""Starting states: GD-converged minima (shared or per trajectory) and weights files."""
 
 from __future__ import annotations
 
@@ -47,8 +47,14 @@ def _grad_norm(w, task: TaskArrays, lam):
     return value, jnp.sqrt(sum(jnp.sum(x * x) for x in g))
 
 
-def gd_minimum(task: Task, d_out: int, d_in: int, net: NetworkConfig, lams) -> GDMinimum:
-    """Run GD in float64 from one gaussian init (key ``net.seed``) to a minimum of L_lam per lam.
+def gd_minimum(
+    task: Task, d_out: int, d_in: int, net: NetworkConfig, lams, trajectories=None
+) -> GDMinimum:
+    """Run GD in float64 from a gaussian init to a minimum of L_lam, one run per lane.
+
+    Without ``trajectories`` there is one lane per lam, all from the init drawn with key
+    ``net.seed`` (the shared start). With ``trajectories`` (same length as ``lams``), lane k
+    starts from trajectory ``trajectories[k]``'s own init, key ``fold_in(PRNGKey(net.seed), t)``.
 
     Runs until the gradient norm of the full regularized loss is below ``net.gd_tol`` (checked
     every 1000 steps) and raises :class:`NotConvergedError` if ``net.gd_max_steps`` run out
@@ -58,10 +64,19 @@ def gd_minimum(task: Task, d_out: int, d_in: int, net: NetworkConfig, lams) -> G
     f64 = jnp.float64
     arrays = TaskArrays(jnp.asarray(task.rows), jnp.asarray(task.cols), jnp.asarray(task.y, f64))
     dyn = make_dynamics("gd", arrays, shapes, 1, f64)
-    w0 = init_gaussian(jax.random.PRNGKey(net.seed), shapes, net.init_scale, f64)
+    root = jax.random.PRNGKey(net.seed)
     max_steps, tol = net.gd_max_steps, net.gd_tol
+    lams = np.asarray(lams, np.float64)
+    if trajectories is None:
+        keys = jnp.broadcast_to(root, (lams.size, *root.shape))
+    else:
+        trajectories = np.asarray(trajectories)
+        keys = jax.vmap(lambda t: jax.random.fold_in(root, t))(
+            jnp.asarray(trajectories, jnp.uint32)
+        )
 
-    def one(lam):
+    def one(lam, key):
+        w0 = init_gaussian(key, shapes, net.init_scale, f64)
         hyper = Hyper(lam, jnp.asarray(net.gd_eta, f64), jnp.zeros((), f64), jnp.zeros((), f64))
 
         def body(carry):
@@ -80,14 +95,17 @@ def gd_minimum(task: Task, d_out: int, d_in: int, net: NetworkConfig, lams) -> G
         return materialize(state), gn, state.step, value
 
     with jax.default_matmul_precision("highest"):
-        w, gn, steps, value = jax.jit(jax.vmap(one))(jnp.asarray(lams, f64))
+        w, gn, steps, value = jax.jit(jax.vmap(one))(jnp.asarray(lams, f64), keys)
     w = tuple(np.asarray(x) for x in w)
     gn, steps, value = np.asarray(gn), np.asarray(steps), np.asarray(value)
     bad = ~(gn <= tol)
     if bad.any():
         k = int(np.argmax(bad))
+        where = f"lam = {lams[k]:g}"
+        if trajectories is not None:
+            where += f", trajectory {trajectories[k]}"
         raise NotConvergedError(
-            f"network.gd_max_steps = {max_steps}: GD at lam = {lams[k]:g} stopped at gradient "
+            f"network.gd_max_steps = {max_steps}: GD at {where} stopped at gradient "
             f"norm {gn[k]:.3g} > network.gd_tol = {tol:g} after {steps[k]} steps "
             "(raise gd_max_steps or gd_eta, or lower init_scale if it diverged)"
         )

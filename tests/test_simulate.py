@@ -30,7 +30,7 @@ from rankjump.network import init_gaussian, layer_shapes
 from rankjump.ranks import thresholds_for
 from rankjump.simulate import (
     LaneParams,
-    _run_lane,
+    run_lanes,
     structure_for,
     trace_count,
 )
@@ -84,15 +84,18 @@ def _single_lane(cfg):
         thr = thresholds_for(cfg.rank.threshold, lam, task.y, net.depth, cfg.rank.safety, run.dtype)
         scalar = functools.partial(jnp.asarray, dtype=dtype)
         return LaneParams(
-            Hyper(scalar(lam), scalar(eta), scalar(opt.label_noise), scalar(opt.temperature)),
+            Hyper(scalar([lam]), scalar([eta]), scalar(opt.label_noise), scalar(opt.temperature)),
             scalar(thr.layer),
             scalar(thr.end),
             scalar(net.init_scale),
             scalar(run.diverge_norm2),
         )
 
-    lane = jax.jit(_run_lane, static_argnums=4)
-    return lane, s, arrays, params
+    def lane(key, start, p, arrays, s):
+        no_schedule, k0 = jnp.zeros(0, jnp.int32), jnp.zeros((), jnp.int32)
+        return run_lanes(key, start, p, arrays, no_schedule, k0, s, batched=False)[0]
+
+    return jax.jit(lane, static_argnums=4), s, arrays, params
 
 
 # float32: a vmapped and an un-vmapped program may round differently; singular values are then
