@@ -23,8 +23,9 @@ from rankjump.config import (  # noqa: E402
 from rankjump.intervals import binomial_ci, upper_bound  # noqa: E402
 from rankjump.results import ResultError, load_result, save_result  # noqa: E402
 from rankjump.simulate import simulate  # noqa: E402
-from rankjump.starts import NotConvergedError, gd_minimum  # noqa: E402
+from rankjump.starts import NotConvergedError, gd_minimum, load_weights, save_weights  # noqa: E402
 from rankjump.stats import Report, analyze  # noqa: E402
+from rankjump.sweep import LocalExecutor, SweepError, merge, sweep  # noqa: E402
 from rankjump.tasks import Task, make_task  # noqa: E402
 
 __all__ = [
@@ -38,7 +39,13 @@ __all__ = [
     "binomial_ci",
     "config_from_dict",
     "config_to_toml",
+    "LocalExecutor",
+    "SweepError",
     "gd_minimum",
+    "load_weights",
+    "merge",
+    "save_weights",
+    "sweep",
     "load_config",
     "load_result",
     "loads_config",

@@ -1,4 +1,4 @@
-"""The ``rankjump`` command line: demo, simulate, stats (DESIGN.md, command line).
+"""The ``rankjump`` command line: demo, simulate, sweep, stats, plot, bench (DESIGN.md).
 
 Bad input is one line on stderr naming the field or file, exit code 2, and no file written.
 """
@@ -34,17 +34,63 @@ def _simulate(args) -> int:
     _writable_target(out)
     ds = simulate(cfg, progress=None if not args.quiet else False)
     save_result(ds, out)
-    n_div = int(ds["diverged"].sum())
     print(
         f"wrote {out}  ({ds.sizes['lam']} x {ds.sizes['eta']} cells, "
         f"{ds.sizes['traj']} trajectories, {ds.attrs['wall_time_s']:.1f} s)"
     )
-    if n_div:
+    _warn_diverged(ds)
+    return 0
+
+
+def _sweep(args) -> int:
+    from rankjump.config import load_config
+    from rankjump.sweep import RESULT, sweep
+
+    cfg = load_config(args.config)
+    out = Path(args.out)
+    try:
+        ds = sweep(
+            cfg,
+            out,
+            resume=args.resume,
+            chunks_per_job=args.chunks_per_job,
+            progress=None if not args.quiet else False,
+        )
+    except KeyboardInterrupt:
+        from rankjump.sweep import sweep_status
+
+        done, total = sweep_status(out) if (out / "sweep.json").exists() else (0, 0)
         print(
-            f"warning: {n_div} trajectories diverged and are excluded from statistics",
+            f"rankjump sweep: interrupted with {done} of {total} jobs done; continue with "
+            f"`rankjump sweep {args.config} --out {out} --resume`",
             file=sys.stderr,
         )
+        return 130
+    print(
+        f"wrote {out / RESULT}  ({ds.sizes['lam']} x {ds.sizes['eta']} cells, "
+        f"{ds.sizes['traj']} trajectories, {ds.attrs['wall_time_s']:.1f} s of compute)"
+    )
+    _warn_diverged(ds)
     return 0
+
+
+def _warn_diverged(ds) -> None:
+    """Say how many trajectories diverged and in which cells."""
+    div = ds["diverged"].sum("traj")
+    n_div = int(div.sum())
+    if not n_div:
+        return
+    cells = [
+        f"(lam {float(lam):g}, eta {float(eta):g}): {int(div.sel(lam=lam, eta=eta))}"
+        for lam in ds["lam"].values
+        for eta in ds["eta"].values
+        if int(div.sel(lam=lam, eta=eta))
+    ]
+    print(
+        f"warning: {n_div} trajectories diverged and are excluded from statistics; "
+        + ", ".join(cells),
+        file=sys.stderr,
+    )
 
 
 def _demo(args) -> int:
@@ -82,6 +128,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="FILE", help="result file (netCDF) to write")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_simulate)
+
+    p = sub.add_parser("sweep", help="a run split into resumable jobs, one file each -> DIR")
+    p.add_argument("config", metavar="CONFIG.toml")
+    p.add_argument(
+        "--out", required=True, metavar="DIR", help="sweep folder (result: DIR/result.nc)"
+    )
+    p.add_argument("--resume", action="store_true", help="continue the sweep in DIR")
+    p.add_argument(
+        "--chunks-per-job",
+        type=int,
+        default=1,
+        metavar="N",
+        help="chunks of run.chunk_size trajectories per job file (1)",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_sweep)
 
     p = sub.add_parser("bench", help="throughput against PyTorch peers (torch: the bench extra)")
     p.add_argument("--quick", action="store_true", help="fewer configurations, smaller runs")

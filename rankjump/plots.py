@@ -45,7 +45,7 @@ __all__ = [
 ]
 
 DPI = 110
-MAX_CELLS = 12
+MAX_CELLS = 25
 _KINDS = {"sgd": "SGD", "gd": "GD", "label_noise": "label-noise SGD", "langevin": "Langevin"}
 Cell = tuple[float, float]
 _ABOVE = {"loc": "lower center", "bbox_to_anchor": (0.5, 1.01), "fontsize": 8}  # legend over axes
@@ -156,10 +156,24 @@ def _find(report: Report, cell: Cell) -> CellReport:
 
 
 def _select(report: Report, cells: Iterable[Cell] | None, max_cells: int) -> tuple[list, str]:
-    """The chosen cells (all by default), at most max_cells, and a note when some are left out."""
+    """The chosen cells (all by default), at most max_cells, and a note when some are left out.
+
+    When the default selection is too large, the cells where most trajectories jumped below
+    their start rank are kept (in grid order): those are the ones with something to see.
+    """
     chosen = list(report.cells) if cells is None else [_find(report, c) for c in cells]
-    note = f"showing {max_cells} of {len(chosen)} cells" if len(chosen) > max_cells else ""
-    return chosen[:max_cells], note
+    if len(chosen) <= max_cells:
+        return chosen, ""
+    if cells is not None:
+        return chosen[:max_cells], f"showing the first {max_cells} of {len(chosen)} chosen cells"
+
+    def jumped(cell: CellReport) -> float:
+        p = _reached(cell, None)
+        return -1.0 if p is None else p.p
+
+    keep = sorted(sorted(range(len(chosen)), key=lambda i: -jumped(chosen[i]))[:max_cells])
+    note = f"showing the {max_cells} of {len(chosen)} cells with the largest jump probability"
+    return [chosen[i] for i in keep], note
 
 
 def _grid(

@@ -8,6 +8,7 @@ on the chunk size or on which other lanes share its chunk.
 
 from __future__ import annotations
 
+import collections
 import functools
 import time
 from typing import NamedTuple
@@ -354,24 +355,35 @@ def shared_starts(cfg: Config) -> Starts:
     return Starts(weights, attrs)
 
 
-_GD_BLOCK = 64  # per-trajectory GD minima are computed in blocks of this many (lam, traj) pairs
+_GD_CACHE: collections.OrderedDict = collections.OrderedDict()
+_GD_CACHE_SIZE = 1 << 16  # per-trajectory minima kept per process (they repeat across eta)
 
 
-def _per_trajectory_minima(cfg: Config, task: Task, pairs, cache: dict):
-    """GD minima for (lam index, traj) pairs, computed in fixed-size blocks, memoised in cache."""
-    todo = [pair for pair in dict.fromkeys(pairs) if pair not in cache]
+def _per_trajectory_minima(cfg: Config, task: Task, pairs, block: int):
+    """GD minima for (lam index, traj) pairs, in programs of ``block`` lanes, memoised.
+
+    The block size is the run's chunk, so a sweep job and :func:`simulate` compute each minimum
+    with the same program (padding repeats the last pair).
+    """
     lams = _start_lams(cfg)
-    for b in range(0, len(todo), _GD_BLOCK):
-        block = todo[b : b + _GD_BLOCK]
-        padded = block + [block[-1]] * (_GD_BLOCK - len(block))  # one program shape
+
+    def key(pair):
+        return (cfg.task, cfg.network, float(lams[pair[0]]), pair[1])
+
+    todo = [pair for pair in dict.fromkeys(pairs) if key(pair) not in _GD_CACHE]
+    for b in range(0, len(todo), block):
+        part = todo[b : b + block]
+        padded = part + [part[-1]] * (block - len(part))
         li, tr = (np.array(x) for x in zip(*padded, strict=True))
         m = gd_minimum(task, cfg.task.d_out, cfg.task.d_in, cfg.network, lams[li], tr)
-        for n, pair in enumerate(block):
-            cache[pair] = (
+        for n, pair in enumerate(part):
+            _GD_CACHE[key(pair)] = (
                 tuple(w[n] for w in m.weights),
                 (float(m.grad_norm[n]), int(m.steps[n]), float(m.loss[n])),
             )
-    return [cache[pair] for pair in pairs]
+        while len(_GD_CACHE) > _GD_CACHE_SIZE:
+            _GD_CACHE.popitem(last=False)
+    return [_GD_CACHE[key(pair)] for pair in pairs]
 
 
 # ------------------------------------------------------------------ the run plan
@@ -425,8 +437,12 @@ def _thresholds(cfg: Config, task: Task) -> list:
     ]
 
 
-def plan_run(cfg: Config, devices=None) -> Plan:
-    """The lanes, chunks and thresholds of ``cfg`` on ``devices`` (default: all devices)."""
+def plan_run(cfg: Config, devices=None, chunk: int | None = None) -> Plan:
+    """The lanes, chunks and thresholds of ``cfg`` on ``devices`` (default: all devices).
+
+    ``chunk`` (lanes per call, a multiple of the number of devices) defaults to
+    ``run.chunk_size`` per device, or fewer when the run is smaller.
+    """
     task = make_task(cfg.task)
     n_lam, n_eta, n_traj = len(cfg.optimizer.lam), len(cfg.optimizer.eta), cfg.run.trajectories
     lane_lam = np.repeat(np.arange(n_lam), n_eta * n_traj)
@@ -435,7 +451,10 @@ def plan_run(cfg: Config, devices=None) -> Plan:
     devices = tuple(jax.devices() if devices is None else devices)
     n_dev = len(devices)
     # chunk_size lanes per device and call; the lane axis is sharded over the devices.
-    chunk = min(cfg.run.chunk_size, -(-lane_lam.size // n_dev)) * n_dev
+    if chunk is None:
+        chunk = min(cfg.run.chunk_size, -(-lane_lam.size // n_dev)) * n_dev
+    elif chunk % n_dev:
+        raise ValueError(f"chunk = {chunk} lanes cannot be split over {n_dev} devices")
     return Plan(
         cfg,
         task,
@@ -489,7 +508,6 @@ def run_chunks(plan: Plan, chunks, starts: Starts, progress=None) -> tuple[Recor
     per_traj = cfg.network.init == "gd_minimum" and cfg.network.gd_start == "per_trajectory"
     root = jax.random.PRNGKey(run.seed)
     program = compiled_chunk(s)
-    gd_cache: dict = {}
     outputs, extra = [], {name: [] for name in GD_VARS} if per_traj else {}
 
     def full(value, n):
@@ -513,7 +531,7 @@ def run_chunks(plan: Plan, chunks, starts: Starts, progress=None) -> tuple[Recor
         )
         if per_traj:
             pairs = list(zip(li.tolist(), plan.lane_traj[lanes].tolist(), strict=True))
-            minima = _per_trajectory_minima(cfg, task, pairs, gd_cache)
+            minima = _per_trajectory_minima(cfg, task, pairs, plan.chunk)
             lane_starts = tuple(
                 np.stack([m[0][l] for m in minima]).astype(dtype) for l in range(len(s.shapes))
             )
@@ -573,7 +591,15 @@ def assemble(plan: Plan, records: Record, extra: dict, starts: Starts, wall_time
         name: (("lam", "traj"), values.reshape(n_lam, n_eta, -1)[:, 0])
         for name, values in extra.items()
     }
-    return build_dataset(cfg, records, attrs, wall_time=wall_time, extra_vars=per_traj)
+    ds = build_dataset(cfg, records, attrs, wall_time=wall_time, extra_vars=per_traj)
+    for name, text in (
+        ("gd_grad_norm", "gradient norm of L_lam at the trajectory's GD minimum (its start)"),
+        ("gd_steps", "GD steps to the trajectory's start"),
+        ("gd_loss", "L_lam at the trajectory's start"),
+    ):
+        if name in ds:
+            ds[name].attrs["long_name"] = text
+    return ds
 
 
 def progress_bar(total: int, desc: str, progress: bool | None):

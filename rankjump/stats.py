@@ -18,7 +18,11 @@ layers. The rules, shared by all statistics:
 - Transitions are pairs of consecutive observed checkpoints; upward ones raise the rank. Pairs
   "after entry" start at or after the first checkpoint where the trajectory's rank is below its
   own starting rank or, when `after` is given, at a checkpoint whose step is >= `after`.
-- Ranks r for the rank sets run below the most common starting rank (the smallest on a tie).
+- Ranks r for the rank sets run below the cell's start rank: the most common rank at checkpoint 0
+  (the smallest on a tie), or the one asked for. The rank-set statistics (B_r reached, the reached
+  curve, first passage) condition on it: they use only the trajectories that start at that rank
+  (starts vary with per-trajectory GD minima). Transitions, final ranks and the upward check use
+  every analysed trajectory.
 """
 
 from __future__ import annotations
@@ -180,6 +184,7 @@ class CellReport:
         incomplete: Analysed trajectories censored before the last checkpoint.
         start_rank: Most common rank at checkpoint 0 (None when n = 0).
         start_ranks: Count of each rank at checkpoint 0 (the spread).
+        conditioned: Trajectories starting at start_rank: the rank-set statistics use only them.
         ranks: The ranks seen in the cell, ascending; they label `transitions`.
         transitions: (from, to) counts between consecutive observed checkpoints.
         final_rank: Rank at the last checkpoint among trajectories observed through it, per rank.
@@ -197,6 +202,7 @@ class CellReport:
     incomplete: int
     start_rank: int | None
     start_ranks: dict[int, int]
+    conditioned: int
     ranks: tuple[int, ...]
     transitions: np.ndarray
     final_rank: dict[int, Proportion]
@@ -222,6 +228,7 @@ class CellReport:
             "incomplete": self.incomplete,
             "start_rank": self.start_rank,
             "start_ranks": {str(r): c for r, c in self.start_ranks.items()},
+            "conditioned": self.conditioned,
             "transitions": matrix,
             "final_rank": {str(r): p.to_dict() for r, p in self.final_rank.items()},
             "reached": {str(r): s.reached.to_dict() for r, s in sets},
@@ -283,6 +290,7 @@ def analyze(
     level: float = 0.95,
     after: int | None = None,
     observed: xr.DataArray | np.ndarray | None = None,
+    start_rank: int | None = None,
 ) -> Report:
     """Analyses every (lam, eta) cell of a result Dataset (rules in the module docstring).
 
@@ -296,6 +304,8 @@ def analyze(
         observed: Optional boolean mask over (lam, eta, traj, checkpoint) (a DataArray is
             broadcast by name), False where a checkpoint was not recorded; for example
             `ds.loss.notnull()`.
+        start_rank: Condition the rank-set statistics on this start rank in every cell (default:
+            each cell's most common start rank).
 
     Returns:
         The Report, cells in (lam, eta) order.
@@ -329,6 +339,7 @@ def analyze(
             ci,
             level,
             after,
+            start_rank,
         )
         for i, lam in enumerate(ds["lam"].values)
         for j, eta in enumerate(ds["eta"].values)
@@ -349,6 +360,7 @@ def _analyze_cell(
     ci: str,
     level: float,
     after: int | None,
+    start_rank: int | None = None,
 ) -> CellReport:
     """One cell: rank and recorded are (traj, checkpoint), diverged is (traj,)."""
     keep = ~diverged & recorded[:, 0]
@@ -362,11 +374,13 @@ def _analyze_cell(
     flat = rank[:, :-1][pair] * size + rank[:, 1:][pair]
     transitions = np.bincount(flat, minlength=size * size).reshape(size, size)
     start_counts = np.bincount(rank[:, 0], minlength=size)
-    start_rank = int(np.argmax(start_counts)) if n else None
+    if start_rank is None:
+        start_rank = int(np.argmax(start_counts)) if n else None
+    same = rank[:, 0] == start_rank
     final_counts = np.bincount(rank[obs[:, -1], -1], minlength=size)
     n_final = int(obs[:, -1].sum())
     final_rank = {int(r): Proportion.of(int(final_counts[r]), n_final, ci, level) for r in ranks}
-    rank_sets = _rank_sets(rank, obs, start_rank or 0, steps, ci, level)
+    rank_sets = _rank_sets(rank[same], obs[same], start_rank or 0, steps, ci, level)
 
     up = pair & (rank[:, 1:] > rank[:, :-1])
     if after is None:
@@ -401,6 +415,7 @@ def _analyze_cell(
         incomplete=n - n_final,
         start_rank=start_rank,
         start_ranks={int(r): int(start_counts[r]) for r in np.flatnonzero(start_counts)},
+        conditioned=int(same.sum()),
         ranks=tuple(int(r) for r in ranks),
         transitions=transitions[np.ix_(ranks, ranks)],
         final_rank=final_rank,

@@ -63,6 +63,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         metavar="STEP",
         help="count 'after' upward moves from this step instead of from entering a lower rank set",
     )
+    parser.add_argument(
+        "--start-rank",
+        type=int,
+        metavar="R",
+        help="rank-set statistics among trajectories starting at rank R (default: the most common)",
+    )
     parser.set_defaults(func=run)
     return parser
 
@@ -91,7 +97,14 @@ def run(args: argparse.Namespace) -> int:
         )
         return 2
     try:
-        report = analyze(ds, on=args.on, ci=args.ci, level=args.level, after=args.after)
+        report = analyze(
+            ds,
+            on=args.on,
+            ci=args.ci,
+            level=args.level,
+            after=args.after,
+            start_rank=args.start_rank,
+        )
     except ValueError as exc:
         print(f"rankjump stats: {path}: {exc}", file=sys.stderr)
         return 2
@@ -154,8 +167,12 @@ def _cell_lines(cell: CellReport, level: str, late_label: str) -> list[str]:
     ]
     finals = sorted(cell.final_rank.items(), reverse=True)
     lines += [_row(f"rank {r}", p) for r, p in finals if p.count]
+    among = (
+        "" if cell.conditioned == cell.n else f" (the {cell.conditioned} starting at rank {start})"
+    )
     lines.append(
         f"  {'reached B_r':<14}{'count':>9}{'p':>10}   {level + ' CI':<18}   median first passage"
+        + among
     )
     shown = _band(cell.rank_sets)
     for s in shown:

@@ -199,7 +199,13 @@ def test_rank_fractions_stack_to_one_without_diverged(grid_ds):
 def test_rank_fractions_choice_and_cap(grid_ds):
     fig = plots.plot_rank_fractions(grid_ds, max_cells=3)
     assert len(visible(fig)) == 3
-    assert "showing 3 of 4 cells" in caption(fig)
+    assert "showing the 3 of 4 cells with the largest jump probability" in caption(fig)
+    # The cell left out is the one where the fewest trajectories dropped below the start rank.
+    cells = analyze(grid_ds).cells
+    p = [c.rank_sets[c.start_rank - 1].reached.p for c in cells]
+    kept = [f"lam {c.lam:g}, eta {c.eta:g}" for i, c in enumerate(cells) if i != np.argmin(p)]
+    assert [ax.get_title().split("\n")[0] for ax in visible(fig)] == kept
+    assert len(set(p)) == len(p)  # the choice is not a tie
     fig = plots.plot_rank_fractions(grid_ds, cells=[(0.2, 0.5)])
     (ax,) = visible(fig)
     assert ax.get_title().startswith("lam 0.2, eta 0.5")

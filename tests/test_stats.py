@@ -141,16 +141,18 @@ def test_hand_built_counts(hand):
     }
     assert cell.final_rank[1].p == 0.4
     assert cell.final_rank[1].ci == binomial_ci(2, 5)
+    # Rank sets condition on the start rank 2: traj 102 (start rank 3) is left out of them.
+    assert cell.conditioned == 5
     b1, b0 = cell.rank_sets[1], cell.rank_sets[0]
-    assert (b1.reached.count, b1.reached.n, b0.reached.count, b0.reached.n) == (3, 5, 1, 5)
+    assert (b1.reached.count, b1.reached.n, b0.reached.count, b0.reached.n) == (3, 4, 1, 4)
     np.testing.assert_array_equal(b1.curve_count, [0, 1, 2, 3, 3, 3])
-    np.testing.assert_array_equal(b1.curve_n, [6, 6, 6, 5, 5, 5])
+    np.testing.assert_array_equal(b1.curve_n, [5, 5, 5, 4, 4, 4])
     np.testing.assert_array_equal(b0.curve_count, [0, 0, 0, 0, 1, 1])
-    assert b1.reached.ci == pytest.approx((0.2307, 0.8824), abs=1e-4)  # Wilson, 3 of 5
-    np.testing.assert_allclose(b1.curve_ci[:, 3], binomial_ci(3, 5), rtol=1e-15)
-    # Kaplan-Meier with traj 106 censored at step 20: 1, 5/6, 5/6 * 4/5, then * 2/3.
-    np.testing.assert_allclose(b1.survival, [1, 5 / 6, 2 / 3, 4 / 9, 4 / 9, 4 / 9], rtol=1e-12)
-    np.testing.assert_allclose(b0.survival, [1, 1, 1, 1, 0.8, 0.8], rtol=1e-12)
+    assert b1.reached.ci == pytest.approx((0.3006, 0.9544), abs=1e-4)  # Wilson, 3 of 4
+    np.testing.assert_allclose(b1.curve_ci[:, 3], binomial_ci(3, 4), rtol=1e-15)
+    # Kaplan-Meier with traj 106 censored at step 20: 1, 4/5, 4/5 * 3/4, then * 1/2.
+    np.testing.assert_allclose(b1.survival, [1, 4 / 5, 3 / 5, 3 / 10, 3 / 10, 3 / 10], rtol=1e-12)
+    np.testing.assert_allclose(b0.survival, [1, 1, 1, 1, 0.75, 0.75], rtol=1e-12)
     assert (b1.median_first_passage, b0.median_first_passage) == (30.0, None)
     up = cell.upward
     assert (up.count, up.transitions, up.after_entry_count, up.after_entry_transitions) == (
@@ -175,6 +177,22 @@ def test_hand_built_counts(hand):
     pooled = report.pooled
     assert (pooled.count, pooled.transitions, pooled.after_entry_count) == (2, 57, 1)
     assert pooled.after_entry_transitions == 13
+
+
+def test_start_rank_option_conditions_on_another_start(hand):
+    cell = analyze(hand, start_rank=3).cells[0]
+    # Only traj 102 starts at rank 3: [3, 2, 2, 2, 2, 2] reaches B_2 at step 10, never B_1.
+    assert (cell.start_rank, cell.conditioned) == (3, 1)
+    assert {r: (s.reached.count, s.reached.n) for r, s in cell.rank_sets.items()} == {
+        0: (0, 1),
+        1: (0, 1),
+        2: (1, 1),
+    }
+    assert cell.rank_sets[2].median_first_passage == 10.0
+    # Transitions, final ranks and the upward check still use every trajectory.
+    default = analyze(hand).cells[0]
+    np.testing.assert_array_equal(cell.transitions, default.transitions)
+    assert cell.upward == default.upward
 
 
 def test_after_step_replaces_entry_rule(hand):
@@ -203,8 +221,9 @@ def test_nan_ranks_and_masks_censor_like_minus_one(hand):
     cell = analyze(hand, observed=mask).cells[0]
     assert (cell.n, cell.incomplete) == (6, 2)
     assert {r: p.count for r, p in cell.final_rank.items()} == {0: 1, 1: 2, 2: 1, 3: 0}
-    assert (cell.rank_sets[1].reached.count, cell.rank_sets[1].reached.n) == (3, 4)
-    np.testing.assert_allclose(cell.rank_sets[1].survival, [1, 5 / 6, 2 / 3, 1 / 3, 1 / 3, 1 / 3])
+    # Among the 5 starting at rank 2, only 100, 101 and 104 are observed through step 50.
+    assert (cell.rank_sets[1].reached.count, cell.rank_sets[1].reached.n) == (3, 3)
+    np.testing.assert_allclose(cell.rank_sets[1].survival, [1, 4 / 5, 3 / 5, 0, 0, 0])
     assert cell.transitions[2, 2] == 9 and cell.upward.transitions == 24
     with pytest.raises(ValueError, match="boolean"):
         analyze(hand, observed=hand["loss"])
@@ -251,16 +270,17 @@ def _reference(rank: np.ndarray, diverged: np.ndarray) -> dict:
         if len(rec) == rank.shape[1]:
             out["final"][int(rec[-1])] = out["final"].get(int(rec[-1]), 0) + 1
             out["n_final"] += 1
-    complete = [rec for rec in records if len(rec) == rank.shape[1]]
+    # Rank sets: only the trajectories that start at the modal start rank.
+    same = [rec for rec in records if rec[0] == top]
+    complete = [rec for rec in same if len(rec) == rank.shape[1]]
     out["reached"] = {r: sum(min(rec) <= r for rec in complete) for r in range(top)}
     out["survival"] = {}
     for r in range(top):
-        first = [next((c for c, v in enumerate(rec) if v <= r), None) for rec in records]
+        first = [next((c for c, v in enumerate(rec) if v <= r), None) for rec in same]
         surv, s = [], 1.0
         for c in range(rank.shape[1]):
             risk = sum(
-                len(rec) > c and (f is None or f >= c)
-                for rec, f in zip(records, first, strict=True)
+                len(rec) > c and (f is None or f >= c) for rec, f in zip(same, first, strict=True)
             )
             s *= 1 - sum(f == c for f in first) / max(risk, 1)
             surv.append(s)

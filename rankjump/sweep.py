@@ -1,0 +1,295 @@
+"""Sweeps: a run split into jobs that each write one file; resumable, merged into one result.
+
+A job is a range of the run's chunks (:class:`rankjump.simulate.Plan`): the lanes it runs are
+exactly those :func:`rankjump.simulate.simulate` runs in the same chunks, so the merged result
+equals ``simulate`` of the same configuration. The output folder holds
+
+    sweep.json        the configuration and the job partition (checked on --resume)
+    starts.npz        the shared starting weights, when the configuration has them
+    jobs/job-NNNNN.npz one file per finished job, written atomically (temporary name, rename)
+    result.nc         the merged result
+
+Resume skips jobs whose file exists; a file exists only once it is complete. How jobs are run
+is the executor's business: :class:`LocalExecutor` runs them one after another in this process;
+a cluster executor submits the same :func:`run_job` calls elsewhere.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import NamedTuple, Protocol
+
+import jax
+import numpy as np
+import xarray as xr
+
+from rankjump.config import Config, config_to_toml, loads_config
+from rankjump.results import ResultError, save_result
+from rankjump.simulate import (
+    Plan,
+    Record,
+    Starts,
+    assemble,
+    plan_run,
+    progress_bar,
+    run_chunks,
+    shared_starts,
+)
+
+__all__ = [
+    "Executor",
+    "Job",
+    "LocalExecutor",
+    "SweepError",
+    "merge",
+    "plan_jobs",
+    "run_job",
+    "sweep",
+]
+
+MANIFEST = "sweep.json"
+STARTS = "starts.npz"
+JOBS = "jobs"
+RESULT = "result.nc"
+
+
+class SweepError(ResultError):
+    """The output folder does not fit the sweep (another configuration, a corrupt job file...)."""
+
+
+class Job(NamedTuple):
+    """One unit of work: chunks ``first .. last - 1`` of the run plan."""
+
+    index: int
+    first: int
+    last: int
+
+    @property
+    def name(self) -> str:
+        return f"job-{self.index:05d}.npz"
+
+
+def plan_jobs(n_chunks: int, chunks_per_job: int) -> list[Job]:
+    """Consecutive ranges of ``chunks_per_job`` chunks (the last may be shorter)."""
+    return [
+        Job(i, c, min(c + chunks_per_job, n_chunks))
+        for i, c in enumerate(range(0, n_chunks, chunks_per_job))
+    ]
+
+
+class Executor(Protocol):
+    """Runs the pending jobs of a sweep folder; ``bar.update(n)`` counts trajectory-steps."""
+
+    name: str
+
+    def run(self, out: Path, jobs: list[Job], bar) -> None: ...
+
+
+class LocalExecutor:
+    """Runs the jobs one after another in this process (progress inside each job's scan)."""
+
+    name = "local"
+
+    def run(self, out: Path, jobs: list[Job], bar) -> None:
+        for job in jobs:
+            run_job(out, job, bar)
+
+
+def _atomic_write(path: Path, write) -> None:
+    """Call ``write(file)`` on a temporary file beside ``path``, then rename it into place."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _manifest(cfg: Config, chunk: int, chunks_per_job: int, n_jobs: int) -> dict:
+    return {
+        "config": config_to_toml(cfg),
+        "chunk": chunk,
+        "chunks_per_job": chunks_per_job,
+        "n_jobs": n_jobs,
+    }
+
+
+def _read_manifest(out: Path) -> dict:
+    try:
+        return json.loads((out / MANIFEST).read_text())
+    except (OSError, ValueError) as err:
+        raise SweepError(f"{out / MANIFEST}: not a readable sweep manifest ({err})") from None
+
+
+def _plan(out: Path) -> tuple[Plan, list[Job]]:
+    """The plan and jobs of the sweep in ``out``, from its manifest.
+
+    The chunk size is the manifest's, so a job computes the same lanes on any machine; the lane
+    axis is sharded over as many local devices as divide it.
+    """
+    m = _read_manifest(out)
+    cfg = loads_config(m["config"], source=str(out / MANIFEST))
+    devices = jax.devices()
+    n_dev = max(n for n in range(1, len(devices) + 1) if m["chunk"] % n == 0)
+    plan = plan_run(cfg, devices[:n_dev], chunk=m["chunk"])
+    return plan, plan_jobs(plan.n_chunks, m["chunks_per_job"])
+
+
+def _save_starts(out: Path, starts: Starts) -> None:
+    if starts.weights is None:
+        return
+    arrays = {f"W{l + 1}": np.asarray(w) for l, w in enumerate(starts.weights)}
+    attrs = np.asarray(json.dumps(starts.attrs))
+    _atomic_write(out / STARTS, lambda f: np.savez(f, attrs=attrs, **arrays))
+
+
+def _load_starts(out: Path, depth: int) -> Starts:
+    path = out / STARTS
+    if not path.exists():
+        return Starts(None, {})
+    with np.load(path) as data:
+        weights = tuple(data[f"W{l + 1}"] for l in range(depth))
+        return Starts(weights, json.loads(str(data["attrs"])))
+
+
+def run_job(out: str | Path, job: Job, bar=None) -> Path:
+    """Run one job of the sweep in ``out`` and write its file atomically (a no-op if it exists).
+
+    Everything it needs is read from ``out``, so it runs the same in this process or on a
+    cluster node.
+    """
+    out = Path(out)
+    path = out / JOBS / job.name
+    if path.exists():
+        return path
+    plan, _ = _plan(out)
+    starts = _load_starts(out, plan.cfg.network.depth)
+    t0 = time.perf_counter()
+    records, extra = run_chunks(plan, range(job.first, job.last), starts, bar)
+    wall = np.asarray(time.perf_counter() - t0)
+    arrays = {f"rec_{k}": v for k, v in records._asdict().items()}
+    arrays.update({f"extra_{k}": v for k, v in extra.items()})
+    _atomic_write(path, lambda f: np.savez(f, wall_time=wall, **arrays))
+    return path
+
+
+def _job_lanes(plan: Plan, job: Job) -> int:
+    return sum(plan.chunk_lanes(c)[1] for c in range(job.first, job.last))
+
+
+def _load_job(out: Path, plan: Plan, job: Job) -> tuple[Record, dict, float]:
+    path = out / JOBS / job.name
+    try:
+        with np.load(path) as data:
+            records = Record(*(data[f"rec_{k}"] for k in Record._fields))
+            extra = {k[6:]: data[k] for k in data.files if k.startswith("extra_")}
+            wall = float(data["wall_time"])
+    except (OSError, ValueError, KeyError) as err:
+        raise SweepError(
+            f"{path}: unreadable job file ({type(err).__name__}); delete it and rerun with --resume"
+        ) from None
+    if records.rank.shape[:2] != (_job_lanes(plan, job), plan.cfg.run.n_checkpoints):
+        raise SweepError(f"{path}: holds the wrong number of lanes; delete it and rerun")
+    return records, extra, wall
+
+
+def merge(out: str | Path) -> xr.Dataset:
+    """The merged result of a finished sweep in ``out`` (records in lane order)."""
+    out = Path(out)
+    plan, jobs = _plan(out)
+    missing = [j.name for j in jobs if not (out / JOBS / j.name).exists()]
+    if missing:
+        raise SweepError(
+            f"{out}: {len(missing)} of {len(jobs)} jobs unfinished (first {missing[0]}); "
+            "rerun the sweep with --resume"
+        )
+    parts = [_load_job(out, plan, job) for job in jobs]
+    records = Record(*(np.concatenate(x) for x in zip(*(p[0] for p in parts), strict=True)))
+    extra = {k: np.concatenate([p[1][k] for p in parts]) for k in parts[0][1]}
+    starts = _load_starts(out, plan.cfg.network.depth)
+    return assemble(plan, records, extra, starts, sum(p[2] for p in parts))
+
+
+def _prepare(cfg: Config, out: Path, resume: bool, chunks_per_job: int) -> None:
+    """Create the sweep folder, or check that the one there is this sweep (``resume``)."""
+    if out.exists() and not out.is_dir():
+        raise SweepError(f"--out {out}: exists and is not a directory")
+    if not out.parent.is_dir():
+        raise SweepError(f"--out {out}: directory {out.parent} does not exist")
+    if (out / MANIFEST).exists():
+        m = _read_manifest(out)
+        if not resume:
+            done = len(list((out / JOBS).glob("job-*.npz")))
+            raise SweepError(
+                f"--out {out}: already holds a sweep ({done} of {m.get('n_jobs')} jobs done); "
+                "pass --resume to continue it, or choose another folder"
+            )
+        if m.get("config") != config_to_toml(cfg):
+            raise SweepError(
+                f"--out {out}: holds a sweep of another configuration; choose another folder"
+            )
+        return
+    if out.exists() and any(out.iterdir()):
+        raise SweepError(f"--out {out}: is not empty and holds no sweep; choose another folder")
+    out.mkdir(exist_ok=True)
+    (out / JOBS).mkdir(exist_ok=True)
+    plan = plan_run(cfg)
+    n_jobs = len(plan_jobs(plan.n_chunks, chunks_per_job))
+    _save_starts(out, shared_starts(cfg))
+    manifest = json.dumps(_manifest(cfg, plan.chunk, chunks_per_job, n_jobs), indent=1)
+    _atomic_write(out / MANIFEST, lambda f: f.write(manifest.encode()))
+
+
+def sweep(
+    cfg: Config,
+    out: str | Path,
+    *,
+    resume: bool = False,
+    chunks_per_job: int = 1,
+    executor: Executor | None = None,
+    progress: bool | None = None,
+) -> xr.Dataset:
+    """Run ``cfg`` as a sweep in the folder ``out`` and write ``out/result.nc``.
+
+    Args:
+        cfg: a validated configuration.
+        out: the sweep folder (created; it must be new, or hold this sweep with ``resume``).
+        resume: continue a sweep in ``out``, skipping the jobs whose file exists.
+        chunks_per_job: chunks of ``run.chunk_size`` lanes per job file.
+        executor: how jobs run (default :class:`LocalExecutor`).
+        progress: progress bar in trajectory-steps (default: only on a terminal).
+
+    Returns:
+        The merged result, equal to ``simulate(cfg)`` apart from the wall time.
+    """
+    if chunks_per_job < 1:
+        raise SweepError(f"--chunks-per-job = {chunks_per_job}: must be >= 1")
+    out = Path(out)
+    _prepare(cfg, out, resume, chunks_per_job)
+    plan, jobs = _plan(out)
+    pending = [j for j in jobs if not (out / JOBS / j.name).exists()]
+    per_lane = cfg.run.steps
+    total = plan.n_lanes * per_lane
+    done = total - sum(_job_lanes(plan, j) for j in pending) * per_lane
+    executor = executor or LocalExecutor()
+    with progress_bar(total, f"sweep ({executor.name})", progress) as bar:
+        bar.update(done)
+        executor.run(out, pending, bar)
+    ds = merge(out)
+    save_result(ds, out / RESULT)
+    return ds
+
+
+def sweep_status(out: str | Path) -> tuple[int, int]:
+    """(finished jobs, all jobs) of the sweep in ``out``."""
+    out = Path(out)
+    m = _read_manifest(out)
+    return len(list((out / JOBS).glob("job-*.npz"))), int(m["n_jobs"])
