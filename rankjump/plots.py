@@ -189,6 +189,20 @@ def _grid(
     return list(axes[:n])
 
 
+def _is_bottom(ax: Axes) -> bool:
+    """No visible panel below: the last row, or a panel above an empty slot of it."""
+    spec = ax.get_subplotspec()
+    below = [
+        other
+        for other in ax.figure.axes
+        if other.get_visible()
+        and other.get_subplotspec() is not None
+        and other.get_subplotspec().colspan == spec.colspan
+        and other.get_subplotspec().rowspan.start > spec.rowspan.start
+    ]
+    return not below
+
+
 def _reached(cell: CellReport, r: int | None) -> Proportion | None:
     """P(B_r reached by the horizon); r = start rank - 1 by default; None if not defined."""
     if r is None:
@@ -425,7 +439,8 @@ def plot_rank_fractions(
         ax.set_ylim(0, 1)
         ax.set_xlim(steps[0], steps[-1])
         _step_axis(ax)
-        if ax.get_subplotspec().is_last_row():
+        if _is_bottom(ax):
+            ax.tick_params(labelbottom=True)
             ax.set_xlabel("step")
         if ax.get_subplotspec().is_first_col():
             ax.set_ylabel("fraction of trajectories")
@@ -626,7 +641,8 @@ def plot_transitions(
         ticks = np.arange(len(ranks))
         ax.set_xticks(ticks, [str(k) for k in ranks])
         ax.set_yticks(ticks, [str(k) for k in ranks])
-        if ax.get_subplotspec().is_last_row():
+        if _is_bottom(ax):
+            ax.tick_params(labelbottom=True)
             ax.set_xlabel("rank at next checkpoint")
         if ax.get_subplotspec().is_first_col():
             ax.set_ylabel("rank at checkpoint")
@@ -705,7 +721,8 @@ def plot_final_rank(
         ax.set_xticks(np.arange(len(ranks)), [str(k) for k in ranks])
         ax.set_ylim(0, 1.05)
         ax.set_title(f"{_cell_name(cell)}\n{', '.join(sizes)}", fontsize=9)
-        if ax.get_subplotspec().is_last_row():
+        if _is_bottom(ax):
+            ax.tick_params(labelbottom=True)
             ax.set_xlabel("rank at the last checkpoint")
         if ax.get_subplotspec().is_first_col():
             ax.set_ylabel("fraction of trajectories")
