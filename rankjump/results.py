@@ -13,7 +13,15 @@ import xarray as xr
 
 from rankjump.config import Config, config_to_toml
 
-__all__ = ["ResultError", "build_dataset", "load_result", "save_result", "REQUIRED_VARS"]
+__all__ = [
+    "REQUIRED_VARS",
+    "ResultError",
+    "build_dataset",
+    "checkpoint_steps",
+    "lane_variables",
+    "load_result",
+    "save_result",
+]
 
 REQUIRED_VARS = (
     "rank",
@@ -57,6 +65,32 @@ def _versions() -> dict:
     }
 
 
+def lane_variables(records, steps: np.ndarray) -> dict:
+    """Per-lane data variables of the schema: ``name: (dims after traj, values with a leading
+    lane axis)``; ``steps`` is the SGD step of each checkpoint."""
+    ck = ("checkpoint",)
+    alive = np.asarray(records.alive)
+    diverged = ~alive[..., -1]
+    first_dead = np.argmax(~alive, axis=-1)
+    return {
+        "rank": (ck, records.rank),
+        "layer_rank": (ck + ("layer",), records.layer_rank),
+        "end_rank": (ck, records.end_rank),
+        "sv": (ck + ("k",), records.sv),
+        "loss": (ck, records.loss),
+        "data_loss": (ck, records.data_loss),
+        "param_norm2": (ck, records.param_norm2),
+        "imbalance": (ck, records.imbalance),
+        "diverged": ((), diverged),
+        "diverged_step": ((), np.where(diverged, steps[first_dead], -1)),
+    }
+
+
+def checkpoint_steps(cfg: Config) -> np.ndarray:
+    """The SGD step of each checkpoint (0, record_every, ..., steps)."""
+    return np.arange(cfg.run.n_checkpoints, dtype=np.int64) * cfg.run.record_every
+
+
 def build_dataset(
     cfg: Config, records, attrs: dict, wall_time: float, extra_vars: dict | None = None
 ) -> xr.Dataset:
@@ -66,29 +100,14 @@ def build_dataset(
     variables as ``name: (dims, values)`` (e.g. per-trajectory GD minima over (lam, traj)).
     """
     n_lam, n_eta = len(cfg.optimizer.lam), len(cfg.optimizer.eta)
-    n_traj, n_ck = cfg.run.trajectories, cfg.run.n_checkpoints
-
-    def grid(x):
-        return np.asarray(x).reshape(n_lam, n_eta, n_traj, *np.shape(x)[1:])
-
+    n_traj = cfg.run.trajectories
+    steps = checkpoint_steps(cfg)
     cell = ("lam", "eta", "traj")
-    alive = grid(records.alive)
-    diverged = ~alive[..., -1]
-    first_dead = np.argmax(~alive, axis=-1)
-    steps = np.arange(n_ck, dtype=np.int64) * cfg.run.record_every
     data = {
-        "rank": (cell + ("checkpoint",), grid(records.rank)),
-        "layer_rank": (cell + ("checkpoint", "layer"), grid(records.layer_rank)),
-        "end_rank": (cell + ("checkpoint",), grid(records.end_rank)),
-        "sv": (cell + ("checkpoint", "k"), grid(records.sv)),
-        "loss": (cell + ("checkpoint",), grid(records.loss)),
-        "data_loss": (cell + ("checkpoint",), grid(records.data_loss)),
-        "param_norm2": (cell + ("checkpoint",), grid(records.param_norm2)),
-        "imbalance": (cell + ("checkpoint",), grid(records.imbalance)),
-        "diverged": (cell, diverged),
-        "diverged_step": (cell, np.where(diverged, steps[first_dead], -1)),
-        **(extra_vars or {}),
+        name: (cell + dims, np.asarray(x).reshape(n_lam, n_eta, n_traj, *np.shape(x)[1:]))
+        for name, (dims, x) in lane_variables(records, steps).items()
     }
+    data.update(extra_vars or {})
     ds = xr.Dataset(
         data,
         coords={
@@ -137,14 +156,21 @@ def save_result(ds: xr.Dataset, path: str | Path) -> Path:
     return path
 
 
-def load_result(path: str | Path) -> xr.Dataset:
-    """Load a result file fully into memory, checking it is a rankjump result."""
+def load_result(path: str | Path, lazy: bool = False) -> xr.Dataset:
+    """Load a result file, checking it is a rankjump result.
+
+    By default everything is read into memory and the file is closed; with ``lazy`` the
+    variables are read on first use (for results larger than memory).
+    """
     path = Path(path)
     if not path.is_file():
         raise ResultError(f"{path}: no such result file")
     try:
-        with xr.open_dataset(path, engine="h5netcdf") as ds:
-            ds = ds.load()
+        if lazy:
+            ds = xr.open_dataset(path, engine="h5netcdf")
+        else:
+            with xr.open_dataset(path, engine="h5netcdf") as ds:
+                ds = ds.load()
     except Exception as err:  # h5py / xarray raise many kinds for a corrupt file
         raise ResultError(
             f"{path}: not a readable netCDF result file ({type(err).__name__})"

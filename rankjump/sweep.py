@@ -23,12 +23,13 @@ import time
 from pathlib import Path
 from typing import NamedTuple, Protocol
 
+import h5netcdf
 import jax
 import numpy as np
 import xarray as xr
 
 from rankjump.config import Config, config_to_toml, loads_config
-from rankjump.results import ResultError, save_result
+from rankjump.results import ResultError, checkpoint_steps, lane_variables, load_result
 from rankjump.simulate import (
     Plan,
     Record,
@@ -201,8 +202,16 @@ def _load_job(out: Path, plan: Plan, job: Job) -> tuple[Record, dict, float]:
     return records, extra, wall
 
 
-def merge(out: str | Path) -> xr.Dataset:
-    """The merged result of a finished sweep in ``out`` (records in lane order)."""
+_TRAJ_CHUNK = 512  # trajectories per HDF5 chunk of the merged file
+
+
+def merge(out: str | Path) -> Path:
+    """Merge the job files of a finished sweep in ``out`` into ``out/result.nc``.
+
+    The file is written job by job (an HDF5 file with a resizable trajectory axis), so memory
+    holds one job's records at a time, whatever the number of trajectories; it is written under
+    a temporary name and renamed, like every result file.
+    """
     out = Path(out)
     plan, jobs = _plan(out)
     missing = [j.name for j in jobs if not (out / JOBS / j.name).exists()]
@@ -211,11 +220,75 @@ def merge(out: str | Path) -> xr.Dataset:
             f"{out}: {len(missing)} of {len(jobs)} jobs unfinished (first {missing[0]}); "
             "rerun the sweep with --resume"
         )
-    parts = [_load_job(out, plan, job) for job in jobs]
-    records = Record(*(np.concatenate(x) for x in zip(*(p[0] for p in parts), strict=True)))
-    extra = {k: np.concatenate([p[1][k] for p in parts]) for k in parts[0][1]}
-    starts = _load_starts(out, plan.cfg.network.depth)
-    return assemble(plan, records, extra, starts, sum(p[2] for p in parts))
+    cfg = plan.cfg
+    starts = _load_starts(out, cfg.network.depth)
+    first, extra, _ = _load_job(out, plan, jobs[0])
+    template = _template(plan, first, extra, starts)
+    n_traj = cfg.run.trajectories
+    encoding = {
+        name: {
+            "zlib": True,
+            "complevel": 4,
+            "chunksizes": tuple(
+                min(n_traj, _TRAJ_CHUNK) if d == "traj" else (1 if d in ("lam", "eta") else n)
+                for d, n in template[name].sizes.items()
+            ),
+        }
+        for name in template.data_vars
+    }
+    path = out / RESULT
+    fd, tmp = tempfile.mkstemp(prefix=f".{RESULT}.", suffix=".tmp", dir=out)
+    os.close(fd)
+    try:
+        template.to_netcdf(tmp, engine="h5netcdf", unlimited_dims=["traj"], encoding=encoding)
+        wall = 0.0
+        with h5netcdf.File(tmp, "a") as f:
+            f.resize_dimension("traj", n_traj)
+            f.variables["traj"][:] = np.arange(n_traj)
+            lane = 0
+            steps = checkpoint_steps(cfg)
+            for job in jobs:
+                records, extra, job_wall = _load_job(out, plan, job)
+                wall += job_wall
+                _write_lanes(f, plan, lane, lane_variables(records, steps), extra)
+                lane += records.rank.shape[0]
+            f.attrs["wall_time_s"] = wall
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _template(plan: Plan, records: Record, extra: dict, starts: Starts) -> xr.Dataset:
+    """The result's schema (variables, dtypes, coordinates, attributes) with one trajectory."""
+    cfg = plan.cfg
+    n_cells = len(cfg.optimizer.lam) * len(cfg.optimizer.eta)
+    one = Record(*(np.zeros((n_cells, *x.shape[1:]), x.dtype) for x in records))
+    one_extra = {k: np.zeros(n_cells, v.dtype) for k, v in extra.items()}
+    small = plan._replace(cfg=cfg.replace(run={"trajectories": 1}))
+    ds = assemble(small, one, one_extra, starts, 0.0)
+    ds.attrs["config"] = config_to_toml(cfg)
+    return ds
+
+
+def _write_lanes(f, plan: Plan, lane0: int, variables: dict, extra: dict) -> None:
+    """Write per-lane values for lanes lane0, lane0 + 1, ... into their cells' slices."""
+    n_traj, n_eta = plan.cfg.run.trajectories, len(plan.cfg.optimizer.eta)
+    n = len(next(iter(variables.values()))[1])
+    start = 0
+    while start < n:
+        cell, t0 = divmod(lane0 + start, n_traj)
+        stop = min(n, start + n_traj - t0)  # the run of lanes in this cell
+        i, j = divmod(cell, n_eta)
+        t1 = t0 + stop - start
+        for name, (_, values) in variables.items():
+            part = np.asarray(values[start:stop])
+            f.variables[name][i, j, t0:t1] = part.astype(f.variables[name].dtype)
+        if j == 0:  # per-trajectory GD minima: the same in every eta cell
+            for name, values in extra.items():
+                f.variables[name][i, t0:t1] = values[start:stop]
+        start = stop
 
 
 def _prepare(cfg: Config, out: Path, resume: bool, chunks_per_job: int) -> None:
@@ -268,7 +341,7 @@ def sweep(
         progress: progress bar in trajectory-steps (default: only on a terminal).
 
     Returns:
-        The merged result, equal to ``simulate(cfg)`` apart from the wall time.
+        The merged result ``out/result.nc``, opened lazily: its values equal ``simulate(cfg)``.
     """
     if chunks_per_job < 1:
         raise SweepError(f"--chunks-per-job = {chunks_per_job}: must be >= 1")
@@ -283,9 +356,7 @@ def sweep(
     with progress_bar(total, f"sweep ({executor.name})", progress) as bar:
         bar.update(done)
         executor.run(out, pending, bar)
-    ds = merge(out)
-    save_result(ds, out / RESULT)
-    return ds
+    return load_result(merge(out), lazy=True)
 
 
 def sweep_status(out: str | Path) -> tuple[int, int]:

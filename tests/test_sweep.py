@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import os
+import tempfile
 from pathlib import Path
 
 import jax
@@ -25,6 +26,7 @@ from rankjump import (
     load_result,
     loads_config,
     merge,
+    save_result,
     simulate,
     sweep,
 )
@@ -52,7 +54,9 @@ GRID = small_config(
 
 @functools.cache
 def _simulated(cfg):
-    return simulate(cfg, progress=False)
+    """simulate(cfg), saved and loaded back as a sweep's merged file is (memoised)."""
+    path = Path(tempfile.mkdtemp()) / "simulate.nc"
+    return load_result(save_result(simulate(cfg, progress=False), path))
 
 
 def _assert_same_result(got: xr.Dataset, want: xr.Dataset) -> None:
@@ -78,15 +82,8 @@ def test_sweep_equals_simulate(tmp_path):
         "job-00001.npz",
         "job-00002.npz",
     ]
-    want = _simulated(GRID)
-    _assert_same_result(ds, want)
-    _assert_same_result(load_result(out / "result.nc"), load_result_roundtrip(want, tmp_path))
-
-
-def load_result_roundtrip(ds: xr.Dataset, tmp_path: Path) -> xr.Dataset:
-    from rankjump import save_result
-
-    return load_result(save_result(ds, tmp_path / "simulate.nc"))
+    _assert_same_result(ds, _simulated(GRID))
+    _assert_same_result(load_result(out / "result.nc"), _simulated(GRID))
 
 
 class _StopAfter(LocalExecutor):
