@@ -25,7 +25,7 @@ from rankjump.results import ResultError, load_result, save_result  # noqa: E402
 from rankjump.simulate import simulate  # noqa: E402
 from rankjump.starts import NotConvergedError, gd_minimum, load_weights, save_weights  # noqa: E402
 from rankjump.stats import Report, analyze  # noqa: E402
-from rankjump.sweep import LocalExecutor, SweepError, merge, sweep  # noqa: E402
+from rankjump.sweep import InlineExecutor, SweepError, merge, sweep  # noqa: E402
 from rankjump.tasks import Task, make_task  # noqa: E402
 
 __all__ = [
@@ -39,7 +39,7 @@ __all__ = [
     "binomial_ci",
     "config_from_dict",
     "config_to_toml",
-    "LocalExecutor",
+    "InlineExecutor",
     "SweepError",
     "gd_minimum",
     "load_weights",

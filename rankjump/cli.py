@@ -48,12 +48,25 @@ def _sweep(args) -> int:
 
     cfg = load_config(args.config)
     out = Path(args.out)
+    executor = None
+    if args.executor != "inline":
+        from rankjump.cluster import SubmititExecutor
+
+        executor = SubmititExecutor(
+            args.executor,
+            partition=args.partition,
+            time_min=args.time,
+            gpus=args.gpus,
+            cpus=args.cpus,
+            parallel=args.parallel,
+        )
     try:
         ds = sweep(
             cfg,
             out,
             resume=args.resume,
             chunks_per_job=args.chunks_per_job,
+            executor=executor,
             progress=None if not args.quiet else False,
         )
     except KeyboardInterrupt:
@@ -141,6 +154,20 @@ def build_parser() -> argparse.ArgumentParser:
         default=1,
         metavar="N",
         help="chunks of run.chunk_size trajectories per job file (1)",
+    )
+    p.add_argument(
+        "--executor",
+        choices=("inline", "local", "slurm"),
+        default="inline",
+        help="inline: jobs in this process (default); local: submitit processes on this machine;"
+        " slurm: a Slurm job array (both need the cluster extra)",
+    )
+    p.add_argument("--partition", help="Slurm partition")
+    p.add_argument("--time", type=int, default=60, metavar="MIN", help="time limit per job (60)")
+    p.add_argument("--gpus", type=int, default=0, metavar="N", help="GPUs per job (0)")
+    p.add_argument("--cpus", type=int, metavar="N", help="CPU cores per job")
+    p.add_argument(
+        "--parallel", type=int, metavar="N", help="jobs at once (local: 1; slurm: unlimited)"
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_sweep)

@@ -88,7 +88,10 @@ def _check_scalar(name: str, kind, value: Any, m: dict) -> Any:
     elif kind is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{name} = {value!r}: must be a number")
-        value = float(value)
+        try:
+            value = float(value)
+        except OverflowError:
+            raise ConfigError(f"{name} = {value!r}: must be finite") from None
         if not math.isfinite(value):
             raise ConfigError(f"{name} = {value!r}: must be finite")
     if m["choices"] is not None and value not in m["choices"]:
@@ -378,17 +381,22 @@ class Config:
         return Config(**new)
 
 
+def _shown(name: str) -> str:
+    """A user-given name as it can be printed on one line (quoted when not a plain word)."""
+    return name if name.replace("_", "").isalnum() and name.isascii() else repr(name)
+
+
 def _unknown_section_message(name: str) -> str:
     close = difflib.get_close_matches(name, list(_SECTIONS), n=1)
     hint = f"; did you mean [{close[0]}]?" if close else f"; sections: {', '.join(_SECTIONS)}"
-    return f"[{name}]: unknown section{hint}"
+    return f"[{_shown(name)}]: unknown section{hint}"
 
 
 def _unknown_message(section: str, key: str, cls) -> str:
     valid = [f.name for f in dataclasses.fields(cls)]
     close = difflib.get_close_matches(key, valid, n=1)
     hint = f"; did you mean {section}.{close[0]}?" if close else f"; valid keys: {', '.join(valid)}"
-    return f"{section}.{key}: unknown key{hint}"
+    return f"{section}.{_shown(key)}: unknown key{hint}"
 
 
 def config_from_dict(data: dict[str, Any]) -> Config:
@@ -414,9 +422,11 @@ def load_config(path: str | Path) -> Config:
     """Read and validate a TOML configuration file."""
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as err:
         raise ConfigError(f"{path}: cannot read configuration ({err.strerror or err})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a TOML configuration (not UTF-8 text)") from None
     return loads_config(text, source=str(path))
 
 

@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     path = Path(args.file)
     if not path.is_file():
         problem = "no such file" if not path.exists() else "not a regular file"
-        print(f"rankjump stats: {path}: {problem}", file=sys.stderr)
+        print(f"rankjump stats: error: {path}: {problem}", file=sys.stderr)
         return 2
     try:
         with xr.open_dataset(path, engine="h5netcdf") as ds:
@@ -93,7 +93,8 @@ def run(args: argparse.Namespace) -> int:
     except Exception as exc:  # whatever fails to read is a problem of the input file
         reason = " ".join(str(exc).split()) or type(exc).__name__
         print(
-            f"rankjump stats: {path}: not a readable netCDF result file ({reason})", file=sys.stderr
+            f"rankjump stats: error: {path}: not a readable netCDF result file ({reason})",
+            file=sys.stderr,
         )
         return 2
     try:
@@ -106,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
             start_rank=args.start_rank,
         )
     except ValueError as exc:
-        print(f"rankjump stats: {path}: {exc}", file=sys.stderr)
+        print(f"rankjump stats: error: {path}: {exc}", file=sys.stderr)
         return 2
     if args.json:
         print(json.dumps(report.to_dict(), allow_nan=False))

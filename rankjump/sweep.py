@@ -10,8 +10,9 @@ equals ``simulate`` of the same configuration. The output folder holds
     result.nc         the merged result
 
 Resume skips jobs whose file exists; a file exists only once it is complete. How jobs are run
-is the executor's business: :class:`LocalExecutor` runs them one after another in this process;
-a cluster executor submits the same :func:`run_job` calls elsewhere.
+is the executor's business: :class:`InlineExecutor` runs them one after another in this process;
+:class:`rankjump.cluster.SubmititExecutor` submits the same :func:`run_job` calls to Slurm (or to
+local processes).
 """
 
 from __future__ import annotations
@@ -44,8 +45,9 @@ from rankjump.simulate import (
 __all__ = [
     "Executor",
     "Job",
-    "LocalExecutor",
+    "InlineExecutor",
     "SweepError",
+    "job_trajectory_steps",
     "merge",
     "plan_jobs",
     "run_job",
@@ -90,10 +92,10 @@ class Executor(Protocol):
     def run(self, out: Path, jobs: list[Job], bar) -> None: ...
 
 
-class LocalExecutor:
+class InlineExecutor:
     """Runs the jobs one after another in this process (progress inside each job's scan)."""
 
-    name = "local"
+    name = "inline"
 
     def run(self, out: Path, jobs: list[Job], bar) -> None:
         for job in jobs:
@@ -134,7 +136,8 @@ def _plan(out: Path) -> tuple[Plan, list[Job]]:
     """The plan and jobs of the sweep in ``out``, from its manifest.
 
     The chunk size is the manifest's, so a job computes the same lanes on any machine; the lane
-    axis is sharded over as many local devices as divide it.
+    axis is sharded over as many local devices as divide it. The manifest is written last when a
+    sweep starts, so a folder with one is complete.
     """
     m = _read_manifest(out)
     cfg = loads_config(m["config"], source=str(out / MANIFEST))
@@ -184,6 +187,12 @@ def run_job(out: str | Path, job: Job, bar=None) -> Path:
 
 def _job_lanes(plan: Plan, job: Job) -> int:
     return sum(plan.chunk_lanes(c)[1] for c in range(job.first, job.last))
+
+
+def job_trajectory_steps(out: str | Path, job: Job) -> int:
+    """Trajectory-steps one job of the sweep in ``out`` runs (for progress bars)."""
+    plan, _ = _plan(Path(out))
+    return _job_lanes(plan, job) * plan.cfg.run.steps
 
 
 def _load_job(out: Path, plan: Plan, job: Job) -> tuple[Record, dict, float]:
@@ -291,6 +300,17 @@ def _write_lanes(f, plan: Plan, lane0: int, variables: dict, extra: dict) -> Non
         start = stop
 
 
+def _only_leftovers(out: Path) -> bool:
+    """Whether ``out`` holds nothing but what a sweep killed while starting leaves behind."""
+    for p in out.iterdir():
+        if p.name == JOBS and p.is_dir():
+            if any(not q.name.startswith(".") for q in p.iterdir()):
+                return False
+        elif p.name != STARTS and not (p.name.startswith(".") and p.name.endswith(".tmp")):
+            return False
+    return True
+
+
 def _prepare(cfg: Config, out: Path, resume: bool, chunks_per_job: int) -> None:
     """Create the sweep folder, or check that the one there is this sweep (``resume``)."""
     if out.exists() and not out.is_dir():
@@ -310,7 +330,7 @@ def _prepare(cfg: Config, out: Path, resume: bool, chunks_per_job: int) -> None:
                 f"--out {out}: holds a sweep of another configuration; choose another folder"
             )
         return
-    if out.exists() and any(out.iterdir()):
+    if out.exists() and not _only_leftovers(out):
         raise SweepError(f"--out {out}: is not empty and holds no sweep; choose another folder")
     out.mkdir(exist_ok=True)
     (out / JOBS).mkdir(exist_ok=True)
@@ -337,7 +357,7 @@ def sweep(
         out: the sweep folder (created; it must be new, or hold this sweep with ``resume``).
         resume: continue a sweep in ``out``, skipping the jobs whose file exists.
         chunks_per_job: chunks of ``run.chunk_size`` lanes per job file.
-        executor: how jobs run (default :class:`LocalExecutor`).
+        executor: how jobs run (default :class:`InlineExecutor`).
         progress: progress bar in trajectory-steps (default: only on a terminal).
 
     Returns:
@@ -352,7 +372,7 @@ def sweep(
     per_lane = cfg.run.steps
     total = plan.n_lanes * per_lane
     done = total - sum(_job_lanes(plan, j) for j in pending) * per_lane
-    executor = executor or LocalExecutor()
+    executor = executor or InlineExecutor()
     with progress_bar(total, f"sweep ({executor.name})", progress) as bar:
         bar.update(done)
         executor.run(out, pending, bar)

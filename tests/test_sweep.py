@@ -41,7 +41,7 @@ from rankjump.simulate import (
     shared_starts,
     structure_for,
 )
-from rankjump.sweep import JOBS, LocalExecutor
+from rankjump.sweep import JOBS, InlineExecutor
 from rankjump.tasks import make_task
 from rankjump.theory import mode_minima
 
@@ -86,7 +86,7 @@ def test_sweep_equals_simulate(tmp_path):
     _assert_same_result(load_result(out / "result.nc"), _simulated(GRID))
 
 
-class _StopAfter(LocalExecutor):
+class _StopAfter(InlineExecutor):
     """Runs some jobs, then stops as a Ctrl-C would."""
 
     def __init__(self, n_jobs: int):
