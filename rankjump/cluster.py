@@ -9,6 +9,7 @@ submitit's own files (pickled calls, logs) go to ``DIR/submitit``.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from rankjump.sweep import Job, SweepError, job_trajectory_steps, run_job
@@ -46,6 +47,14 @@ class SubmititExecutor:
                 raise SweepError(f"--{name} = {value}: must be >= {low}")
         if parallel is not None and parallel < 1:
             raise SweepError(f"--parallel = {parallel}: must be >= 1")
+        try:
+            import submitit  # noqa: F401
+        except ImportError:
+            raise SweepError(
+                f'--executor {cluster} needs submitit: pip install "rankjump[cluster]"'
+            ) from None
+        if cluster == "slurm" and shutil.which("sbatch") is None and shutil.which("srun") is None:
+            raise SweepError("--executor slurm: no Slurm here (sbatch and srun not found on PATH)")
         self.cluster = cluster
         self.partition = partition
         self.time_min = time_min
@@ -58,13 +67,12 @@ class SubmititExecutor:
         return self.cluster
 
     def _executor(self, out: Path):
+        import submitit
+
         try:
-            import submitit
-        except ImportError:
-            raise SweepError(
-                f'--executor {self.cluster} needs submitit: pip install "rankjump[cluster]"'
-            ) from None
-        ex = submitit.AutoExecutor(folder=out / "submitit", cluster=self.cluster)
+            ex = submitit.AutoExecutor(folder=out / "submitit", cluster=self.cluster)
+        except RuntimeError as err:  # e.g. no srun: not on a Slurm cluster
+            raise SweepError(f"--executor {self.cluster}: {err}") from None
         params = {
             "timeout_min": self.time_min,
             "name": "rankjump-sweep",

@@ -245,6 +245,8 @@ def merge(out: str | Path) -> Path:
         }
         for name in template.data_vars
     }
+    # The trajectory coordinate needs chunks too: one chunk per value costs memory per chunk.
+    encoding["traj"] = {"chunksizes": (min(n_traj, 1 << 16),)}
     path = out / RESULT
     fd, tmp = tempfile.mkstemp(prefix=f".{RESULT}.", suffix=".tmp", dir=out)
     os.close(fd)

@@ -153,7 +153,11 @@ def _fuzz_toml(value) -> str:
 
 
 def _key(text: str) -> str:
-    return '"' + "".join(f"\\U{ord(c):08x}" if not (c.isascii() and c.isalnum()) else c for c in text) + '"'
+    return (
+        '"'
+        + "".join(f"\\U{ord(c):08x}" if not (c.isascii() and c.isalnum()) else c for c in text)
+        + '"'
+    )
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -296,3 +300,39 @@ def test_same_config_and_seed_give_the_same_file(tmp_path):
     for key in ("config", "rankjump_version", "jax_version", "jaxlib_version", "numpy_version"):
         assert attrs[key]
     assert "seed = 3" in attrs["config"] and attrs["platform"] and attrs["device_kind"]
+
+
+# ------------------------------------------------------------------ divergence at the command line
+
+
+def test_divergence_warning_names_count_and_cells(tmp_path, capsys):
+    cfg = small_config(optimizer={"eta": [0.05, 20.0]}, run={"trajectories": 2, "chunk_size": 4})
+    path = tmp_path / "div.toml"
+    path.write_text(config_to_toml(cfg))
+    assert main(["simulate", str(path), "--out", str(tmp_path / "r.nc"), "--quiet"]) == 0
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        "warning: 2 trajectories diverged and are excluded from statistics; (lam 0.01, eta 20): 2"
+    )
+    assert main(["stats", str(tmp_path / "r.nc")]) == 0
+    assert "diverged (excluded) = 2" in capsys.readouterr().out
+
+
+def test_slurm_executor_parameters_and_missing_slurm(tmp_path, monkeypatch, capsys):
+    config = tmp_path / "grid.toml"
+    config.write_text(config_to_toml(GRID))
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    assert main(["sweep", str(config), "--out", str(tmp_path / "s"), "--executor", "slurm"]) == 2
+    _one_line_error(capsys, "no Slurm here")
+    assert not (tmp_path / "s").exists()
+    # With an srun on PATH, the options become the job array's sbatch parameters.
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "srun").write_text("#!/bin/sh\n")
+    (tmp_path / "bin" / "srun").chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))
+    executor = SubmititExecutor("slurm", partition="gpu", time_min=120, gpus=1, cpus=4, parallel=50)
+    ex, _ = executor._executor(tmp_path / "s")
+    script = ex._executor._make_submission_file_text("true", "0")
+    for line in ("--partition=gpu", "--time=120", "--gpus-per-node=1", "--cpus-per-task=4"):
+        assert f"#SBATCH {line}" in script
+    assert ex._executor.parameters["array_parallelism"] == 50
