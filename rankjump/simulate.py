@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 import xarray as xr
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from rankjump.config import Config
 from rankjump.dynamics import Hyper, State, TaskArrays, fold, make_dynamics, materialize, new_state
