@@ -323,6 +323,11 @@ def _prepare(cfg: Config, out: Path, resume: bool, chunks_per_job: int) -> None:
         m = _read_manifest(out)
         if not resume:
             done = len(list((out / JOBS).glob("job-*.npz")))
+            if done == m.get("n_jobs") and (out / RESULT).exists():
+                raise SweepError(
+                    f"--out {out}: holds a finished sweep (result: {out / RESULT}); choose another "
+                    "folder, or pass --resume to merge it again"
+                )
             raise SweepError(
                 f"--out {out}: already holds a sweep ({done} of {m.get('n_jobs')} jobs done); "
                 "pass --resume to continue it, or choose another folder"
