@@ -55,7 +55,7 @@ def main() -> int:
     rows = {"trajectories": [], "d": []}
     print(f"{'sweep':>12} {'value':>8} {'steps':>7} {'traj-steps/s':>13} {'compile s':>10}")
     for n in trajs:
-        steps = int(max(100, min(20_000, budget // n)))
+        steps = int(max(1000, min(20_000, budget // n)))
         r = rate(BenchCase("headline", 20, 4, 1), n, steps, repeats=2)
         rows["trajectories"].append(r)
         print(f"{'trajectories':>12} {n:>8} {steps:>7} {r['rate']:>13.3g} {r['compile_s']:>10.1f}")
