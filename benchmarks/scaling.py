@@ -14,33 +14,22 @@ import argparse
 import json
 import platform
 import sys
-import time
 from pathlib import Path
 
 import jax
 
-from rankjump.bench import BenchCase, bench_config
-from rankjump.simulate import simulate
+from rankjump.bench import BenchCase, _rankjump_rate, bench_config
 
 
 def rate(case: BenchCase, trajectories: int, steps: int, repeats: int) -> dict:
-    """Trajectory-steps per second of one configuration (best of ``repeats``)."""
-    cfg = bench_config(case, trajectories, steps)
-    t0 = time.perf_counter()
-    simulate(cfg, progress=False)
-    first = time.perf_counter() - t0
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        simulate(cfg, progress=False)
-        best = min(best, time.perf_counter() - t0)
+    """Trajectory-steps per second of one configuration (``rankjump bench``'s timing)."""
+    per_second, compile_s = _rankjump_rate(bench_config(case, trajectories, steps), repeats)
     return {
         "d": case.d,
         "trajectories": trajectories,
         "steps": steps,
-        "seconds": best,
-        "compile_s": max(first - best, 0.0),
-        "rate": trajectories * steps / best,
+        "compile_s": max(compile_s, 0.0),
+        "rate": per_second,
     }
 
 
