@@ -30,10 +30,10 @@ import numpy as np
 import xarray as xr
 
 from rankjump.config import Config, config_to_toml, loads_config
+from rankjump.kernel import Record
 from rankjump.results import ResultError, checkpoint_steps, lane_variables, load_result
 from rankjump.simulate import (
     Plan,
-    Record,
     Starts,
     assemble,
     plan_run,

@@ -26,14 +26,14 @@ from rankjump import (
     simulate,
 )
 from rankjump.dynamics import Hyper, TaskArrays
-from rankjump.network import init_gaussian, layer_shapes
-from rankjump.ranks import thresholds_for
-from rankjump.simulate import (
+from rankjump.kernel import (
     LaneParams,
     run_lanes,
     structure_for,
     trace_count,
 )
+from rankjump.network import init_gaussian, layer_shapes
+from rankjump.ranks import thresholds_for
 from rankjump.starts import gd_minimum, load_weights, save_weights
 from rankjump.tasks import make_task
 from rankjump.theory import mode_minima

@@ -32,15 +32,8 @@ from rankjump import (
 )
 from rankjump.cli import main
 from rankjump.dynamics import Hyper, TaskArrays
-from rankjump.simulate import (
-    _GD_CACHE,
-    LaneParams,
-    compiled_chunk,
-    plan_run,
-    run_chunks,
-    shared_starts,
-    structure_for,
-)
+from rankjump.kernel import LaneParams, compiled_chunk, structure_for
+from rankjump.simulate import _GD_CACHE, plan_run, run_chunks, shared_starts
 from rankjump.sweep import JOBS, InlineExecutor
 from rankjump.tasks import make_task
 from rankjump.theory import mode_minima
@@ -212,7 +205,7 @@ def test_two_phase_schedule_equals_phase_one_then_phase_two():
 
 
 def test_schedules_share_one_program():
-    from rankjump.simulate import trace_count
+    from rankjump.kernel import trace_count
 
     simulate(SCHEDULED, progress=False)
     before = trace_count()
