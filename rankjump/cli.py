@@ -72,7 +72,7 @@ def _sweep(args) -> int:
     except KeyboardInterrupt:
         from rankjump.sweep import sweep_status
 
-        done, total = sweep_status(out) if (out / "sweep.json").exists() else (0, 0)
+        done, total = sweep_status(out)
         print(
             f"rankjump sweep: interrupted with {done} of {total} jobs done; continue with "
             f"`rankjump sweep {args.config} --out {out} --resume`",

@@ -99,6 +99,7 @@ class SubmititExecutor:
             part = jobs[first : first + wave]
             handles = ex.map_array(run_job, [str(out)] * len(part), part)
             owner = {h.job_id: job for h, job in zip(handles, part, strict=True)}
+            size = dict(zip(part, job_trajectory_steps(out, part), strict=True))
             try:
                 for handle in as_completed(handles, poll_frequency=1.0):
                     job = owner[handle.job_id]
@@ -110,7 +111,7 @@ class SubmititExecutor:
                             f"{job.name} failed on {self.cluster} ({first_line[0][:200]}); "
                             f"log: {handle.paths.stderr}"
                         ) from None
-                    bar.update(job_trajectory_steps(out, job))
+                    bar.update(size[job])
             except BaseException:
                 for h in handles:
                     if not h.done():

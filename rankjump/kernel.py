@@ -205,15 +205,11 @@ def run_lanes(
         keys, starts, params
     )
     alive = jnp.ones(keys.shape[:1] if batched else (), bool)
-    if not batched:
-        lam0 = _phase_hyper(params.hyper, boundaries, k0 * s.record_every).lam
-    else:
-        lam0 = jax.vmap(lambda h: _phase_hyper(h, boundaries, k0 * s.record_every).lam)(
-            params.hyper
-        )
-    weights, rec0 = lanes(lambda w, a, p, lam: _record(w, a, p, lam, task, s), (0, 0, 0, 0))(
-        weights, alive, params, lam0
-    )
+
+    def first(w, a, p):
+        return _record(w, a, p, _phase_hyper(p.hyper, boundaries, k0 * s.record_every).lam, task, s)
+
+    weights, rec0 = lanes(first, (0, 0, 0))(weights, alive, params)
 
     def body(carry, k):
         state, alive = carry

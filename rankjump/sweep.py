@@ -189,10 +189,10 @@ def _job_lanes(plan: Plan, job: Job) -> int:
     return sum(plan.chunk_lanes(c)[1] for c in range(job.first, job.last))
 
 
-def job_trajectory_steps(out: str | Path, job: Job) -> int:
-    """Trajectory-steps one job of the sweep in ``out`` runs (for progress bars)."""
+def job_trajectory_steps(out: str | Path, jobs: list[Job]) -> list[int]:
+    """Trajectory-steps each of ``jobs`` of the sweep in ``out`` runs (for progress bars)."""
     plan, _ = _plan(Path(out))
-    return _job_lanes(plan, job) * plan.cfg.run.steps
+    return [_job_lanes(plan, job) * plan.cfg.run.steps for job in jobs]
 
 
 def _load_job(out: Path, plan: Plan, job: Job) -> tuple[Record, dict, float]:
@@ -387,7 +387,9 @@ def sweep(
 
 
 def sweep_status(out: str | Path) -> tuple[int, int]:
-    """(finished jobs, all jobs) of the sweep in ``out``."""
+    """(finished jobs, all jobs) of the sweep in ``out``; (0, 0) before it has a manifest."""
     out = Path(out)
+    if not (out / MANIFEST).exists():
+        return 0, 0
     m = _read_manifest(out)
     return len(list((out / JOBS).glob("job-*.npz"))), int(m["n_jobs"])
