@@ -1,14 +1,15 @@
-"""One step of SGD, GD, label-noise SGD or Langevin dynamics on ONE network.
+"""One step of SGD, GD, label-noise SGD or Langevin dynamics, on one network or a chunk.
 
 Every kind is a :class:`Dynamics`: ``draw(key, n)`` samples the randomness of ``n`` steps at once
-(entry indices, label or weight noise) and ``update(sample, state, hyper)`` applies one step;
-``step(key, state, hyper)`` is the two together, the pure key-first signature. Batching over
-trajectories and cells is the simulator's job (vmap).
+(entry indices, label or weight noise) and ``update(sample, state, hyper)`` applies one step to
+ONE network; ``step(key, state, hyper)`` is the two together, the pure key-first signature.
+``update_lanes`` steps a chunk of networks at once; the simulator uses it.
 
 The state keeps the weights as ``scale * M_l`` with one scalar ``scale`` for all layers (lazy
-weight decay): the decay (1 - 2 eta lam) is a scalar multiply, and the entry-wise kernel touches
-only column j of W_1, row i of W_L and the rank-one updates of the middle layers (THEORY.md).
-``fold`` multiplies the scale back in; the simulator folds every few steps.
+weight decay): the decay (1 - 2 eta lam) is a scalar multiply, and the entry-wise kernel never
+forms A_theta: it needs column j of W_1, row i of W_L and rank-one updates (THEORY.md).
+``fold`` multiplies the scale back in; the simulator folds every few steps. With a trailing lane
+axis (the entry-wise chunk layout) ``materialize`` and ``fold`` broadcast the per-lane scale.
 """
 
 from __future__ import annotations
@@ -65,10 +66,17 @@ class _Update(Protocol):
 
 
 class Dynamics(NamedTuple):
-    """A step kind: ``draw(key, n)`` -> samples with leading axis n; ``update`` applies one."""
+    """A step kind: ``draw(key, n)`` -> samples with leading axis n; ``update`` applies one.
+
+    ``update_lanes`` applies one step to a chunk of networks stacked along a lane axis: the LAST
+    axis of every array when ``lanes_last`` (the entry-wise kinds), else the first (a vmap of
+    ``update``: the dense kinds, whose matrix products batch well that way).
+    """
 
     draw: Any
     update: _Update
+    update_lanes: _Update
+    lanes_last: bool
 
     def step(self, key: Array, state: State, hyper: Hyper) -> State:
         """One step with fresh randomness from ``key``."""
@@ -97,47 +105,91 @@ def optax_chain(lam, eta) -> optax.GradientTransformation:
     return optax.chain(optax.add_decayed_weights(2.0 * lam), optax.sgd(eta))
 
 
-def _entry_update(task: TaskArrays, depth: int, batch: int, label_noise: bool) -> _Update:
-    """The entry-wise SGD step on B sampled entries, without forming A_theta.
+def _one_hot(idx, n: int, dtype):
+    """(batch, lanes) indices -> (batch, n, lanes) one-hot rows."""
+    return (jnp.arange(n)[:, None] == idx[:, None, :]).astype(dtype)
+
+
+def _matvec(m, v):
+    """Lanes-last W v: m (rows, cols, lanes), v (batch, cols, lanes) -> (batch, rows, lanes)."""
+    return jnp.sum(m[None] * v[:, None], axis=2)
+
+
+def _rmatvec(m, u):
+    """Lanes-last W^T u: m (rows, cols, lanes), u (batch, rows, lanes) -> (batch, cols, lanes)."""
+    return jnp.sum(m[None] * u[:, :, None], axis=1)
+
+
+def _outer(g, a, b):
+    """Lanes-last sum_batch g a b^T: g (batch, lanes), a (batch, rows, lanes), b (batch, cols,
+    lanes) -> (rows, cols, lanes)."""
+    return jnp.sum(g[:, None, None] * a[:, :, None] * b[:, None, :], axis=0)
+
+
+def _entry_update_lanes(task: TaskArrays, depth: int, batch: int, label_noise: bool) -> _Update:
+    """The entry-wise SGD step on B sampled entries for a chunk of networks, lanes LAST.
+
+    Every array carries the lane (network) axis last: weights (rows, cols, lanes), scale,
+    hyperparameters (lanes,), samples (B, lanes). The step is then a handful of element-wise
+    multiply-reduce loops over contiguous lanes, which XLA vectorizes across networks (a vmap of
+    the one-network step makes tiny per-network matrix-vector products instead). Column j of W_1
+    and row i of W_L are read and written through one-hot vectors, which costs a pass over those
+    layers but keeps every access contiguous (gathers and scatters are slower here).
 
     With unscaled vectors a_l, b_l (THEORY.md's a_l, b_l up to powers of ``scale`` c), the
     prediction is c^L * a_l . M_l b_l, and W <- (1 - 2 eta lam) W - (2 eta / B) sum r a b^T
     becomes c' = (1 - 2 eta lam) c, M_l -= g a_l b_l^T with g = 2 eta r c^(L-2) / (B (1 - 2 eta
-    lam)). Forward and backward chains cost 2 (L - 2) matvecs, the updates (L - 2) rank-one
-    updates plus O(width) for the first and last layers.
+    lam)). Forward and backward chains cost 2 (L - 2) matrix-vector products, the updates L - 2
+    rank-one updates plus the first and last layers.
     """
 
     def update(sample, state: State, hyper: Hyper) -> State:
         idx, xi = sample
         m, c = state.weights, state.scale
-        i, j = task.rows[idx], task.cols[idx]
+        dtype = m[0].dtype
         y = task.y[idx]
         if label_noise:
             y = y + hyper.label_noise * xi
+        e_i = _one_hot(task.rows[idx], m[-1].shape[0], dtype)  # (B, d_out, lanes)
+        e_j = _one_hot(task.cols[idx], m[0].shape[1], dtype)  # (B, d_in, lanes)
         decay = 1.0 - 2.0 * hyper.eta * hyper.lam
         if depth == 1:
-            r = c * m[0][i, j] - y
+            pred_u = jnp.sum(e_i * _matvec(m[0], e_j), axis=1)
+            r = c * pred_u - y
             g = 2.0 * hyper.eta * r / (batch * c * decay)
-            new = (m[0].at[i, j].add(-g),)
-            return State(new, decay * c, state.step + 1)
-
-        def vectors(i, j):
-            fwd = [m[0][:, j]]  # b of W_2 .. W_L (unscaled)
-            for l in range(1, depth - 1):
-                fwd.append(m[l] @ fwd[-1])
-            bwd = [m[-1][i, :]]  # a of W_{L-1} .. W_1 (unscaled)
-            for l in range(depth - 2, 0, -1):
-                bwd.append(m[l].T @ bwd[-1])
-            return fwd, bwd[::-1], jnp.dot(bwd[0], fwd[-1])
-
-        fwd, bwd, pred_u = jax.vmap(vectors)(i, j)  # each (B, width), pred_u (B,)
+            return State((m[0] - _outer(g, e_i, e_j),), decay * c, state.step + 1)
+        fwd = [_matvec(m[0], e_j)]  # b of W_2 .. W_L (unscaled)
+        for l in range(1, depth - 1):
+            fwd.append(_matvec(m[l], fwd[-1]))
+        bwd = [_rmatvec(m[-1], e_i)]  # a of W_{L-1} .. W_1 (unscaled)
+        for l in range(depth - 2, 0, -1):
+            bwd.append(_rmatvec(m[l], bwd[-1]))
+        pred_u = jnp.sum(bwd[0] * fwd[-1], axis=1)  # (B, lanes)
+        bwd = bwd[::-1]
         r = c**depth * pred_u - y
         g = 2.0 * hyper.eta * r * c ** (depth - 2) / (batch * decay)
-        new = [m[0].at[:, j].add(-(g[:, None] * bwd[0]).T)]
+        new = [m[0] - _outer(g, bwd[0], e_j)]
         for l in range(1, depth - 1):
-            new.append(m[l] - jnp.einsum("b,bi,bj->ij", g, bwd[l], fwd[l - 1]))
-        new.append(m[-1].at[i, :].add(-g[:, None] * fwd[-1]))
+            new.append(m[l] - _outer(g, bwd[l], fwd[l - 1]))
+        new.append(m[-1] - _outer(g, e_i, fwd[-1]))
         return State(tuple(new), decay * c, state.step + 1)
+
+    return update
+
+
+def _one_network(update_lanes: _Update) -> _Update:
+    """The step of ONE network from a lanes-last chunk step (a trailing lane axis of 1)."""
+
+    def update(sample, state: State, hyper: Hyper) -> State:
+        def add(x):
+            return jnp.asarray(x)[..., None]
+
+        out = update_lanes(
+            jax.tree_util.tree_map(add, sample),
+            jax.tree_util.tree_map(add, state),
+            jax.tree_util.tree_map(add, hyper),
+        )
+        return jax.tree_util.tree_map(lambda x: x[..., 0], out)
 
     return update
 
@@ -181,7 +233,8 @@ def make_dynamics(kind: str, task: TaskArrays, shapes, batch_size: int, dtype) -
                 return idx, jax.random.normal(key_noise, (n, batch_size), dtype)
             return idx, jnp.zeros((n, 0), dtype)
 
-        return Dynamics(draw, _entry_update(task, depth, batch_size, noisy))
+        lanes = _entry_update_lanes(task, depth, batch_size, noisy)
+        return Dynamics(draw, _one_network(lanes), lanes, True)
     if kind in ("gd", "langevin"):
         langevin = kind == "langevin"
 
@@ -193,5 +246,6 @@ def make_dynamics(kind: str, task: TaskArrays, shapes, batch_size: int, dtype) -
                 jax.random.normal(k, (n, *s), dtype) for k, s in zip(keys, shapes, strict=True)
             )
 
-        return Dynamics(draw, _dense_update(task, langevin))
+        one = _dense_update(task, langevin)
+        return Dynamics(draw, one, jax.vmap(one), False)
     raise ValueError(f"optimizer.kind = {kind!r}: must be sgd | gd | label_noise | langevin")

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from rankjump.config import Config
-from rankjump.dynamics import Hyper, State, TaskArrays, fold, make_dynamics, materialize, new_state
+from rankjump.dynamics import Hyper, State, TaskArrays, fold, make_dynamics
 from rankjump.network import (
     data_loss,
     imbalance,
@@ -34,6 +34,7 @@ __all__ = [
     "Record",
     "Structure",
     "compiled_chunk",
+    "compiler_options",
     "run_lanes",
     "structure_for",
     "trace_count",
@@ -100,9 +101,10 @@ def _tick(k) -> None:
 
 
 def _phase_hyper(hyper: Hyper, boundaries, step) -> Hyper:
-    """The constant hyperparameters of the schedule phase in effect at ``step``."""
+    """The constant hyperparameters of the schedule phase in effect at ``step`` (the phase values
+    sit on the last axis of ``hyper.lam`` and ``hyper.eta``: one lane's or a chunk's)."""
     phase = jnp.sum(step >= boundaries).astype(jnp.int32)
-    return hyper._replace(lam=hyper.lam[phase], eta=hyper.eta[phase])
+    return hyper._replace(lam=hyper.lam[..., phase], eta=hyper.eta[..., phase])
 
 
 def _record(weights, alive, p: LaneParams, lam, task: TaskArrays, s: Structure):
@@ -154,20 +156,35 @@ def _start(key, start, p: LaneParams, s: Structure):
 
 
 def _interval(state: State, key_dyn, k, hyper: Hyper, task: TaskArrays, s: Structure) -> State:
-    """``record_every`` steps of one lane: blocks of steps, the lazy scale folded after each."""
+    """``record_every`` steps of a chunk of lanes: blocks of steps, the lazy scale folded after
+    each. ``state`` is in the dynamics' chunk layout (:attr:`Dynamics.lanes_last`); ``key_dyn``
+    and ``hyper`` hold one value per lane. Lane t's block b draws from
+    ``fold_in(fold_in(key_dyn[t], k), b)``, whatever the chunk."""
     dyn = make_dynamics(s.kind, task, s.shapes, s.batch_size, jnp.dtype(s.dtype))
+    lane_axis = -1 if dyn.lanes_last else 1  # of each step's sample
+    fold_lanes = fold if dyn.lanes_last else jax.vmap(fold)
 
-    def block(state: State, key_block):
-        samples = dyn.draw(key_block, s.block)
+    def block(state: State, b):
+        def lane_keys(kd):
+            return jax.random.fold_in(jax.random.fold_in(kd, k), b)
+
+        samples = jax.vmap(lambda kd: dyn.draw(lane_keys(kd), s.block))(key_dyn)
+        samples = jax.tree_util.tree_map(lambda x: jnp.moveaxis(x, 0, lane_axis), samples)
         state, _ = jax.lax.scan(
-            lambda st, x: (dyn.update(x, st, hyper), None), state, samples, unroll=_UNROLL
+            lambda st, x: (dyn.update_lanes(x, st, hyper), None), state, samples, unroll=_UNROLL
         )
-        return fold(state), None
+        return fold_lanes(state), None
 
-    keys = jax.vmap(functools.partial(jax.random.fold_in, jax.random.fold_in(key_dyn, k)))(
-        jnp.arange(s.record_every // s.block)
-    )
-    return jax.lax.scan(block, state, keys)[0]
+    return jax.lax.scan(block, state, jnp.arange(s.record_every // s.block))[0]
+
+
+def _to_chunk_layout(weights, lanes_last: bool):
+    """Lanes-first weights -> the dynamics' chunk layout."""
+    return tuple(jnp.moveaxis(w, 0, -1) for w in weights) if lanes_last else tuple(weights)
+
+
+def _from_chunk_layout(weights, lanes_last: bool):
+    return tuple(jnp.moveaxis(w, -1, 0) for w in weights) if lanes_last else tuple(weights)
 
 
 def run_lanes(
@@ -190,51 +207,50 @@ def run_lanes(
         boundaries: (n_phases - 1,) steps at which the schedule's phases begin.
         k0: index of the first interval (keys and schedule continue from there).
         s: the static structure.
-        batched: lanes have a leading axis (vmap); False runs one lane without it.
+        batched: lanes have a leading axis; False runs one lane without it.
 
     Returns:
         ``(records, weights)``: records with axes (lane, checkpoint, ...) holding
-        ``n_intervals + 1`` checkpoints (the start first), and the final weights.
+        ``n_intervals + 1`` checkpoints (the start first), and the final weights (lanes first).
     """
+    if not batched:
 
-    def lanes(f, in_axes):
-        return jax.vmap(f, in_axes=in_axes) if batched else f
+        def lead(tree):
+            return jax.tree_util.tree_map(lambda x: jnp.asarray(x)[None], tree)
 
+        out = run_lanes(lead(keys), lead(starts), lead(params), task, boundaries, k0, s)
+        return jax.tree_util.tree_map(lambda x: x[0], out)
+
+    lanes_last = make_dynamics(s.kind, task, s.shapes, s.batch_size, jnp.dtype(s.dtype)).lanes_last
     start_axis = None if starts is None else 0
-    weights, key_dyn = lanes(lambda k, w, p: _start(k, w, p, s), (0, start_axis, 0))(
+    weights, key_dyn = jax.vmap(lambda k, w, p: _start(k, w, p, s), (0, start_axis, 0))(
         keys, starts, params
     )
-    alive = jnp.ones(keys.shape[:1] if batched else (), bool)
-
-    def first(w, a, p):
-        return _record(w, a, p, _phase_hyper(p.hyper, boundaries, k0 * s.record_every).lam, task, s)
-
-    weights, rec0 = lanes(first, (0, 0, 0))(weights, alive, params)
+    alive = jnp.ones(keys.shape[:1], bool)
+    record = jax.vmap(lambda w, a, p, lam: _record(w, a, p, lam, task, s))
+    lam0 = _phase_hyper(params.hyper, boundaries, k0 * s.record_every).lam
+    weights, rec0 = record(weights, alive, params, lam0)
 
     def body(carry, k):
         state, alive = carry
-        step = k * s.record_every
-
-        def lane(st, kd, a, p):
-            hyper = _phase_hyper(p.hyper, boundaries, step)
-            st = _interval(st, kd, k, hyper, task, s)
-            w, rec = _record(materialize(st), a, p, hyper.lam, task, s)
-            return State(w, st.scale, st.step), rec
-
-        state, rec = lanes(lane, (0, 0, 0, 0))(state, key_dyn, alive, params)
+        hyper = _phase_hyper(params.hyper, boundaries, k * s.record_every)
+        state = _interval(state, key_dyn, k, hyper, task, s)  # folded: scale is 1
+        weights = _from_chunk_layout(state.weights, lanes_last)
+        weights, rec = record(weights, alive, params, hyper.lam)
+        state = state._replace(weights=_to_chunk_layout(weights, lanes_last))
         jax.debug.callback(_tick, k)
         return (state, rec.alive), rec
 
     ks = k0 + jnp.arange(s.n_intervals)
-    state0 = lanes(new_state, 0)(weights)
-    (state, _), recs = jax.lax.scan(body, (state0, rec0.alive), ks)
-    axis = 1 if batched else 0
-    records = jax.tree_util.tree_map(
-        lambda a, b: jnp.concatenate([jnp.expand_dims(a, axis), jnp.moveaxis(b, 0, axis)], axis),
-        rec0,
-        recs,
+    n, dtype = keys.shape[0], jnp.dtype(s.dtype)
+    state0 = State(
+        _to_chunk_layout(weights, lanes_last), jnp.ones(n, dtype), jnp.zeros(n, jnp.int32)
     )
-    return records, state.weights
+    (state, _), recs = jax.lax.scan(body, (state0, rec0.alive), ks)
+    records = jax.tree_util.tree_map(
+        lambda a, b: jnp.concatenate([a[:, None], jnp.moveaxis(b, 0, 1)], 1), rec0, recs
+    )
+    return records, _from_chunk_layout(state.weights, lanes_last)
 
 
 @functools.lru_cache(maxsize=32)
@@ -246,7 +262,31 @@ def compiled_chunk(s: Structure):
         _TRACES["count"] += 1
         return run_lanes(keys, starts, params, task, boundaries, k0, s)
 
-    return jax.jit(chunk)
+    return jax.jit(chunk, compiler_options=compiler_options())
+
+
+# XLA:CPU settings for the chunk program, each measured on the headline step (benchmarks/README.md):
+_CPU_OPTIONS = {
+    # YNNPACK fusions turn the lanes-last multiply-reduce loops into library calls that
+    # materialize every product (about 8x slower than XLA's own loops).
+    "xla_cpu_experimental_ynn_fusion_type": "",
+    # Without region analysis, copy insertion copies the middle layers at every step (the loop
+    # carry is overwritten while the backward chain still reads it).
+    "xla_cpu_copy_insertion_use_region_analysis": True,
+}
+
+
+@functools.lru_cache(maxsize=1)
+def compiler_options() -> dict:
+    """XLA options for the chunk program: :data:`_CPU_OPTIONS` on a CPU backend whose XLA accepts
+    them, none elsewhere (a jaxlib without these flags still runs, only slower)."""
+    if jax.default_backend() != "cpu":
+        return {}
+    try:
+        jax.jit(lambda x: x + 1, compiler_options=_CPU_OPTIONS).lower(jnp.zeros(2)).compile()
+    except (TypeError, ValueError, RuntimeError):
+        return {}
+    return dict(_CPU_OPTIONS)
 
 
 def structure_for(cfg: Config, svd: str | None = None) -> Structure:
