@@ -20,6 +20,7 @@ from conftest import small_config
 from rankjump import (
     ConfigError,
     ResultError,
+    kernel,
     load_result,
     loads_config,
     save_result,
@@ -306,6 +307,21 @@ def test_chunk_size_and_grid_do_not_change_trajectories(dtype, rtol):
     # ... but share the initial state (same key for trajectory t in every cell).
     init_sv = grid16["sv"].values[..., 0, :]
     np.testing.assert_array_equal(init_sv, np.broadcast_to(init_sv[0, 0], init_sv.shape))
+
+
+@pytest.mark.parametrize(("dtype", "rtol"), [("float64", 0.0), ("float32", 1e-6)])
+def test_cache_tiles_do_not_change_trajectories(monkeypatch, dtype, rtol):
+    # 40 lanes in chunks of 30, each stepped whole or in tiles of 8 (the CPU's cache tiling):
+    # 4 tiles, the last padded with copies of the chunk's last lane, which are then dropped.
+    cfg = small_config(optimizer=GRID, run={"trajectories": 10, "chunk_size": 30, "dtype": dtype})
+    assert kernel._tile_for(30, 8) == 8
+    runs = {}
+    for target in (0, 8):
+        monkeypatch.setattr(kernel, "_tile_lanes", lambda shapes, dt, t=target: t)
+        assert structure_for(cfg).tile == target
+        runs[target] = simulate(cfg, progress=False)
+    _assert_records_equal(runs[8], runs[0], rtol=rtol)
+    assert not runs[0]["diverged"].any()
 
 
 # ------------------------------------------------------------------ recompilation guard
