@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from rankjump.config import Config
-from rankjump.dynamics import Hyper, State, TaskArrays, fold, make_dynamics
+from rankjump.dynamics import Hyper, State, TaskArrays, fold, lanes_last, make_dynamics
 from rankjump.network import (
     data_loss,
     imbalance,
@@ -33,6 +33,7 @@ __all__ = [
     "LaneParams",
     "Record",
     "Structure",
+    "compiled_advance",
     "compiled_chunk",
     "compiler_options",
     "run_lanes",
@@ -60,6 +61,7 @@ class Structure(NamedTuple):
     svd: str  # "lapack", or "jacobi" on a CPU split into several devices
     n_phases: int = 1  # constant phases of the lam / eta schedule
     tile: int = 0  # lanes stepped together while their weights stay in cache (0: the whole chunk)
+    platform: str = "cpu"  # of the devices the program runs on
 
 
 class LaneParams(NamedTuple):
@@ -197,7 +199,7 @@ def _advance(state: State, key_dyn, k, hyper: Hyper, task: TaskArrays, s: Struct
     its last lane to whole tiles, and the copies dropped).
     """
     n = key_dyn.shape[0]
-    if not make_dynamics(s.kind, task, s.shapes, s.batch_size, s.dtype).lanes_last:
+    if not lanes_last(s.kind, s.batch_size):
         return _interval(state, key_dyn, k, hyper, task, s)
     tile = _tile_for(n, s.tile)
     n_tiles = -(-n // tile)
@@ -298,7 +300,23 @@ def compiled_chunk(s: Structure):
         _TRACES["count"] += 1
         return run_lanes(keys, starts, params, task, boundaries, k0, s)
 
-    return jax.jit(chunk, compiler_options=compiler_options())
+    return jax.jit(chunk, compiler_options=_options_for(s))
+
+
+@functools.lru_cache(maxsize=32)
+def compiled_advance(s: Structure):
+    """The stepping alone, jit-compiled: one interval of a lanes-first chunk, no checkpoint,
+    ``(state, key_dyn, k, hyper, task) -> state`` (the benchmark times it against peers that
+    only step, too)."""
+
+    def advance(state, key_dyn, k, hyper, task):
+        return _advance(state, key_dyn, k, hyper, task, s)
+
+    return jax.jit(advance, compiler_options=_options_for(s))
+
+
+def _options_for(s: Structure) -> dict:
+    return compiler_options(lanes_last(s.kind, s.batch_size) and s.platform == "cpu")
 
 
 # XLA:CPU settings for the chunk program, each measured on the headline step (benchmarks/README.md):
@@ -312,11 +330,12 @@ _CPU_OPTIONS = {
 }
 
 
-@functools.lru_cache(maxsize=1)
-def compiler_options() -> dict:
-    """XLA options for the chunk program: :data:`_CPU_OPTIONS` on a CPU backend whose XLA accepts
-    them, none elsewhere (a jaxlib without these flags still runs, only slower)."""
-    if jax.default_backend() != "cpu":
+@functools.lru_cache(maxsize=2)
+def compiler_options(lanes_last_step: bool = True) -> dict:
+    """XLA options for a chunk program: :data:`_CPU_OPTIONS` for a lanes-last step on the CPU,
+    when this XLA accepts them (a jaxlib without these flags still runs, only slower); none for
+    vmapped per-network steps, whose batched matrix products gain from YNNPACK."""
+    if not lanes_last_step:
         return {}
     try:
         jax.jit(lambda x: x + 1, compiler_options=_CPU_OPTIONS).lower(jnp.zeros(2)).compile()
@@ -325,12 +344,15 @@ def compiler_options() -> dict:
     return dict(_CPU_OPTIONS)
 
 
-def structure_for(cfg: Config, svd: str | None = None) -> Structure:
-    """The static settings of ``cfg``: they pick the compiled program."""
+def structure_for(cfg: Config, svd: str | None = None, devices=None) -> Structure:
+    """The static settings of ``cfg`` on ``devices`` (default: all): they pick the program."""
     run, opt, net = cfg.run, cfg.optimizer, cfg.network
+    devices = jax.devices() if devices is None else devices
+    platform = devices[0].platform
+    shapes = layer_shapes(cfg.task.d_out, cfg.task.d_in, net.width, net.depth)
     return Structure(
         opt.kind,
-        layer_shapes(cfg.task.d_out, cfg.task.d_in, net.width, net.depth),
+        shapes,
         opt.batch_size,
         run.steps // run.record_every,
         run.record_every,
@@ -339,10 +361,21 @@ def structure_for(cfg: Config, svd: str | None = None) -> Structure:
         cfg.k_max,
         net.init if net.init in ("gaussian", "balanced") else "given",
         net.init_rank or 0,
-        svd or _svd_method(),
+        svd or _svd_method(platform),
         opt.n_phases,
-        _tile_lanes(layer_shapes(cfg.task.d_out, cfg.task.d_in, net.width, net.depth), run.dtype),
+        _tile_lanes(shapes, run.dtype) if platform == "cpu" else 0,
+        platform,
     )
+
+
+def _svd_method(platform: str) -> str:
+    """LAPACK's batched SVD, except on a CPU split into several devices, used or not (see
+    :func:`rankjump.network.stacked_singular_values`)."""
+    return "jacobi" if platform == "cpu" and len(jax.devices("cpu")) > 1 else "lapack"
+
+
+def _block_size(record_every: int) -> int:
+    return max(b for b in range(1, _MAX_BLOCK + 1) if record_every % b == 0)
 
 
 # CPU tiles (benchmarks/README.md): weights of about 400 KiB stay in a 1 MiB L2 cache (d = 20,
@@ -352,20 +385,8 @@ _MIN_TILE = 32
 
 
 def _tile_lanes(shapes, dtype: str) -> int:
-    """Lanes per cache tile: on a CPU, as many as fit :data:`_TILE_BYTES` of weights (a multiple
-    of 8, the float32 vector width, and at least :data:`_MIN_TILE`); elsewhere 0, the whole
-    chunk at once (a GPU wants every lane in flight)."""
-    if jax.default_backend() != "cpu":
-        return 0
+    """Lanes per CPU cache tile: as many as fit :data:`_TILE_BYTES` of weights (a multiple of
+    8, the float32 vector width, and at least :data:`_MIN_TILE`). Other platforms get 0, the
+    whole chunk at once (a GPU wants every lane in flight)."""
     per_lane = sum(r * c for r, c in shapes) * jnp.dtype(dtype).itemsize
     return max(_MIN_TILE, _TILE_BYTES // per_lane // 8 * 8)
-
-
-def _svd_method() -> str:
-    """LAPACK's batched SVD, except on a CPU split into several devices (see
-    :func:`rankjump.network.stacked_singular_values`)."""
-    return "jacobi" if jax.default_backend() == "cpu" and jax.device_count() > 1 else "lapack"
-
-
-def _block_size(record_every: int) -> int:
-    return max(b for b in range(1, _MAX_BLOCK + 1) if record_every % b == 0)

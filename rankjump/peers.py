@@ -364,6 +364,17 @@ def sgemm_peaks(n: int = 1024, repeats: int = 5) -> dict[str, float]:
     return peaks
 
 
+def sgemm_core_gflops(n: int = 1024, repeats: int = 5) -> float:
+    """Measured float32 matmul rate of ONE core in GFLOP/s (PyTorch with one thread): the peak
+    that a one-core kernel, like rankjump's on one XLA CPU device, can be held to."""
+    import torch
+
+    a = torch.randn(n, n, dtype=torch.float32, generator=torch.Generator().manual_seed(0))
+    b = torch.randn(n, n, dtype=torch.float32, generator=torch.Generator().manual_seed(1))
+    with _torch_threads(1):
+        return _best_gflops(lambda: torch.mm(a, b), n, repeats)
+
+
 def sgemm_peak_gflops(n: int = 1024, repeats: int = 5) -> float:
     """The machine's measured float32 matmul peak: the larger of :func:`sgemm_peaks`."""
     return max(sgemm_peaks(n, repeats).values())

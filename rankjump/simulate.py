@@ -200,7 +200,7 @@ def plan_run(cfg: Config, devices=None, chunk: int | None = None) -> Plan:
     return Plan(
         cfg,
         task,
-        structure_for(cfg),
+        structure_for(cfg, devices=devices),
         _thresholds(cfg, task),
         lane_lam,
         lane_eta,

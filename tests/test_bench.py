@@ -31,6 +31,8 @@ def test_run_bench_reports_rates_and_flops():
     )
     head = out["headline"]
     assert head["rankjump"] > 0 and math.isfinite(head["rankjump"])
+    # The whole simulate call does the same steps plus starts and checkpoints.
+    assert 0 < head["simulate"] and head["overhead_us_per_traj"] >= 0
     assert head["peak_gflops"] > 0
     # useful flops of one step at d = w = 6, L = 3, B = 1: 6 (L-2) w^2 + 6 w = 252
     assert math.isclose(head["gflops"], head["rankjump"] * 252 / 1e9, rel_tol=1e-12)

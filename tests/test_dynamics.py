@@ -184,10 +184,14 @@ def test_fold_does_not_change_the_path():
 # ------------------------------------------------------------------ fast kernel vs optax chain
 
 
+# Batches up to dynamics.LANES_LAST_MAX_BATCH step lanes-last; larger ones by gathers (vmap).
+BIG_BATCH = dynamics.LANES_LAST_MAX_BATCH + 4
 OPTAX_CASES = [(g, 3, "sgd") for g in GEOMETRIES] + [
     (GEOMETRIES[2], 1, "sgd"),
     (GEOMETRIES[0], 1, "label_noise"),
     (GEOMETRIES[3], 3, "label_noise"),
+    (GEOMETRIES[0], BIG_BATCH, "sgd"),
+    (GEOMETRIES[3], BIG_BATCH, "label_noise"),
 ]
 
 
