@@ -14,6 +14,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from rankjump.config import Config
 from rankjump.dynamics import Hyper, State, TaskArrays, fold, lanes_last, make_dynamics
@@ -338,7 +339,8 @@ def compiler_options(lanes_last_step: bool = True) -> dict:
     if not lanes_last_step:
         return {}
     try:
-        jax.jit(lambda x: x + 1, compiler_options=_CPU_OPTIONS).lower(jnp.zeros(2)).compile()
+        probe = jax.device_put(np.zeros(2, np.float32), jax.devices("cpu")[0])
+        jax.jit(lambda x: x + 1, compiler_options=_CPU_OPTIONS).lower(probe).compile()
     except (TypeError, ValueError, RuntimeError):
         return {}
     return dict(_CPU_OPTIONS)

@@ -26,7 +26,7 @@ from rankjump import (
     save_result,
     simulate,
 )
-from rankjump.dynamics import Hyper, TaskArrays
+from rankjump.dynamics import LANES_LAST_MAX_BATCH, Hyper, TaskArrays, lanes_last
 from rankjump.kernel import (
     LaneParams,
     run_lanes,
@@ -322,6 +322,19 @@ def test_cache_tiles_do_not_change_trajectories(monkeypatch, dtype, rtol):
         runs[target] = simulate(cfg, progress=False)
     _assert_records_equal(runs[8], runs[0], rtol=rtol)
     assert not runs[0]["diverged"].any()
+
+
+def test_cpu_options_reach_lanes_last_programs_only():
+    # This jaxlib accepts the options; if a new one drops them the kernel still runs, slower,
+    # and this test says so.
+    assert kernel.compiler_options(True) == kernel._CPU_OPTIONS
+    assert kernel.compiler_options(False) == {}
+    assert lanes_last("sgd", 1) and lanes_last("label_noise", LANES_LAST_MAX_BATCH)
+    assert not lanes_last("sgd", LANES_LAST_MAX_BATCH + 1) and not lanes_last("gd", 1)
+    s = structure_for(small_config())
+    assert s.platform == "cpu" and kernel._options_for(s) == kernel._CPU_OPTIONS
+    assert kernel._options_for(s._replace(kind="gd")) == {}
+    assert kernel._options_for(s._replace(platform="gpu")) == {}
 
 
 # ------------------------------------------------------------------ recompilation guard
