@@ -3,8 +3,12 @@
 A lane is one (cell, trajectory) pair of the lam x eta grid. A chunk of lanes runs through ONE
 compiled program (:func:`compiled_chunk`): shapes and step counts are static (:class:`Structure`),
 while lam, eta, the schedule's phase values and the thresholds are traced per lane
-(:class:`LaneParams`). The scan over intervals sits outside the lane vmap, so a host callback at
+(:class:`LaneParams`). The scan over intervals works on the whole chunk, so a host callback at
 each checkpoint reports progress once per chunk, not once per lane.
+
+Between checkpoints the entry-wise kinds step the chunk with the lane axis LAST
+(:func:`rankjump.dynamics.lanes_last`), on the CPU in cache tiles of lanes (:func:`_advance`);
+the checkpoint records are vmapped over lanes FIRST, the layout the carry keeps.
 """
 
 from __future__ import annotations
@@ -206,10 +210,10 @@ def _advance(state: State, key_dyn, k, hyper: Hyper, task: TaskArrays, s: Struct
     n_tiles = -(-n // tile)
     pad = n_tiles * tile - n
 
-    def tiles(x, lanes_last=True):
+    def tiles(x, last=True):
         x = jnp.pad(x, [(0, pad)] + [(0, 0)] * (x.ndim - 1), mode="edge")
         x = x.reshape(n_tiles, tile, *x.shape[1:])
-        return jnp.moveaxis(x, 1, -1) if lanes_last else x
+        return jnp.moveaxis(x, 1, -1) if last else x
 
     def untile(x):
         x = jnp.moveaxis(x, -1, 1)
@@ -221,7 +225,7 @@ def _advance(state: State, key_dyn, k, hyper: Hyper, task: TaskArrays, s: Struct
 
     args = (
         jax.tree_util.tree_map(tiles, state),
-        tiles(key_dyn, lanes_last=False),
+        tiles(key_dyn, last=False),
         jax.tree_util.tree_map(tiles, hyper),
     )
     if n_tiles == 1:
