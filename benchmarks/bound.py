@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 
 from rankjump.bench import BenchCase, _kernel_seconds, bench_config
+from rankjump.dynamics import _matvec, _outer
 from rankjump.kernel import _tile_for, compiler_options, structure_for
 from rankjump.peers import sgemm_core_gflops, sgemm_peak_gflops, useful_flops_per_step
 
@@ -42,10 +43,10 @@ def loop_seconds(kind: str, w: int, lanes: int, steps: int, repeats: int) -> flo
 
     def body(carry, _):
         m, v = carry
-        if kind == "reduce":  # (B, w, lanes): sum_k m[r, k] v[k], as dynamics._matvec
-            v = jnp.sum(m[None] * v[:, None], axis=2) * 0.5
-        else:  # m - sum_B g a b^T, as dynamics._outer
-            m = m - jnp.sum(g[:, None, None] * v[:, :, None] * v[:, None, :], axis=0)
+        if kind == "reduce":  # the kernel's matrix-vector product
+            v = _matvec(m, v) * 0.5
+        else:  # the kernel's rank-one update
+            m = m - _outer(g, v, v)
         return (m, v), None
 
     fn = jax.jit(
