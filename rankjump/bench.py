@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from rankjump.config import Config, loads_config
 from rankjump.peers import (
+    _best_time,
     gd_flops_per_step,
     sgemm_core_gflops,
     sgemm_peak_gflops,
@@ -122,7 +123,7 @@ def _kernel_seconds(cfg: Config, repeats: int) -> float:
     s = structure_for(cfg)
     n = min(run.chunk_size, run.trajectories)
     task = make_task(cfg.task)
-    arrays = TaskArrays(jnp.asarray(task.rows), jnp.asarray(task.cols), jnp.asarray(task.y, dtype))
+    arrays = TaskArrays.of(task, dtype)
     keys = jax.random.split(jax.random.PRNGKey(run.seed), n)
     scale = cfg.network.init_scale
     weights = jax.vmap(lambda k: init_gaussian(k, s.shapes, scale, dtype))(keys)
@@ -130,14 +131,13 @@ def _kernel_seconds(cfg: Config, repeats: int) -> float:
     hyper = Hyper(*(jnp.full(n, v, dtype) for v in (opt.lam[0], opt.eta[0], opt.label_noise, 0.0)))
     program = compiled_advance(s)
     k = jnp.zeros((), jnp.int32)
-    jax.block_until_ready(program(state, keys, k, hyper, arrays))
 
     def all_chunks():
         for _ in range(-(-run.trajectories // n)):
             out = program(state, keys, k, hyper, arrays)
         jax.block_until_ready(out)
 
-    return min(_seconds(all_chunks) for _ in range(repeats))
+    return _best_time(lambda: None, all_chunks, repeats)  # its warm-up run compiles
 
 
 def _seconds(fn) -> float:

@@ -61,6 +61,11 @@ class TaskArrays(NamedTuple):
     cols: Array
     y: Array
 
+    @classmethod
+    def of(cls, task, dtype) -> TaskArrays:
+        """A task's observed entries (``rankjump.tasks.Task``) as arrays, targets in ``dtype``."""
+        return cls(jnp.asarray(task.rows), jnp.asarray(task.cols), jnp.asarray(task.y, dtype))
+
 
 class _Update(Protocol):
     def __call__(self, sample: Any, state: State, hyper: Hyper) -> State: ...

@@ -237,10 +237,7 @@ def run_chunks(plan: Plan, chunks, starts: Starts, progress=None) -> tuple[Recor
         NamedSharding(mesh, PartitionSpec()),
     )
     task = plan.task
-    task_arrays = jax.device_put(
-        TaskArrays(jnp.asarray(task.rows), jnp.asarray(task.cols), jnp.asarray(task.y, dtype)),
-        replicated,
-    )
+    task_arrays = jax.device_put(TaskArrays.of(task, dtype), replicated)
     boundaries = jax.device_put(jnp.asarray(opt.schedule_steps, jnp.int32), replicated)
     k0 = jax.device_put(jnp.zeros((), jnp.int32), replicated)
     lam_phases = np.outer(opt.lam, opt.factors("lam")).astype(dtype)  # (lam, phase)

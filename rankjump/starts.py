@@ -62,7 +62,7 @@ def gd_minimum(
     """
     shapes = layer_shapes(d_out, d_in, net.width, net.depth)
     f64 = jnp.float64
-    arrays = TaskArrays(jnp.asarray(task.rows), jnp.asarray(task.cols), jnp.asarray(task.y, f64))
+    arrays = TaskArrays.of(task, f64)
     dyn = make_dynamics("gd", arrays, shapes, 1, f64)
     root = jax.random.PRNGKey(net.seed)
     max_steps, tol = net.gd_max_steps, net.gd_tol
