@@ -305,13 +305,18 @@ class RunConfig(_Section):
 class RankConfig(_Section):
     """How ranks are judged.
 
-    ``threshold``: per-layer singular values above it count; "auto" uses THEORY.md's absorption
-    bound ``safety * (2 lam / rho)^(1/(L-2))`` (see :func:`rankjump.ranks.auto_threshold`).
+    ``threshold``: per-layer singular values above it count; "auto" uses the absorption bound
+    ``safety * (2 lam / rho)^(1/(L-2))`` (docs/theory.md; :func:`rankjump.ranks.thresholds_for`).
+    ``rule``: how per-layer ranks make the network's rank (the recorded ``rank``):
+    "all_layers" (default) the largest per-layer rank, so rank <= r means every layer has at most
+    r singular values above threshold (the absorbing set B_r); "any_layer" the smallest (the
+    bottleneck of A_theta); "end_to_end" the numerical rank of A_theta.
     ``k_max``: how many leading singular values of A_theta are stored (default min(d, width, 8)).
     """
 
     _name = "rank"
     threshold: str | float = _spec("auto", "threshold", lo=0.0, lo_open=True)
+    rule: str = _spec("all_layers", str, choices=("all_layers", "any_layer", "end_to_end"))
     safety: float = _spec(0.5, float, lo=0.0, lo_open=True, hi=1.0)
     k_max: int | None = _spec(None, int, lo=1, optional=True)
 

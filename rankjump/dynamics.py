@@ -3,13 +3,17 @@
 Every kind is a :class:`Dynamics`: ``draw(key, n)`` samples the randomness of ``n`` steps at once
 (entry indices, label or weight noise) and ``update(sample, state, hyper)`` applies one step to
 ONE network; ``step(key, state, hyper)`` is the two together, the pure key-first signature.
-``update_lanes`` steps a chunk of networks at once; the simulator uses it.
+``update_lanes`` steps a chunk of networks at once; the simulator uses it, with the samples of
+a trajectory's global steps from ``draw_steps(key, steps)``: step n draws from
+``fold_in(key, n)``, so a path depends only on the trajectory's key and the step.
 
 The state keeps the weights as ``scale * M_l`` with one scalar ``scale`` for all layers (lazy
 weight decay): the decay (1 - 2 eta lam) is a scalar multiply, and the entry-wise kernel never
-forms A_theta: it needs column j of W_1, row i of W_L and rank-one updates (THEORY.md).
-``fold`` multiplies the scale back in; the simulator folds every few steps. With a trailing lane
-axis (the entry-wise chunk layout) ``materialize`` and ``fold`` broadcast the per-lane scale.
+forms A_theta: it needs column j of W_1, row i of W_L and rank-one updates (docs/theory.md).
+``renormalize`` moves the scale's power of two into the weights, which is exact in floating
+point, so when the simulator renormalizes changes no bit of the path; ``fold`` multiplies the
+whole scale in (rounded). With a trailing lane axis (the entry-wise chunk layout)
+``materialize``, ``renormalize`` and ``fold`` broadcast the per-lane scale.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ __all__ = [
     "materialize",
     "new_state",
     "optax_chain",
+    "renormalize",
 ]
 
 
@@ -89,6 +94,15 @@ class Dynamics(NamedTuple):
         sample = jax.tree_util.tree_map(lambda x: x[0], self.draw(key, 1))
         return self.update(sample, state, hyper)
 
+    def draw_steps(self, key: Array, steps: Array) -> Any:
+        """The samples of global steps ``steps`` (leading axis) of the trajectory whose dynamics
+        key is ``key``: step n draws from ``fold_in(key, n)``, whatever else is drawn with it."""
+
+        def one(n):
+            return jax.tree_util.tree_map(lambda x: x[0], self.draw(jax.random.fold_in(key, n), 1))
+
+        return jax.vmap(one)(steps)
+
 
 def new_state(weights: Weights) -> State:
     """A state holding the given (materialized) weights."""
@@ -102,8 +116,18 @@ def materialize(state: State) -> Weights:
 
 
 def fold(state: State) -> State:
-    """Multiply the lazy scale into the weights (scale becomes 1)."""
+    """Multiply the lazy scale into the weights (scale becomes 1; rounded)."""
     return State(materialize(state), jnp.ones_like(state.scale), state.step)
+
+
+def renormalize(state: State) -> State:
+    """Move the lazy scale's power of two into the weights: scale = m 2^e becomes m in [0.5, 1)
+    and M_l becomes 2^e M_l. Both are exact in floating point (short of subnormal numbers), and
+    the step's arithmetic is exactly equivariant under such a rescaling, so renormalizing at any
+    step leaves the path bit for bit unchanged."""
+    mantissa, exponent = jnp.frexp(state.scale)
+    power = jnp.ldexp(jnp.ones_like(state.scale), exponent)
+    return State(tuple(power * m for m in state.weights), mantissa, state.step)
 
 
 def optax_chain(lam, eta) -> optax.GradientTransformation:

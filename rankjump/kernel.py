@@ -9,6 +9,12 @@ each checkpoint reports progress once per chunk, not once per lane.
 Between checkpoints the entry-wise kinds step the chunk with the lane axis LAST
 (:func:`rankjump.dynamics.lanes_last`), on the CPU in cache tiles of lanes (:func:`_advance`);
 the checkpoint records are vmapped over lanes FIRST, the layout the carry keeps.
+
+A trajectory's path depends only on its key and the global step: the sample of step n is drawn
+from ``fold_in(key_dyn, n)`` (:meth:`rankjump.dynamics.Dynamics.draw_steps`), and the lazy
+weight-decay scale is renormalized by powers of two only (:func:`rankjump.dynamics.renormalize`,
+exact), so neither ``record_every``, the block of steps drawn at once, the tiles nor the chunk
+change a single bit of a trajectory.
 """
 
 from __future__ import annotations
@@ -21,7 +27,15 @@ import jax.numpy as jnp
 import numpy as np
 
 from rankjump.config import Config
-from rankjump.dynamics import Hyper, State, TaskArrays, fold, lanes_last, make_dynamics
+from rankjump.dynamics import (
+    Hyper,
+    State,
+    TaskArrays,
+    lanes_last,
+    make_dynamics,
+    materialize,
+    renormalize,
+)
 from rankjump.network import (
     data_loss,
     imbalance,
@@ -32,7 +46,7 @@ from rankjump.network import (
     product,
     stacked_singular_values,
 )
-from rankjump.ranks import REL_FLOOR, count_above
+from rankjump.ranks import REL_FLOOR, count_above, network_rank
 
 __all__ = [
     "LaneParams",
@@ -46,7 +60,7 @@ __all__ = [
     "trace_count",
 ]
 
-_MAX_BLOCK = 32  # steps between folds of the lazy weight-decay scale
+_MAX_BLOCK = 32  # steps drawn at once and between renormalizations of the lazy scale
 _UNROLL = 1  # steps unrolled in the inner scan (2 and 4 measured slower, lanes-last on the CPU)
 
 
@@ -67,6 +81,8 @@ class Structure(NamedTuple):
     n_phases: int = 1  # constant phases of the lam / eta schedule
     tile: int = 0  # lanes stepped together while their weights stay in cache (0: the whole chunk)
     platform: str = "cpu"  # of the devices the program runs on
+    rule: str = "all_layers"  # the rank rule (rankjump.ranks.RULES)
+    layer_sv: bool = False  # record the per-layer singular values (replays)
 
 
 class LaneParams(NamedTuple):
@@ -91,6 +107,7 @@ class Record(NamedTuple):
     param_norm2: jax.Array
     imbalance: jax.Array
     alive: jax.Array
+    layer_sv: jax.Array  # (layer, k_max) per-layer singular values; (layer, 0) unless asked
 
 
 _TRACES = {"count": 0}
@@ -115,12 +132,17 @@ def _phase_hyper(hyper: Hyper, boundaries, step) -> Hyper:
     return hyper._replace(lam=hyper.lam[..., phase], eta=hyper.eta[..., phase])
 
 
-def _record(weights, alive, p: LaneParams, lam, task: TaskArrays, s: Structure):
-    """Checkpoint record; a non-finite or exploding network is marked dead and zeroed."""
+def _record(state: State, alive, p: LaneParams, lam, task: TaskArrays, s: Structure):
+    """One lane's checkpoint record of the weights ``scale * M``; a non-finite or exploding
+    network is marked dead and its ``M`` zeroed (the returned state)."""
+    weights = materialize(state)
     n2 = param_norm2(weights)
     dl = data_loss(weights, task.rows, task.cols, task.y)
     alive = alive & jnp.isfinite(n2) & jnp.isfinite(dl) & (n2 <= p.diverge_norm2)
     weights = tuple(jnp.where(alive, w, jnp.zeros_like(w)) for w in weights)
+    state = state._replace(
+        weights=tuple(jnp.where(alive, m, jnp.zeros_like(m)) for m in state.weights)
+    )
     floor = REL_FLOOR[s.dtype]
     svs = stacked_singular_values([*weights, product(weights)], s.svd)
     layer_rank = jnp.stack(
@@ -136,8 +158,10 @@ def _record(weights, alive, p: LaneParams, lam, task: TaskArrays, s: Structure):
     def rank(x):
         return jnp.where(alive, x, -1)
 
+    n_sv = s.k_max if s.layer_sv else 0
+    layer_sv = jnp.stack([svs[l, :n_sv] for l in range(len(weights))])
     rec = Record(
-        rank(jnp.min(layer_rank)),
+        rank(network_rank(layer_rank, end_rank, s.rule)),
         rank(layer_rank),
         rank(end_rank),
         real(sv[: s.k_max]),
@@ -146,8 +170,9 @@ def _record(weights, alive, p: LaneParams, lam, task: TaskArrays, s: Structure):
         real(n2),
         real(imbalance(weights)),
         alive,
+        real(layer_sv),
     )
-    return weights, rec
+    return state, rec
 
 
 def _start(key, start, p: LaneParams, s: Structure):
@@ -164,24 +189,23 @@ def _start(key, start, p: LaneParams, s: Structure):
 
 
 def _interval(state: State, key_dyn, k, hyper: Hyper, task: TaskArrays, s: Structure) -> State:
-    """``record_every`` steps of a chunk of lanes: blocks of steps, the lazy scale folded after
-    each. ``state`` is in the dynamics' chunk layout (:attr:`Dynamics.lanes_last`); ``key_dyn``
-    and ``hyper`` hold one value per lane. Lane t's block b draws from
-    ``fold_in(fold_in(key_dyn[t], k), b)``, whatever the chunk."""
+    """Interval ``k`` (global steps ``k * record_every`` onward) of a chunk of lanes: blocks of
+    steps whose samples are drawn at once, the lazy scale renormalized after each (exactly).
+    ``state`` is in the dynamics' chunk layout (:attr:`Dynamics.lanes_last`); ``key_dyn`` and
+    ``hyper`` hold one value per lane. Lane t's step n draws from ``fold_in(key_dyn[t], n)``,
+    whatever the chunk, the block or ``record_every``."""
     dyn = make_dynamics(s.kind, task, s.shapes, s.batch_size, jnp.dtype(s.dtype))
     lane_axis = -1 if dyn.lanes_last else 1  # of each step's sample
-    fold_lanes = fold if dyn.lanes_last else jax.vmap(fold)
+    renormalize_lanes = renormalize if dyn.lanes_last else jax.vmap(renormalize)
 
     def block(state: State, b):
-        def lane_keys(kd):
-            return jax.random.fold_in(jax.random.fold_in(kd, k), b)
-
-        samples = jax.vmap(lambda kd: dyn.draw(lane_keys(kd), s.block))(key_dyn)
+        steps = k * s.record_every + b * s.block + jnp.arange(s.block, dtype=jnp.int32)
+        samples = jax.vmap(lambda kd: dyn.draw_steps(kd, steps))(key_dyn)
         samples = jax.tree_util.tree_map(lambda x: jnp.moveaxis(x, 0, lane_axis), samples)
         state, _ = jax.lax.scan(
             lambda st, x: (dyn.update_lanes(x, st, hyper), None), state, samples, unroll=_UNROLL
         )
-        return fold_lanes(state), None
+        return renormalize_lanes(state), None
 
     return jax.lax.scan(block, state, jnp.arange(s.record_every // s.block))[0]
 
@@ -248,7 +272,9 @@ def run_lanes(
 
     Args:
         keys: per-lane keys (trajectory t: ``fold_in(root, t)``).
-        starts: per-lane starting weights, or None when ``s.init`` draws them.
+        starts: per-lane starting weights, or a :class:`State` (weights and lazy scale, e.g. the
+            final state of an earlier call, to continue exactly), or None when ``s.init`` draws
+            them.
         params: per-lane traced values.
         task: the observed entries.
         boundaries: (n_phases - 1,) steps at which the schedule's phases begin.
@@ -257,8 +283,9 @@ def run_lanes(
         batched: lanes have a leading axis; False runs one lane without it.
 
     Returns:
-        ``(records, weights)``: records with axes (lane, checkpoint, ...) holding
-        ``n_intervals + 1`` checkpoints (the start first), and the final weights (lanes first).
+        ``(records, state)``: records with axes (lane, checkpoint, ...) holding
+        ``n_intervals + 1`` checkpoints (the start first), and the final :class:`State` (lanes
+        first; ``materialize`` gives the weights).
     """
     if not batched:
 
@@ -268,38 +295,40 @@ def run_lanes(
         out = run_lanes(lead(keys), lead(starts), lead(params), task, boundaries, k0, s)
         return jax.tree_util.tree_map(lambda x: x[0], out)
 
+    n, dtype = keys.shape[0], jnp.dtype(s.dtype)
+    scale = jnp.ones(n, dtype)
+    if isinstance(starts, State):
+        starts, scale = starts.weights, starts.scale
     start_axis = None if starts is None else 0
     weights, key_dyn = jax.vmap(lambda k, w, p: _start(k, w, p, s), (0, start_axis, 0))(
         keys, starts, params
     )
-    alive = jnp.ones(keys.shape[:1], bool)
-    record = jax.vmap(lambda w, a, p, lam: _record(w, a, p, lam, task, s))
+    step0 = jnp.full(n, k0 * s.record_every, jnp.int32)
+    alive = jnp.ones(n, bool)
+    record = jax.vmap(lambda st, a, p, lam: _record(st, a, p, lam, task, s))
     lam0 = _phase_hyper(params.hyper, boundaries, k0 * s.record_every).lam
-    weights, rec0 = record(weights, alive, params, lam0)
+    state0, rec0 = record(State(tuple(weights), scale, step0), alive, params, lam0)
 
     def body(carry, k):
         state, alive = carry
         hyper = _phase_hyper(params.hyper, boundaries, k * s.record_every)
-        state = _advance(state, key_dyn, k, hyper, task, s)  # folded: scale is 1
-        weights, rec = record(state.weights, alive, params, hyper.lam)
-        state = state._replace(weights=weights)
+        state = _advance(state, key_dyn, k, hyper, task, s)
+        state, rec = record(state, alive, params, hyper.lam)
         jax.debug.callback(_tick, k)
         return (state, rec.alive), rec
 
     ks = k0 + jnp.arange(s.n_intervals)
-    n, dtype = keys.shape[0], jnp.dtype(s.dtype)
-    state0 = State(weights, jnp.ones(n, dtype), jnp.zeros(n, jnp.int32))
     (state, _), recs = jax.lax.scan(body, (state0, rec0.alive), ks)
     records = jax.tree_util.tree_map(
         lambda a, b: jnp.concatenate([a[:, None], jnp.moveaxis(b, 0, 1)], 1), rec0, recs
     )
-    return records, state.weights
+    return records, state
 
 
 @functools.lru_cache(maxsize=32)
 def compiled_chunk(s: Structure):
     """The jit-compiled program for one chunk of lanes:
-    ``(keys, starts, params, task, boundaries, k0) -> (records, final weights)``."""
+    ``(keys, starts, params, task, boundaries, k0) -> (records, final state)``."""
 
     def chunk(keys, starts, params, task, boundaries, k0):
         _TRACES["count"] += 1
@@ -371,6 +400,7 @@ def structure_for(cfg: Config, svd: str | None = None, devices=None) -> Structur
         opt.n_phases,
         _tile_lanes(shapes, run.dtype) if platform == "cpu" else 0,
         platform,
+        cfg.rank.rule,
     )
 
 

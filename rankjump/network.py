@@ -18,6 +18,7 @@ __all__ = [
     "data_loss",
     "entry_grad",
     "entry_vectors",
+    "halving_sum",
     "imbalance",
     "init_balanced",
     "init_gaussian",
@@ -111,7 +112,20 @@ def data_loss(
 ) -> Float[Array, ""]:
     """(1/N) sum over the given entries of (A_theta[i, j] - y_ij)^2."""
     a = product(weights)
-    return jnp.mean((a[rows, cols] - y) ** 2)
+    return halving_sum((a[rows, cols] - y) ** 2) / y.shape[-1]
+
+
+def halving_sum(x: Float[Array, "*batch n"]) -> Float[Array, "*batch"]:
+    """Sum over the last axis by repeated halving (zero-padded to a power of two): a fixed order
+    of additions, so every compiled program that contains it rounds alike (XLA may reassociate a
+    reduction differently from one program to another)."""
+    n = x.shape[-1]
+    size = 1 << max(n - 1, 0).bit_length()
+    x = jnp.pad(x, [(0, 0)] * (x.ndim - 1) + [(0, size - n)])
+    while x.shape[-1] > 1:
+        half = x.shape[-1] // 2
+        x = x[..., :half] + x[..., half:]
+    return x[..., 0]
 
 
 def param_norm2(weights: Weights) -> Float[Array, ""]:

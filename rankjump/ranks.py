@@ -1,20 +1,27 @@
-"""Numerical ranks and the rank threshold (THEORY.md, numerical resolution).
+"""Numerical ranks, the rank threshold and the rank rule (docs/theory.md, rank sets).
 
 Rank sets are judged on the layers: a layer's singular values of size s are resolved far better
-than A_theta's of size ~s^L. The network's rank is the smallest per-layer rank (the bottleneck);
-``end_rank`` counts singular values of A_theta above a threshold kept above the dtype's floor.
+than A_theta's of size ~s^L. The rank rule turns per-layer ranks into the network's rank:
+``"all_layers"`` (default) takes the LARGEST per-layer rank, so "rank <= r" (the set B_r) means
+every layer has at most r singular values above its threshold, which is what makes B_r absorbing;
+``"any_layer"`` takes the smallest (the bottleneck of A_theta); ``"end_to_end"`` uses
+``end_rank``, the count of A_theta's singular values above a threshold kept above the dtype's
+floor.
 """
 
 from __future__ import annotations
 
 from typing import NamedTuple
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
 from rankjump.theory import absorption_radius
 
-__all__ = ["REL_FLOOR", "Thresholds", "count_above", "thresholds_for"]
+__all__ = ["REL_FLOOR", "RULES", "Thresholds", "count_above", "network_rank", "thresholds_for"]
+
+RULES = ("all_layers", "any_layer", "end_to_end")
 
 # Singular values below REL_FLOOR * (largest one) are rounding noise in that dtype: an SVD in
 # float32 resolves about 1e-6 of the largest value, in float64 about 1e-15 (THEORY.md).
@@ -54,3 +61,16 @@ def count_above(s, eps, rel_floor: float):
     """Number of singular values ``s`` (descending, last axis) above max(eps, rel_floor * s[0])."""
     cut = jnp.maximum(eps, rel_floor * s[..., :1])
     return jnp.sum(s > cut, axis=-1).astype(jnp.int32)
+
+
+def network_rank(layer_rank, end_rank, rule: str):
+    """The network's rank under ``rule`` (one of :data:`RULES`) from its per-layer ranks (layer on
+    the last axis) and the rank of A_theta; works on NumPy and JAX arrays alike."""
+    xp = jnp if isinstance(layer_rank, jax.Array) else np
+    if rule == "all_layers":
+        return xp.max(layer_rank, axis=-1)
+    if rule == "any_layer":
+        return xp.min(layer_rank, axis=-1)
+    if rule == "end_to_end":
+        return end_rank
+    raise ValueError(f"rank.rule = {rule!r}: must be one of {' | '.join(RULES)}")

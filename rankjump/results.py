@@ -44,6 +44,14 @@ PER_LAM_ATTRS = (
 )
 
 
+# What the recorded ``rank`` is under each rank rule (rankjump.ranks.RULES).
+RULE_TEXT = {
+    "all_layers": "largest per-layer numerical rank: rank <= r when every layer has at most r",
+    "any_layer": "smallest per-layer numerical rank",
+    "end_to_end": "numerical rank of A_theta",
+}
+
+
 class ResultError(ValueError):
     """A result file is missing, unreadable, or not a rankjump result."""
 
@@ -83,7 +91,13 @@ def lane_variables(records, steps: np.ndarray) -> dict:
         "imbalance": (ck, records.imbalance),
         "diverged": ((), diverged),
         "diverged_step": ((), np.where(diverged, steps[first_dead], -1)),
-    }
+    } | ({"layer_sv": (ck + ("layer", "k"), records.layer_sv)} if _has_layer_sv(records) else {})
+
+
+def _has_layer_sv(records) -> bool:
+    """Whether the records hold per-layer singular values (replays ask for them)."""
+    layer_sv = getattr(records, "layer_sv", None)
+    return layer_sv is not None and np.shape(layer_sv)[-1] > 0
 
 
 def checkpoint_steps(cfg: Config) -> np.ndarray:
@@ -128,9 +142,8 @@ def build_dataset(
             **attrs,
         }
     )
-    ds["rank"].attrs["long_name"] = (
-        "network rank (smallest per-layer numerical rank); -1 = diverged"
-    )
+    ds["rank"].attrs["long_name"] = f"network rank ({RULE_TEXT[cfg.rank.rule]}); -1 = diverged"
+    ds["rank"].attrs["rule"] = cfg.rank.rule
     ds["end_rank"].attrs["long_name"] = "numerical rank of A_theta; -1 = diverged"
     ds["sv"].attrs["long_name"] = "leading singular values of A_theta"
     ds["loss"].attrs["long_name"] = "L_lam = data loss + lam ||theta||^2"

@@ -24,7 +24,7 @@ from rankjump.config import Config
 from rankjump.dynamics import Hyper, TaskArrays
 from rankjump.kernel import _LISTENER, LaneParams, Record, Structure, compiled_chunk, structure_for
 from rankjump.network import layer_shapes
-from rankjump.ranks import REL_FLOOR, count_above, thresholds_for
+from rankjump.ranks import REL_FLOOR, count_above, network_rank, thresholds_for
 from rankjump.results import build_dataset
 from rankjump.starts import gd_minimum, load_weights
 from rankjump.tasks import Task, make_task
@@ -61,13 +61,20 @@ def _start_lams(cfg: Config) -> np.ndarray:
     return np.asarray(cfg.optimizer.lam) * cfg.optimizer.factors("lam")[0]
 
 
-def _network_rank(weights, eps: float) -> int:
-    """Smallest per-layer numerical rank of one float64 network (the record's rule, NumPy SVD)."""
+def _network_rank(weights, thresholds, rule: str) -> int:
+    """Numerical rank of one float64 network under the rank rule (NumPy SVDs, the record's
+    thresholds and floor)."""
     floor = REL_FLOOR["float64"]
-    return min(
-        int(count_above(np.linalg.svd(np.asarray(w, np.float64), compute_uv=False), eps, floor))
-        for w in weights
+    weights = [np.asarray(w, np.float64) for w in weights]
+
+    def count(m, eps):
+        return int(count_above(np.linalg.svd(m, compute_uv=False), eps, floor))
+
+    layer = np.array([count(w, thresholds.layer) for w in weights])
+    end = count(
+        np.linalg.multi_dot(weights[::-1]) if len(weights) > 1 else weights[0], thresholds.end
     )
+    return int(network_rank(layer, end, rule))
 
 
 def shared_starts(cfg: Config) -> Starts:
@@ -92,7 +99,7 @@ def shared_starts(cfg: Config) -> Starts:
         return Starts(None, {})
     thr = _thresholds(cfg, make_task(cfg.task))
     attrs["start_rank"] = [
-        _network_rank([w[k] for w in weights], thr[k].layer) for k in range(n_lam)
+        _network_rank([w[k] for w in weights], thr[k], cfg.rank.rule) for k in range(n_lam)
     ]
     return Starts(weights, attrs)
 
@@ -323,6 +330,7 @@ def assemble(plan: Plan, records: Record, extra: dict, starts: Starts, wall_time
         "threshold_layer": [float(t.layer) for t in plan.thresholds],
         "threshold_end": [float(t.end) for t in plan.thresholds],
         "rel_floor": REL_FLOOR[cfg.run.dtype],
+        "rank_rule": cfg.rank.rule,
         **starts.attrs,
     }
     n_lam, n_eta = len(cfg.optimizer.lam), len(cfg.optimizer.eta)

@@ -1,7 +1,9 @@
 """Jump statistics of a result Dataset: transitions, rank sets reached, first passage, upward check.
 
-Every (lam, eta) cell is analysed on its own, from `rank` or from `layer_rank` maximised over
-layers. The rules, shared by all statistics:
+Every (lam, eta) cell is analysed on its own, from the recorded `rank` (the file's rank rule,
+default "all_layers") or under another rank rule recomputed from `layer_rank` and `end_rank`
+(`on = "all_layers" | "any_layer" | "end_to_end"`; "layer_rank" is "all_layers"). The rules,
+shared by all statistics:
 
 - Divergence. Trajectories flagged `diverged` are excluded from every statistic and counted.
 - Censoring. A checkpoint is observed when its rank is a number >= 0 (not the -1 the simulator
@@ -33,6 +35,7 @@ import numpy as np
 import xarray as xr
 
 from rankjump.intervals import binomial_ci, upper_bound
+from rankjump.ranks import network_rank
 
 __all__ = [
     "ON_CHOICES",
@@ -45,7 +48,7 @@ __all__ = [
     "analyze",
 ]
 
-ON_CHOICES = ("rank", "layer_rank")
+ON_CHOICES = ("rank", "all_layers", "any_layer", "end_to_end", "layer_rank")
 _DIMS = ("lam", "eta", "traj", "checkpoint")
 
 
@@ -251,11 +254,13 @@ class Report:
     after: int | None
     cells: tuple[CellReport, ...]
     pooled: UpwardCheck
+    rule: str | None = None  # the rank rule behind the ranks (None: a file that does not say)
 
     def to_dict(self) -> dict:
         """The JSON shape of `rankjump stats --json`."""
         return {
             "on": self.on,
+            "rule": self.rule,
             "ci_method": self.ci_method,
             "level": self.level,
             "after": self.after,
@@ -268,18 +273,20 @@ def _rank_values(ds: xr.Dataset, on: str) -> np.ndarray:
     """(lam, eta, traj, checkpoint) ranks as float64, NaN or negative where unrecorded."""
     if on not in ON_CHOICES:
         raise ValueError(f"on must be one of {', '.join(ON_CHOICES)}, got {on!r}")
-    missing = [v for v in (on, "diverged", "step") if v not in ds.variables]
+    var = {"rank": "rank", "end_to_end": "end_rank"}.get(on, "layer_rank")
+    missing = [v for v in (var, "diverged", "step") if v not in ds.variables]
     if missing:
         raise ValueError(f"not a rankjump result: missing variable {missing[0]!r}")
     if ds["step"].dims != ("checkpoint",) or set(ds["diverged"].dims) != set(_DIMS[:3]):
         raise ValueError("not a rankjump result: 'step' or 'diverged' has the wrong dimensions")
-    dims = _DIMS + (("layer",) if on == "layer_rank" else ())
-    if set(ds[on].dims) != set(dims) or ds[on].dtype.kind not in "iuf":
-        raise ValueError(f"not a rankjump result: {on!r} must be numeric over {', '.join(dims)}")
-    values = ds[on].transpose(*dims).values.astype(np.float64)
-    if on == "layer_rank":
-        # Max over layers, recorded only where every layer is (NaN >= 0 is False).
-        values = np.where(np.all(values >= 0, axis=-1), values.max(axis=-1), -1.0)
+    dims = _DIMS + (("layer",) if var == "layer_rank" else ())
+    if set(ds[var].dims) != set(dims) or ds[var].dtype.kind not in "iuf":
+        raise ValueError(f"not a rankjump result: {var!r} must be numeric over {', '.join(dims)}")
+    values = ds[var].transpose(*dims).values.astype(np.float64)
+    if var == "layer_rank":
+        # The rule over layers, recorded only where every layer is (NaN >= 0 is False).
+        rule = "any_layer" if on == "any_layer" else "all_layers"
+        values = np.where(np.all(values >= 0, axis=-1), network_rank(values, None, rule), -1.0)
     return values
 
 
@@ -296,7 +303,9 @@ def analyze(
 
     Args:
         ds: Result Dataset with `rank` (or `layer_rank`), `diverged` and the `step` coordinate.
-        on: "rank", or "layer_rank" maximised over layers.
+        on: "rank" (as recorded, under the file's rank rule), or a rank rule recomputed from
+            the per-layer and end-to-end ranks: "all_layers" (largest per-layer rank; also
+            "layer_rank"), "any_layer" (smallest), "end_to_end" (rank of A_theta).
         ci: Interval method for proportions: "wilson", "exact" or "jeffreys".
         level: Confidence level of the intervals and of the one-sided upward bounds.
         after: If given, "after entry" upward counts use the pairs starting at step >= after
@@ -346,7 +355,8 @@ def analyze(
     )
     fields = ("count", "transitions", "after_entry_count", "after_entry_transitions")
     totals = [sum(getattr(c.upward, f) for c in cells) for f in fields]
-    return Report(on, ci, level, after, cells, UpwardCheck.of(*totals, level))
+    rule = ds.attrs.get("rank_rule") if on == "rank" else {"layer_rank": "all_layers"}.get(on, on)
+    return Report(on, ci, level, after, cells, UpwardCheck.of(*totals, level), rule)
 
 
 def _analyze_cell(

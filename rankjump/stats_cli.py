@@ -53,7 +53,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     parser.add_argument("file", metavar="FILE", help="result file (netCDF) of rankjump simulate")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead")
     parser.add_argument(
-        "--on", choices=ON_CHOICES, default="rank", help="rank, or layer_rank maximised over layers"
+        "--on",
+        choices=ON_CHOICES,
+        default="rank",
+        help="rank as recorded (the file's rank rule), or another rule recomputed from the "
+        "layer ranks: all_layers (largest; also layer_rank), any_layer (smallest), end_to_end",
     )
     parser.add_argument("--ci", choices=CI_METHODS, default="wilson", help="interval method")
     parser.add_argument("--level", type=_level, default=0.95, help="confidence level (0.95)")
@@ -196,6 +200,17 @@ def _cell_lines(cell: CellReport, level: str, late_label: str) -> list[str]:
     return lines
 
 
+def _rule_text(report: Report) -> str:
+    """How the ranks were judged, for the header."""
+    if report.rule is None:
+        return " (the file does not record its rank rule)"
+    return {
+        "all_layers": " (rule all_layers: largest per-layer rank, so B_r = every layer <= r)",
+        "any_layer": " (rule any_layer: smallest per-layer rank)",
+        "end_to_end": " (rule end_to_end: rank of A_theta)",
+    }[report.rule]
+
+
 def format_report(report: Report, title: str = "") -> str:
     """The readable table: a header, one block per cell, the pooled upward check.
 
@@ -214,8 +229,9 @@ def format_report(report: Report, title: str = "") -> str:
     )
     lines = [
         f"rankjump stats {title}".rstrip(),
-        f"on = {report.on}; intervals: {report.ci_method}, {level} two-sided; upper bounds:"
-        f" one-sided {level} Clopper-Pearson, 1 - {1 - report.level:g}^(1/n) at count 0",
+        f"on = {report.on}{_rule_text(report)}",
+        f"intervals: {report.ci_method}, {level} two-sided; upper bounds: one-sided {level}"
+        f" Clopper-Pearson, 1 - {1 - report.level:g}^(1/n) at count 0",
         "",
     ]
     for cell in report.cells:

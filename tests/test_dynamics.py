@@ -181,6 +181,43 @@ def test_fold_does_not_change_the_path():
     )
 
 
+def test_renormalize_is_exact_and_does_not_change_the_path():
+    # Moving the lazy scale's power of two into the weights is exact, and the step is exactly
+    # equivariant under it: renormalizing after every step gives the unrenormalized path bit for
+    # bit (the simulator relies on this: when it renormalizes must not change a trajectory).
+    _, shapes, ws_np, arrays, hyper = _setup(GEOMETRIES[2])
+    for batch in (1, BIG_BATCH):  # the lanes-last and the vmapped (gather) entry-wise steps
+        dyn = dynamics.make_dynamics("sgd", arrays, shapes, batch, jnp.float64)
+        n_steps = 80  # the scale decays by 0.99 a step: below 1/2 after 69
+        samples = dyn.draw(jax.random.PRNGKey(12), n_steps)
+        update = jax.jit(dyn.update)
+        lazy = renormed = dynamics.new_state(tuple(jnp.asarray(w) for w in ws_np))
+        for k in range(n_steps):
+            sample = jax.tree_util.tree_map(lambda x, k=k: x[k], samples)
+            lazy = update(sample, lazy, hyper)
+            renormed = dynamics.renormalize(update(sample, renormed, hyper))
+            assert 0.5 <= float(renormed.scale) < 1.0
+        assert float(lazy.scale) < 0.5  # the scale did decay below the renormalized range
+        for got, want in zip(
+            dynamics.materialize(renormed), dynamics.materialize(lazy), strict=True
+        ):
+            np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+
+
+def test_draw_steps_depends_only_on_key_and_step():
+    # The sample of step n is drawn from fold_in(key, n): the same whichever steps are drawn
+    # with it, and different for different steps.
+    _, shapes, _, arrays, _ = _setup(GEOMETRIES[0])
+    dyn = dynamics.make_dynamics("label_noise", arrays, shapes, 3, jnp.float64)
+    key = jax.random.PRNGKey(4)
+    block = dyn.draw_steps(key, jnp.arange(100, 132))
+    alone = dyn.draw_steps(key, jnp.array([117]))
+    for got, want in zip(alone, block, strict=True):
+        np.testing.assert_array_equal(np.asarray(got[0]), np.asarray(want[17]))
+    idx = np.asarray(block[0])
+    assert len({tuple(row) for row in idx}) > 16  # steps draw different entries
+
+
 # ------------------------------------------------------------------ fast kernel vs optax chain
 
 

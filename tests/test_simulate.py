@@ -324,6 +324,61 @@ def test_cache_tiles_do_not_change_trajectories(monkeypatch, dtype, rtol):
     assert not runs[0]["diverged"].any()
 
 
+@pytest.mark.parametrize(
+    ("kind", "every"),
+    [("sgd", (10, 50, 100, 1000)), ("langevin", (50, 1000))],
+)
+def test_record_every_does_not_change_trajectories(kind, every):
+    # The sample of global step n depends only on (run.seed, trajectory, n), and the lazy scale
+    # is renormalized exactly: float64 records at the common checkpoints (steps 0 and 1000) are
+    # identical whatever record_every, bit for bit. The entry-wise step runs lanes-last, the
+    # dense Langevin step vmapped, each with its own draws.
+    extra = {"temperature": 1e-4} if kind == "langevin" else {}
+    runs = {
+        r: simulate(
+            small_config(
+                optimizer={"kind": kind, "eta": [0.05, 0.2], **extra},
+                run={"trajectories": 6, "steps": 1000, "record_every": r},
+            ),
+            progress=False,
+        )
+        for r in every
+    }
+    coarse = runs[1000]
+    assert not coarse["diverged"].any()
+    for r, ds in runs.items():
+        common = ds.isel(checkpoint=np.flatnonzero(np.isin(ds["step"], coarse["step"])))
+        assert common.sizes["checkpoint"] == 2, r
+        for name in RECORD_VARS:
+            np.testing.assert_array_equal(common[name].values, coarse[name].values, err_msg=name)
+    # The runs did move: the trajectories differ from their start and from each other.
+    sv = coarse["sv"].values[..., 0]
+    assert np.all(sv[..., 1] != sv[..., 0])
+    assert np.unique(sv[..., 1]).size == sv[..., 1].size
+
+
+@pytest.mark.parametrize("rule", ["all_layers", "any_layer", "end_to_end"])
+def test_rank_rule_picks_the_recorded_rank(rule):
+    # The rule only reads the per-layer and end-to-end ranks: paths are the same under every
+    # rule, and `rank` is the largest per-layer rank, the smallest, or the rank of A_theta.
+    # lam = 0.05 over 1000 steps: modes die in some layers before others, so the rules differ.
+    changed = {"optimizer": {"lam": [0.05]}, "run": {"steps": 1000}}
+    ds = _sim(small_config(rank={"rule": rule}, **changed))
+    reference = _sim(small_config(**changed))
+    for name in ("layer_rank", "end_rank", "sv"):
+        np.testing.assert_array_equal(ds[name].values, reference[name].values)
+    layers = ds["layer_rank"].values
+    want = {
+        "all_layers": layers.max(axis=-1),
+        "any_layer": layers.min(axis=-1),
+        "end_to_end": ds["end_rank"].values,
+    }[rule]
+    np.testing.assert_array_equal(ds["rank"].values, want)
+    assert (layers.max(axis=-1) != layers.min(axis=-1)).sum() > 10
+    assert (layers.max(axis=-1) != ds["end_rank"].values).sum() > 10
+    assert ds.attrs["rank_rule"] == ds["rank"].attrs["rule"] == rule
+
+
 def test_cpu_options_reach_lanes_last_programs_only():
     # This jaxlib accepts the options; if a new one drops them the kernel still runs, slower,
     # and this test says so.
