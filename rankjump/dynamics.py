@@ -1,11 +1,11 @@
 """One step of SGD, GD, label-noise SGD or Langevin dynamics, on one network or a chunk.
 
-Every kind is a :class:`Dynamics`: ``draw(key, n)`` samples the randomness of ``n`` steps at once
-(entry indices, label or weight noise) and ``update(sample, state, hyper)`` applies one step to
-ONE network; ``step(key, state, hyper)`` is the two together, the pure key-first signature.
-``update_lanes`` steps a chunk of networks at once; the simulator uses it, with the samples of
-a trajectory's global steps from ``draw_steps(key, steps)``: step n draws from
-``fold_in(key, n)``, so a path depends only on the trajectory's key and the step.
+Every kind is a :class:`Dynamics`: ``draw_steps(key, steps)`` samples the randomness of the
+given global steps of one trajectory at once (entry indices, label or weight noise), and the
+sample of step n depends only on the key and n (counter-based: see :func:`_entry_indices`), so a
+path does not depend on how its steps are grouped; ``update(sample, state, hyper)`` applies one
+step to ONE network; ``step(key, state, hyper)`` is the two together, the pure key-first
+signature. ``update_lanes`` steps a chunk of networks at once; the simulator uses it.
 
 The state keeps the weights as ``scale * M_l`` with one scalar ``scale`` for all layers (lazy
 weight decay): the decay (1 - 2 eta lam) is a scalar multiply, and the entry-wise kernel never
@@ -23,6 +23,7 @@ from typing import Any, NamedTuple, Protocol
 import jax
 import jax.numpy as jnp
 import optax
+from jax.extend.random import threefry_2x32
 from jaxtyping import Array
 
 from rankjump.network import Weights, data_loss
@@ -77,31 +78,27 @@ class _Update(Protocol):
 
 
 class Dynamics(NamedTuple):
-    """A step kind: ``draw(key, n)`` -> samples with leading axis n; ``update`` applies one.
+    """A step kind: ``draw_steps(key, steps)`` -> the samples of those global steps (leading
+    axis); ``update`` applies one.
 
     ``update_lanes`` applies one step to a chunk of networks stacked along a lane axis: the LAST
     axis of every array when ``lanes_last`` (the entry-wise kinds), else the first (a vmap of
     ``update``: the dense kinds, whose matrix products batch well that way).
     """
 
-    draw: Any
+    draw_steps: Any
     update: _Update
     update_lanes: _Update
     lanes_last: bool
+
+    def draw(self, key: Array, n: int) -> Any:
+        """The samples of steps 0 .. n - 1 (leading axis n)."""
+        return self.draw_steps(key, jnp.arange(n, dtype=jnp.uint32))
 
     def step(self, key: Array, state: State, hyper: Hyper) -> State:
         """One step with fresh randomness from ``key``."""
         sample = jax.tree_util.tree_map(lambda x: x[0], self.draw(key, 1))
         return self.update(sample, state, hyper)
-
-    def draw_steps(self, key: Array, steps: Array) -> Any:
-        """The samples of global steps ``steps`` (leading axis) of the trajectory whose dynamics
-        key is ``key``: step n draws from ``fold_in(key, n)``, whatever else is drawn with it."""
-
-        def one(n):
-            return jax.tree_util.tree_map(lambda x: x[0], self.draw(jax.random.fold_in(key, n), 1))
-
-        return jax.vmap(one)(steps)
 
 
 def new_state(weights: Weights) -> State:
@@ -287,6 +284,32 @@ def _dense_update(task: TaskArrays, langevin: bool) -> _Update:
     return update
 
 
+def _entry_indices(key, steps, batch: int, n: int):
+    """(len(steps), batch) indices uniform on [0, n) (the observed entries), counter-based:
+    index b of step s comes from the Threefry-2x32 block of ``key`` at counter (s, b), its two
+    32-bit words reduced as ``jax.random.randint`` reduces them. One block per index, whatever
+    steps are drawn together (a ``fold_in`` per step would cost a second block)."""
+    x0 = jnp.broadcast_to(jnp.asarray(steps, jnp.uint32)[:, None], (steps.shape[0], batch))
+    x1 = jnp.broadcast_to(jnp.arange(batch, dtype=jnp.uint32), x0.shape)
+    words = threefry_2x32(_raw_key(key), jnp.concatenate([x0.ravel(), x1.ravel()]))
+    hi, lo = words.reshape(2, *x0.shape)
+    span = jnp.uint32(n)
+    multiplier = jnp.uint32((2**16 % n) ** 2 % 2**32 % n)  # 2^32 mod n as randint forms it
+    return ((hi % span * multiplier + lo % span) % span).astype(jnp.int32)
+
+
+def _normals(key, steps, shape, dtype):
+    """(len(steps), *shape) standard normals; step s's from ``fold_in(key, s)``."""
+    return jax.vmap(lambda s: jax.random.normal(jax.random.fold_in(key, s), shape, dtype))(steps)
+
+
+def _raw_key(key):
+    """The uint32[2] data of a Threefry key (typed or raw)."""
+    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        return jax.random.key_data(key)
+    return key
+
+
 LANES_LAST_MAX_BATCH = 16  # measured at d = 20, depth 4: 1.6x at B = 16, 0.7x at B = 64
 
 
@@ -311,12 +334,14 @@ def make_dynamics(kind: str, task: TaskArrays, shapes, batch_size: int, dtype) -
     if kind in ("sgd", "label_noise"):
         noisy = kind == "label_noise"
 
-        def draw(key, n):
+        def draw(key, steps):
+            if not noisy:
+                idx = _entry_indices(key, steps, batch_size, n_obs)
+                return idx, jnp.zeros((steps.shape[0], 0), dtype)
             key_idx, key_noise = jax.random.split(key)
-            idx = jax.random.randint(key_idx, (n, batch_size), 0, n_obs, dtype=jnp.int32)
-            if noisy:
-                return idx, jax.random.normal(key_noise, (n, batch_size), dtype)
-            return idx, jnp.zeros((n, 0), dtype)
+            return _entry_indices(key_idx, steps, batch_size, n_obs), _normals(
+                key_noise, steps, (batch_size,), dtype
+            )
 
         if lanes_last(kind, batch_size):
             lanes = _entry_update_lanes(task, depth, batch_size, noisy)
@@ -326,13 +351,11 @@ def make_dynamics(kind: str, task: TaskArrays, shapes, batch_size: int, dtype) -
     if kind in ("gd", "langevin"):
         langevin = kind == "langevin"
 
-        def draw(key, n):
+        def draw(key, steps):
             if not langevin:
-                return jnp.zeros((n, 0), dtype)
+                return jnp.zeros((steps.shape[0], 0), dtype)
             keys = jax.random.split(key, depth)
-            return tuple(
-                jax.random.normal(k, (n, *s), dtype) for k, s in zip(keys, shapes, strict=True)
-            )
+            return tuple(_normals(k, steps, s, dtype) for k, s in zip(keys, shapes, strict=True))
 
         one = _dense_update(task, langevin)
         return Dynamics(draw, one, jax.vmap(one), False)

@@ -337,7 +337,7 @@ def test_record_every_does_not_change_trajectories(kind, every):
     runs = {
         r: simulate(
             small_config(
-                optimizer={"kind": kind, "eta": [0.05, 0.2], **extra},
+                optimizer={"kind": kind, "eta": [0.05, 0.1], **extra},
                 run={"trajectories": 6, "steps": 1000, "record_every": r},
             ),
             progress=False,
