@@ -55,7 +55,10 @@ __all__ = [
     "compiled_advance",
     "compiled_chunk",
     "compiler_options",
+    "interval_structure",
     "run_lanes",
+    "set_listener",
+    "split_lane_key",
     "structure_for",
     "trace_count",
 ]
@@ -119,6 +122,12 @@ def trace_count() -> int:
     return _TRACES["count"]
 
 
+def set_listener(fn) -> None:
+    """Call ``fn(k)`` on the host when interval k of a running chunk program finishes (progress
+    bars); ``None`` removes it."""
+    _LISTENER["fn"] = fn
+
+
 def _tick(k) -> None:
     fn = _LISTENER["fn"]
     if fn is not None:
@@ -175,10 +184,16 @@ def _record(state: State, alive, p: LaneParams, lam, task: TaskArrays, s: Struct
     return state, rec
 
 
+def split_lane_key(key) -> tuple[jax.Array, jax.Array]:
+    """A trajectory's key -> (the key of its drawn init, the key of its dynamics' samples)."""
+    key_init, key_dyn = jax.random.split(key)
+    return key_init, key_dyn
+
+
 def _start(key, start, p: LaneParams, s: Structure):
     """One lane's starting weights and its dynamics key."""
     dtype = jnp.dtype(s.dtype)
-    key_init, key_dyn = jax.random.split(key)
+    key_init, key_dyn = split_lane_key(key)
     if s.init == "gaussian":
         start = init_gaussian(key_init, s.shapes, 1.0, dtype)
         start = tuple(w * p.init_scale for w in start)
@@ -408,6 +423,14 @@ def _svd_method(platform: str) -> str:
     """LAPACK's batched SVD, except on a CPU split into several devices, used or not (see
     :func:`rankjump.network.stacked_singular_values`)."""
     return "jacobi" if platform == "cpu" and len(jax.devices("cpu")) > 1 else "lapack"
+
+
+def interval_structure(s: Structure, record_every: int, n_intervals: int) -> Structure:
+    """``s`` with other checkpoints: ``n_intervals`` intervals of ``record_every`` steps (the
+    path is the same whatever they are; a replay records a window finely this way)."""
+    return s._replace(
+        record_every=record_every, n_intervals=n_intervals, block=_block_size(record_every)
+    )
 
 
 def _block_size(record_every: int) -> int:

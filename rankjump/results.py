@@ -106,16 +106,25 @@ def checkpoint_steps(cfg: Config) -> np.ndarray:
 
 
 def build_dataset(
-    cfg: Config, records, attrs: dict, wall_time: float, extra_vars: dict | None = None
+    cfg: Config,
+    records,
+    attrs: dict,
+    wall_time: float,
+    extra_vars: dict | None = None,
+    steps: np.ndarray | None = None,
+    traj: np.ndarray | None = None,
 ) -> xr.Dataset:
     """Assemble per-lane records (lane, checkpoint, ...) into the labeled result Dataset.
 
     Lanes are ordered lam-major, then eta, then trajectory. ``extra_vars`` are more data
     variables as ``name: (dims, values)`` (e.g. per-trajectory GD minima over (lam, traj)).
+    ``steps`` (the step of each checkpoint) and ``traj`` (the trajectory indices) default to
+    the configuration's regular checkpoints and trajectories 0 .. n - 1 (a replay has others).
     """
     n_lam, n_eta = len(cfg.optimizer.lam), len(cfg.optimizer.eta)
-    n_traj = cfg.run.trajectories
-    steps = checkpoint_steps(cfg)
+    traj = np.arange(cfg.run.trajectories) if traj is None else np.asarray(traj)
+    n_traj = traj.size
+    steps = checkpoint_steps(cfg) if steps is None else np.asarray(steps, np.int64)
     cell = ("lam", "eta", "traj")
     data = {
         name: (cell + dims, np.asarray(x).reshape(n_lam, n_eta, n_traj, *np.shape(x)[1:]))
@@ -127,7 +136,7 @@ def build_dataset(
         coords={
             "lam": np.asarray(cfg.optimizer.lam),
             "eta": np.asarray(cfg.optimizer.eta),
-            "traj": np.arange(n_traj),
+            "traj": traj,
             "step": ("checkpoint", steps),
             "layer": np.arange(1, cfg.network.depth + 1),
             "k": np.arange(1, cfg.k_max + 1),

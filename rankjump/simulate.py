@@ -21,8 +21,15 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from tqdm import tqdm
 
 from rankjump.config import Config
-from rankjump.dynamics import Hyper, TaskArrays
-from rankjump.kernel import _LISTENER, LaneParams, Record, Structure, compiled_chunk, structure_for
+from rankjump.dynamics import Hyper, State, TaskArrays
+from rankjump.kernel import (
+    LaneParams,
+    Record,
+    Structure,
+    compiled_chunk,
+    set_listener,
+    structure_for,
+)
 from rankjump.network import layer_shapes
 from rankjump.ranks import REL_FLOOR, count_above, network_rank, thresholds_for
 from rankjump.results import build_dataset
@@ -33,9 +40,11 @@ __all__ = [
     "Plan",
     "Starts",
     "assemble",
+    "lane_keys",
     "plan_run",
     "progress_bar",
     "run_chunks",
+    "run_lanes_of",
     "shared_starts",
     "simulate",
 ]
@@ -235,6 +244,37 @@ def run_chunks(plan: Plan, chunks, starts: Starts, progress=None) -> tuple[Recor
         of the chunks in order, and per-lane arrays of the per-trajectory GD minima (``gd_*``,
         empty without them).
     """
+    outputs, extras = [], []
+    for c in chunks:
+        lanes, n_valid = plan.chunk_lanes(c)
+        rec, extra, _ = run_lanes_of(plan, lanes, n_valid, starts, progress)
+        outputs.append(rec)
+        extras.append(extra)
+    records = Record(*(np.concatenate(parts) for parts in zip(*outputs, strict=True)))
+    extra = {name: np.concatenate([e[name] for e in extras]) for name in (extras or [{}])[0]}
+    return records, extra
+
+
+def run_lanes_of(
+    plan: Plan, lanes, n_valid: int, starts: Starts, progress=None, k0: int = 0, state=None
+) -> tuple[Record, dict, State]:
+    """Run some lanes of a plan (one call of the compiled program).
+
+    Args:
+        plan: from :func:`plan_run`.
+        lanes: lane indices (``plan.chunk`` of them, the padding last).
+        n_valid: how many of ``lanes`` are real (records are returned for these only).
+        starts: from :func:`shared_starts`.
+        progress: a tqdm-like bar, told the trajectory-steps done.
+        k0: the first interval: the run starts at global step ``k0 * record_every``.
+        state: the lanes' :class:`State` at that step (from an earlier call), instead of the
+            plan's starts: the run then continues exactly where that call stopped.
+
+    Returns:
+        ``(records, extra, state)``: NumPy records (lane, checkpoint, ...) of the real lanes,
+        their per-trajectory GD minima (``gd_*``, empty without them) and the final state of
+        every lane.
+    """
     cfg, s = plan.cfg, plan.structure
     run, opt = cfg.run, cfg.optimizer
     dtype = jnp.dtype(run.dtype)
@@ -244,76 +284,72 @@ def run_chunks(plan: Plan, chunks, starts: Starts, progress=None) -> tuple[Recor
         NamedSharding(mesh, PartitionSpec()),
     )
     task = plan.task
-    task_arrays = jax.device_put(TaskArrays.of(task, dtype), replicated)
-    boundaries = jax.device_put(jnp.asarray(opt.schedule_steps, jnp.int32), replicated)
-    k0 = jax.device_put(jnp.zeros((), jnp.int32), replicated)
+    lanes = np.asarray(lanes)
+    li, ei = plan.lane_lam[lanes], plan.lane_eta[lanes]
+    n = lanes.size
     lam_phases = np.outer(opt.lam, opt.factors("lam")).astype(dtype)  # (lam, phase)
     eta_phases = np.outer(opt.eta, opt.factors("eta")).astype(dtype)
     thr_layer = np.asarray([t.layer for t in plan.thresholds], dtype)
     thr_end = np.asarray([t.end for t in plan.thresholds], dtype)
     per_traj = cfg.network.init == "gd_minimum" and cfg.network.gd_start == "per_trajectory"
-    root = jax.random.PRNGKey(run.seed)
-    program = compiled_chunk(s)
-    outputs, extra = [], {name: [] for name in GD_VARS} if per_traj else {}
 
-    def full(value, n):
+    def full(value):
         return np.full(n, value, dtype)
 
-    for c in chunks:
-        lanes, n_valid = plan.chunk_lanes(c)
-        li, ei = plan.lane_lam[lanes], plan.lane_eta[lanes]
-        n = lanes.size
-        keys = jax.vmap(functools.partial(jax.random.fold_in, root))(
-            jnp.asarray(plan.lane_traj[lanes], jnp.uint32)
+    keys = lane_keys(run.seed, plan.lane_traj[lanes])
+    params = LaneParams(
+        Hyper(lam_phases[li], eta_phases[ei], full(opt.label_noise), full(opt.temperature)),
+        thr_layer[li],
+        thr_end[li],
+        full(cfg.network.init_scale),
+        full(run.diverge_norm2),
+    )
+    extra = {name: [] for name in GD_VARS} if per_traj else {}
+    if state is not None:
+        lane_starts = state
+    elif per_traj:
+        pairs = list(zip(li.tolist(), plan.lane_traj[lanes].tolist(), strict=True))
+        minima = _per_trajectory_minima(cfg, task, pairs, plan.chunk)
+        lane_starts = tuple(
+            np.stack([m[0][l] for m in minima]).astype(dtype) for l in range(len(s.shapes))
         )
-        params = LaneParams(
-            Hyper(
-                lam_phases[li], eta_phases[ei], full(opt.label_noise, n), full(opt.temperature, n)
-            ),
-            thr_layer[li],
-            thr_end[li],
-            full(cfg.network.init_scale, n),
-            full(run.diverge_norm2, n),
-        )
-        if per_traj:
-            pairs = list(zip(li.tolist(), plan.lane_traj[lanes].tolist(), strict=True))
-            minima = _per_trajectory_minima(cfg, task, pairs, plan.chunk)
-            lane_starts = tuple(
-                np.stack([m[0][l] for m in minima]).astype(dtype) for l in range(len(s.shapes))
-            )
-            info = np.array([m[1] for m in minima[:n_valid]], np.float64)
-            for name, column in zip(GD_VARS, info.T, strict=True):
-                extra[name].append(column)
-        elif starts.weights is not None:
-            lane_starts = tuple(np.asarray(w[li], dtype) for w in starts.weights)
-        else:
-            lane_starts = None
-        on_interval = _progress_listener(progress, n_valid * run.record_every)
-        _LISTENER["fn"] = on_interval
-        try:
-            with jax.default_matmul_precision("highest"):  # no TF32 on GPUs (DESIGN.md)
-                rec, _ = program(
-                    jax.device_put(keys, on_lanes),
-                    jax.device_put(lane_starts, on_lanes),
-                    jax.device_put(params, on_lanes),
-                    task_arrays,
-                    boundaries,
-                    k0,
-                )
-            outputs.append(jax.tree_util.tree_map(lambda x, n=n_valid: np.asarray(x)[:n], rec))
-        finally:
-            _LISTENER["fn"] = None
-        on_interval(s.n_intervals - 1)  # complete the chunk's count if callbacks were dropped
-    records = Record(*(np.concatenate(parts) for parts in zip(*outputs, strict=True)))
-    extra = {name: np.concatenate(parts) for name, parts in extra.items()}
-    if "gd_steps" in extra:
+        info = np.array([m[1] for m in minima[:n_valid]], np.float64)
+        extra = dict(zip(GD_VARS, info.T, strict=True))
         extra["gd_steps"] = extra["gd_steps"].astype(np.int64)
-    return records, extra
+    elif starts.weights is not None:
+        lane_starts = tuple(np.asarray(w[li], dtype) for w in starts.weights)
+    else:
+        lane_starts = None
+    extra = {name: np.asarray(v) for name, v in extra.items()}
+    on_interval = _progress_listener(progress, n_valid * s.record_every, k0)
+    set_listener(on_interval)
+    try:
+        with jax.default_matmul_precision("highest"):  # no TF32 on GPUs (DESIGN.md)
+            rec, final = compiled_chunk(s)(
+                jax.device_put(keys, on_lanes),
+                jax.device_put(lane_starts, on_lanes),
+                jax.device_put(params, on_lanes),
+                jax.device_put(TaskArrays.of(task, dtype), replicated),
+                jax.device_put(jnp.asarray(opt.schedule_steps, jnp.int32), replicated),
+                jax.device_put(jnp.asarray(k0, jnp.int32), replicated),
+            )
+        records = jax.tree_util.tree_map(lambda x: np.asarray(x)[:n_valid], rec)
+    finally:
+        set_listener(None)
+    on_interval(k0 + s.n_intervals - 1)  # complete the count if callbacks were dropped
+    return records, extra, final
 
 
-def _progress_listener(progress, per_interval: int):
-    """A callback for finished interval k that advances ``progress`` at most once per interval."""
-    done = [0]
+def lane_keys(seed: int, traj) -> jax.Array:
+    """The keys of trajectories ``traj``: ``fold_in(PRNGKey(seed), t)`` (the same in every cell)."""
+    root = jax.random.PRNGKey(seed)
+    return jax.vmap(functools.partial(jax.random.fold_in, root))(jnp.asarray(traj, jnp.uint32))
+
+
+def _progress_listener(progress, per_interval: int, k0: int = 0):
+    """A callback for finished interval k (of a run from interval ``k0``) that advances
+    ``progress`` at most once per interval."""
+    done = [k0]
 
     def on_interval(k: int) -> None:
         if progress is not None and k + 1 > done[0]:
@@ -323,8 +359,17 @@ def _progress_listener(progress, per_interval: int):
     return on_interval
 
 
-def assemble(plan: Plan, records: Record, extra: dict, starts: Starts, wall_time: float):
-    """The result Dataset of a whole plan from its records in lane order."""
+def assemble(
+    plan: Plan,
+    records: Record,
+    extra: dict,
+    starts: Starts,
+    wall_time: float,
+    steps: np.ndarray | None = None,
+    traj: np.ndarray | None = None,
+):
+    """The result Dataset of a whole plan from its records in lane order (``steps`` and
+    ``traj``: see :func:`rankjump.results.build_dataset`)."""
     cfg = plan.cfg
     attrs = {
         "threshold_layer": [float(t.layer) for t in plan.thresholds],
@@ -338,7 +383,9 @@ def assemble(plan: Plan, records: Record, extra: dict, starts: Starts, wall_time
         name: (("lam", "traj"), values.reshape(n_lam, n_eta, -1)[:, 0])
         for name, values in extra.items()
     }
-    ds = build_dataset(cfg, records, attrs, wall_time=wall_time, extra_vars=per_traj)
+    ds = build_dataset(
+        cfg, records, attrs, wall_time=wall_time, extra_vars=per_traj, steps=steps, traj=traj
+    )
     for name, text in (
         ("gd_grad_norm", "gradient norm of L_lam at the trajectory's GD minimum (its start)"),
         ("gd_steps", "GD steps to the trajectory's start"),
