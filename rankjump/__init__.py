@@ -21,6 +21,7 @@ from rankjump.config import (  # noqa: E402
     loads_config,
 )
 from rankjump.intervals import binomial_ci, upper_bound  # noqa: E402
+from rankjump.replays import ReplayError, replay  # noqa: E402
 from rankjump.results import ResultError, load_result, save_result  # noqa: E402
 from rankjump.simulate import simulate  # noqa: E402
 from rankjump.starts import NotConvergedError, gd_minimum, load_weights, save_weights  # noqa: E402
@@ -32,6 +33,7 @@ __all__ = [
     "Config",
     "ConfigError",
     "NotConvergedError",
+    "ReplayError",
     "Report",
     "ResultError",
     "Task",
@@ -44,6 +46,7 @@ __all__ = [
     "gd_minimum",
     "load_weights",
     "merge",
+    "replay",
     "save_weights",
     "sweep",
     "load_config",

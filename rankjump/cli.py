@@ -119,8 +119,8 @@ def _cell(text: str) -> tuple[float, float]:
 def _replay(args) -> int:
     import numpy as np
 
-    from rankjump.replay import replay
     from rankjump.replay_plot import collapse_summary, plot_replay
+    from rankjump.replays import replay
     from rankjump.results import load_result, save_result
 
     out = Path(args.out)

@@ -1,8 +1,8 @@
 """Typed, validated, frozen settings and TOML loading.
 
-A configuration has five sections (DESIGN.md): ``[task]``, ``[network]``, ``[optimizer]``,
-``[run]`` and ``[rank]``. Every field has a type and an allowed range; a bad value raises
-:class:`ConfigError` (a ``ValueError``) whose one-line message names the field, e.g.
+A configuration has five sections (README.md, configuration): ``[task]``, ``[network]``,
+``[optimizer]``, ``[run]`` and ``[rank]``. Every field has a type and an allowed range; a bad
+value raises :class:`ConfigError` (a ``ValueError``) whose one-line message names the field, e.g.
 ``network.depth = 0: must be >= 1``. Unknown keys get the closest valid key suggested.
 """
 

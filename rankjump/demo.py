@@ -1,6 +1,6 @@
 """``rankjump demo``: SGD jumps down from a rank-overestimating GD minimum, never up.
 
-The embedded default (THEORY.md, settings where the phenomenon shows): a 10 x 10 rank-1 target
+The embedded default (docs/theory.md, settings where the phenomenon shows): a 10 x 10 rank-1 target
 (Gaussian factors, ||A*||_F = 5) observed on half its entries with fixed N(0, 0.3^2) noise; depth
 3, width 10, lam = 2e-3. GD from a Gaussian init converges (gradient norm below 1e-10, float64) to
 a minimum that fits noise with extra modes (rank 3). From it, single-entry SGD runs at several
@@ -16,7 +16,7 @@ import numpy as np
 
 from rankjump.config import Config, loads_config
 from rankjump.plots import save_all
-from rankjump.results import save_result
+from rankjump.results import RULE_TEXT, save_result
 from rankjump.simulate import simulate
 from rankjump.stats import analyze
 
@@ -116,7 +116,12 @@ def run_demo(out: Path, quick: bool = False, progress: bool | None = None) -> di
     print(
         f"GD minimum: rank {start} (true rank {t.rank}), gradient norm "
         f"{sgd.attrs['gd_grad_norm'][0]:.2g} after {sgd.attrs['gd_steps'][0]} GD steps "
-        f"(eta {n.gd_eta}, float64); layer threshold {sgd.attrs['threshold_layer'][0]:.2g}"
+        f"(eta {n.gd_eta}, float64)"
+    )
+    print(
+        f"Ranks: a layer's singular values count above {sgd.attrs['threshold_layer'][0]:.2g} "
+        f"(the absorption bound, docs/theory.md); rule {cfg.rank.rule}: "
+        f"{RULE_TEXT[cfg.rank.rule]}"
     )
     report = analyze(sgd)
     print(
@@ -140,9 +145,12 @@ def run_demo(out: Path, quick: bool = False, progress: bool | None = None) -> di
         )
     pooled = report.pooled
     print(
-        f"\nOne-way check: {pooled.count} upward moves in {pooled.transitions} "
-        f"checkpoint-to-checkpoint transitions of non-diverged trajectories "
-        f"(95% upper bound {pooled.upper_bound:.2g} per transition)."
+        f"\nOne-way check (Wang & Jacot: SGD leaves no B_r = {{rank <= r}}): {pooled.count} "
+        f"upward moves in {pooled.transitions} checkpoint-to-checkpoint transitions of "
+        f"non-diverged trajectories, {pooled.after_entry_count} in the "
+        f"{pooled.after_entry_transitions} made after entering a lower rank set; 95% upper "
+        f"bound {pooled.upper_bound:.2g} per transition ({pooled.after_entry_upper_bound:.2g} "
+        "after entry)."
     )
     for cell_index, cell in enumerate(report.cells):
         for ev in cell.events:

@@ -163,7 +163,7 @@ def _entry_update_lanes(task: TaskArrays, depth: int, batch: int, label_noise: b
     and row i of W_L are read and written through one-hot vectors, which costs a pass over those
     layers but keeps every access contiguous (gathers and scatters are slower here).
 
-    With unscaled vectors a_l, b_l (THEORY.md's a_l, b_l up to powers of ``scale`` c), the
+    With unscaled vectors a_l, b_l (docs/theory.md's a_l, b_l up to powers of ``scale`` c), the
     prediction is c^L * a_l . M_l b_l, and W <- (1 - 2 eta lam) W - (2 eta / B) sum r a b^T
     becomes c' = (1 - 2 eta lam) c, M_l -= g a_l b_l^T with g = 2 eta r c^(L-2) / (B (1 - 2 eta
     lam)). Forward and backward chains cost 2 (L - 2) matrix-vector products, the updates L - 2
@@ -208,7 +208,7 @@ def _entry_update(task: TaskArrays, depth: int, batch: int, label_noise: bool) -
     """The entry-wise SGD step of ONE network on B sampled entries, by gathers and small matrix
     products: batched over lanes with vmap, the better layout for large batches (B > 16).
 
-    With unscaled vectors a_l, b_l (THEORY.md's a_l, b_l up to powers of ``scale`` c), the
+    With unscaled vectors a_l, b_l (docs/theory.md's a_l, b_l up to powers of ``scale`` c), the
     prediction is c^L * a_l . M_l b_l, and W <- (1 - 2 eta lam) W - (2 eta / B) sum r a b^T
     becomes c' = (1 - 2 eta lam) c, M_l -= g a_l b_l^T with g = 2 eta r c^(L-2) / (B (1 - 2 eta
     lam)). Forward and backward chains cost 2 (L - 2) matvecs, the updates (L - 2) rank-one

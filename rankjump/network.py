@@ -134,12 +134,12 @@ def param_norm2(weights: Weights) -> Float[Array, ""]:
 
 
 def loss(weights: Weights, rows, cols, y, lam) -> Float[Array, ""]:
-    """L_lam(theta) = data loss + lam * ||theta||^2 (THEORY.md)."""
+    """L_lam(theta) = data loss + lam * ||theta||^2 (docs/theory.md)."""
     return data_loss(weights, rows, cols, y) + lam * param_norm2(weights)
 
 
 def entry_vectors(weights: Weights, i, j):
-    """The vectors of the entry-wise gradient (THEORY.md): dA[i, j]/dW_l = a_l b_l^T.
+    """The vectors of the entry-wise gradient (docs/theory.md): dA[i, j]/dW_l = a_l b_l^T.
 
     Returns:
         ``(pred, a, b)``: pred = A_theta[i, j]; a[l] = (e_i^T W_L ... W_{l+2})^T and
@@ -180,6 +180,6 @@ def imbalance(weights: Weights) -> Float[Array, ""]:
 
 
 def representation_cost(a: Float[Array, "d_out d_in"], depth: int) -> Float[Array, ""]:
-    """L * sum_k s_k(A)^(2/L): min ||theta||^2 over depth-L factorizations of A (THEORY.md)."""
+    """L * sum_k s_k(A)^(2/L): min ||theta||^2 over depth-L factorizations of A (docs/theory.md)."""
     s = jnp.linalg.svd(a, compute_uv=False)
     return depth * jnp.sum(s ** (2.0 / depth))

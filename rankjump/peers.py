@@ -1,8 +1,8 @@
 """Benchmark peers: the PyTorch programs rankjump's kernel is measured against, and flop counts.
 
-DESIGN.md ("Performance") asks the benchmarks to report, in the same run, trajectory-steps per
-second for rankjump's kernel and for two PyTorch peers, plus the achieved GFLOP/s (an analytic
-count of the useful arithmetic) against a measured float32 matmul peak of the machine:
+The benchmarks (benchmarks/README.md) report, in the same run, trajectory-steps per second for
+rankjump's kernel and for two PyTorch peers, plus the achieved GFLOP/s (an analytic count of the
+useful arithmetic) against a measured float32 matmul peak of the machine:
 
 - :func:`torch_naive`: what a researcher would write. ONE trajectory at a time, weights as
   ``requires_grad`` tensors, the full product A = W_L ... W_1 every step, the batch's entries
@@ -16,7 +16,7 @@ count of the useful arithmetic) against a measured float32 matmul peak of the ma
   pinning it to one core with taskset left its rate unchanged), so one torch thread is the fair
   peer; ``threads=None`` uses every core the process may run on.
 
-Both implement THEORY.md's step exactly: ``(1/B) sum (A[i,j] - y)^2 + lam ||theta||^2`` with B
+Both implement docs/theory.md's step exactly: ``(1/B) sum (A[i,j] - y)^2 + lam ||theta||^2`` with B
 entries drawn uniformly with replacement (all observed entries for ``kind = "gd"``), so the
 update is ``(1 - 2 eta lam) theta - (2 eta / B) sum r grad A[i,j]``. They start from the Gaussian
 init N(0, init_scale^2 / fan_in) whatever ``network.init`` says (throughput does not depend on
@@ -384,7 +384,7 @@ def sgemm_peak_gflops(n: int = 1024, repeats: int = 5) -> float:
 
 
 def useful_flops_per_step(d_out: int, d_in: int, width: int, depth: int, batch: int) -> float:
-    """Useful arithmetic of one entry-wise SGD step of ONE trajectory (THEORY.md).
+    """Useful arithmetic of one entry-wise SGD step of ONE trajectory (docs/theory.md).
 
     Per sampled entry (i, j), with w = width and L = depth >= 2:
 

@@ -1,4 +1,4 @@
-"""The standard figures of a result Dataset (DESIGN.md, `rankjump plot`).
+"""The standard figures of a result Dataset (README.md, `rankjump plot`).
 
 Every function takes the result Dataset and, optionally, its `rankjump.stats.Report` (made with
 `analyze(ds)` when not given) and returns a `matplotlib.figure.Figure`. Probabilities, intervals,
@@ -300,7 +300,7 @@ def _log_points(report: Report, r: int | None) -> list[tuple[float, Proportion, 
 
 
 def fit_log_probability(report: Report, r: int | None = None) -> LogPFit | None:
-    """Fits ln P against 1 / (eta lam) by least squares (THEORY.md: ln P >~ -c / (eta lam)).
+    """Fits ln P against 1 / (eta lam) by least squares (docs/theory.md: ln P >~ -c / (eta lam)).
 
     Args:
         report: The analysis of a result.
@@ -378,7 +378,9 @@ def plot_log_probability(
     ax.grid(alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(**_ABOVE, ncols=2)
-    _title(fig, "ln P against 1/(eta lam); THEORY.md predicts ln P >~ -c / (eta lam)", ds, notes)
+    _title(
+        fig, "ln P against 1/(eta lam); docs/theory.md predicts ln P >~ -c / (eta lam)", ds, notes
+    )
     return fig
 
 

@@ -24,7 +24,7 @@ __all__ = ["REL_FLOOR", "RULES", "Thresholds", "count_above", "network_rank", "t
 RULES = ("all_layers", "any_layer", "end_to_end")
 
 # Singular values below REL_FLOOR * (largest one) are rounding noise in that dtype: an SVD in
-# float32 resolves about 1e-6 of the largest value, in float64 about 1e-15 (THEORY.md).
+# float32 resolves about 1e-6 of the largest value, in float64 about 1e-15 (docs/theory.md).
 REL_FLOOR = {"float32": 1e-5, "float64": 1e-13}
 
 

@@ -1,5 +1,5 @@
 """The figure of a replayed jump: per-layer singular values of the vanishing mode against step,
-with the entries SGD sampled at each step (:func:`rankjump.replay.replay`)."""
+with the entries SGD sampled at each step (:func:`rankjump.replays.replay`)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The result file: schema, atomic save, validated load (DESIGN.md, result file)."""
+"""The result file: schema, atomic save, validated load (README.md, result file)."""
 
 from __future__ import annotations
 

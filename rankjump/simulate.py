@@ -324,7 +324,7 @@ def run_lanes_of(
     on_interval = _progress_listener(progress, n_valid * s.record_every, k0)
     set_listener(on_interval)
     try:
-        with jax.default_matmul_precision("highest"):  # no TF32 on GPUs (DESIGN.md)
+        with jax.default_matmul_precision("highest"):  # no TF32 on GPUs: CPU and GPU agree
             rec, final = compiled_chunk(s)(
                 jax.device_put(keys, on_lanes),
                 jax.device_put(lane_starts, on_lanes),
@@ -410,7 +410,7 @@ def progress_bar(total: int, desc: str, progress: bool | None):
 
 
 def simulate(cfg: Config, *, progress: bool | None = None, devices=None) -> xr.Dataset:
-    """Run the whole lam x eta grid of ``cfg`` and return the result Dataset (DESIGN.md schema).
+    """Run the whole lam x eta grid of ``cfg`` and return the result Dataset (README.md).
 
     Args:
         cfg: a validated configuration.

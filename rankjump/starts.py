@@ -58,7 +58,7 @@ def gd_minimum(
 
     Runs until the gradient norm of the full regularized loss is below ``net.gd_tol`` (checked
     every 1000 steps) and raises :class:`NotConvergedError` if ``net.gd_max_steps`` run out
-    first: a GD run can look converged on a slow slope that is not a minimum (THEORY.md).
+    first: a GD run can look converged on a slow slope that is not a minimum (docs/theory.md).
     """
     shapes = layer_shapes(d_out, d_in, net.width, net.depth)
     f64 = jnp.float64

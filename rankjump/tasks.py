@@ -1,4 +1,4 @@
-"""Matrix-completion tasks: ground truth and observed entries (THEORY.md, the model)."""
+"""Matrix-completion tasks: ground truth and observed entries (docs/theory.md, the model)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Closed forms of THEORY.md: per-mode minima for fully observed targets, absorption bound."""
+"""Closed forms of docs/theory.md: per-mode minima for fully observed targets, absorption bound."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ def mode_minimum(sigma: float, lam: float, n: int, depth: int) -> float:
     """The stable nonzero balanced critical value s of one mode, or 0 if none exists.
 
     With all N entries observed, a balanced critical point decouples by singular value: mode k
-    sits at s = 0 or at a root of ``s + lam * N * s^(2/L - 1) = sigma_k`` (THEORY.md, our
+    sits at s = 0 or at a root of ``s + lam * N * s^(2/L - 1) = sigma_k`` (docs/theory.md, our
     derivation). For L = 1 the root is sigma / (1 + lam N); for L = 2 it is the soft threshold
     max(sigma - lam N, 0); for L >= 3 the left side has a minimum at
     s* = (lam N (L - 2) / L)^(L / (2L - 2)), a nonzero minimum exists only when sigma exceeds
@@ -57,7 +57,7 @@ def absorption_radius(lam: float, rho: float, depth: int) -> float:
     """Per-layer size below which weight decay beats the data's pull: (2 lam / rho)^(1/(L-2)).
 
     One SGD step maps an extra mode of per-layer size s to at most
-    (1 - 2 eta lam + eta rho s^(L-2)) s (THEORY.md, our derivation), which shrinks whenever
+    (1 - 2 eta lam + eta rho s^(L-2)) s (docs/theory.md, our derivation), which shrinks whenever
     s^(L-2) < 2 lam / rho. Defined for L >= 3 and lam > 0; returns 0 otherwise (no absorption:
     for L = 2 both terms are linear in s).
     """

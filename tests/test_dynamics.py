@@ -1,4 +1,4 @@
-"""Tests of rankjump.dynamics against a NumPy float64 reference of THEORY.md's update.
+"""Tests of rankjump.dynamics against a NumPy float64 reference of docs/theory.md's update.
 
 The reference implements, for a batch of B sampled observed entries,
 
@@ -34,7 +34,7 @@ GEOMETRIES = [(3, 5, 4, 1), (5, 3, 4, 2), (4, 6, 3, 3), (5, 4, 3, 4)]
 
 
 def _np_step(ws, rows, cols, y, lam, eta, noise=None, temperature=0.0):
-    """One step of THEORY.md's update on the given (batch of) entries, in float64."""
+    """One step of docs/theory.md's update on the given (batch of) entries, in float64."""
     a = np_product(ws)
     new = [(1.0 - 2.0 * eta * lam) * w for w in ws]
     b = len(rows)

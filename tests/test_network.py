@@ -104,7 +104,7 @@ def test_init_balanced_is_balanced_rank_r(depth):
 
 @pytest.mark.parametrize("depth", [3])
 def test_representation_cost_equals_norm_at_balanced_point(depth):
-    # L * sum_k s_k^(2/L) = ||theta||^2 for a balanced factorization (THEORY.md claim 1). Full
+    # L * sum_k s_k^(2/L) = ||theta||^2 for a balanced factorization (docs/theory.md claim 1). Full
     # rank, so no rounding-level singular value is raised to the power 2/L.
     shapes = network.layer_shapes(4, 3, 3, depth)
     ws = network.init_balanced(jax.random.PRNGKey(5), shapes, 3, 1.3, jnp.float64)

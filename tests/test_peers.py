@@ -1,4 +1,5 @@
-"""Tests of rankjump.peers: the torch peers against a NumPy float64 reference of THEORY.md's step.
+"""Tests of rankjump.peers: the torch peers against a NumPy float64 reference of the SGD step
+(docs/theory.md).
 
 The reference applies, for B sampled observed entries (i, j),
 

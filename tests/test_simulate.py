@@ -100,7 +100,7 @@ def _single_lane(cfg):
 
 
 # float32: a vmapped and an un-vmapped program may round differently; singular values are then
-# resolved to about 1e-6 of the largest one (THEORY.md), hence the absolute tolerance.
+# resolved to about 1e-6 of the largest one (docs/theory.md), hence the absolute tolerance.
 @pytest.mark.parametrize(
     ("dtype", "rtol", "atol"),
     [("float64", 1e-12, 0.0), pytest.param("float32", 2e-5, 1e-6, marks=pytest.mark.slow)],
@@ -201,7 +201,7 @@ def test_checkpoint_zero_records_match_numpy():
 
 
 def test_gd_simulation_follows_numpy_gd_step_by_step():
-    # GD is deterministic: simulate must take exactly `steps` steps of THEORY.md's update,
+    # GD is deterministic: simulate must take exactly `steps` steps of docs/theory.md's update,
     # recording every `record_every`. The reference is NumPy float64 from the same starts.
     cfg = small_config(
         optimizer={"kind": "gd", "lam": [2e-2], "eta": [0.07]}, run={"trajectories": 2}
@@ -237,7 +237,7 @@ def test_gd_simulation_follows_numpy_gd_step_by_step():
 
 def test_shared_starts_from_gd_minimum_and_from_file(tmp_path):
     # Fully observed 4 x 4 target, sigma = (3, 1.5, 0.2): the GD minimum has modes 1 and 2 at
-    # THEORY.md's closed form and mode 3 switched off. Every trajectory starts there, GD stays.
+    # docs/theory.md's closed form and mode 3 switched off. Every trajectory starts there, GD stays.
     sigmas, lam = [3.0, 1.5, 0.2], 1e-2
     cfg = small_config(
         task={
@@ -426,7 +426,7 @@ def test_changing_lam_or_eta_does_not_recompile():
 
 def test_balanced_rank_one_start_stays_rank_one_under_sgd():
     # Rank-2 target; an exactly balanced rank-1 start must stay at rank <= 1 for 3000 SGD steps
-    # (THEORY.md, invariance), on every layer at every checkpoint.
+    # (docs/theory.md, invariance), on every layer at every checkpoint.
     cfg = small_config(
         network={"init": "balanced", "init_rank": 1}, run={"steps": 3000, "record_every": 100}
     )

@@ -236,8 +236,9 @@ def test_schedule_configuration_is_checked():
 # ------------------------------------------------------------------ per-trajectory GD minima
 
 # Fully observed 4 x 4 target with singular values (2, 0.4), depth 3, lam = 5e-3: both modes have
-# a stable nonzero root (THEORY.md's per-mode minima), and the second one is also stable at 0, so
-# GD from different inits ends at rank 1 or rank 2 with the end-to-end values known in closed form.
+# a stable nonzero root (docs/theory.md's per-mode minima), and the second one is also stable at
+# 0, so GD from different inits ends at rank 1 or rank 2 with the end-to-end values known in
+# closed form.
 PER_TRAJ = loads_config(
     """
 [task]

@@ -1,4 +1,4 @@
-"""Tests of rankjump.theory, rankjump.ranks and GD minima against THEORY.md's closed forms."""
+"""Tests of rankjump.theory, rankjump.ranks and GD minima against docs/theory.md's closed forms."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ def _mode_loss(u, sigma, lam, n, depth):
 def test_mode_minimum_solves_its_equation_and_is_a_local_minimum(sigma, lam, n, depth):
     s = theory.mode_minimum(sigma, lam, n, depth)
     assert 0.0 < s < sigma
-    # s + lam N s^(2/L - 1) = sigma (THEORY.md).
+    # s + lam N s^(2/L - 1) = sigma (docs/theory.md).
     assert s + lam * n * s ** (2.0 / depth - 1.0) == pytest.approx(sigma, rel=1e-12)
     # The larger (stable) root: the left side increases there.
     assert 1.0 + lam * n * (2.0 / depth - 1.0) * s ** (2.0 / depth - 2.0) > 0.0
@@ -159,7 +159,7 @@ def test_gd_depth3_reaches_mode_minima_and_switches_off_small_mode():
     task, m = _gd_case(3, sigmas, lams)
     assert np.all(m.grad_norm <= 1e-9)
     for k, lam in enumerate(lams):
-        # THEORY.md: sigma = 0.2 is below the existence threshold, so that mode must go to 0.
+        # docs/theory.md: sigma = 0.2 is below the existence threshold, so that mode must go to 0.
         s_theory = _check_minimum(task, [w[k] for w in m.weights], sigmas, lam, 3)
         assert s_theory[0] > 2.5 and s_theory[1] > 1.0 and s_theory[2] == 0.0
         # Loss at the minimum = per-mode closed form (representation cost of a balanced point).
