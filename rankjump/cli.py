@@ -160,9 +160,9 @@ def _replay(args) -> int:
     if entry is not None:
         print(
             f"entered rank < {summary['mode']} at step {entry}; mode {summary['mode']} of each "
-            f"layer last above half its starting size at steps {summary['half_steps']}, below "
-            f"the layer threshold from steps {summary['below_steps']}; 1/(2 eta lam) = "
-            f"{summary['decay_steps']:.0f} steps"
+            f"layer last above half its size at the window's start at steps "
+            f"{summary['half_steps']}, below the layer threshold from steps "
+            f"{summary['below_steps']}; 1/(2 eta lam) = {summary['decay_steps']:.0f} steps"
         )
     print(f"wrote {out} and {figure}")
     return 0

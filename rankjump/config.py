@@ -282,8 +282,8 @@ class RunConfig(_Section):
 
     _name = "run"
     trajectories: int = _spec(256, int, lo=1, hi=100_000_000)
-    steps: int = _spec(10_000, int, lo=1)
-    record_every: int = _spec(100, int, lo=1)
+    steps: int = _spec(10_000, int, lo=1, hi=2**31 - 1)  # step counters are int32
+    record_every: int = _spec(100, int, lo=1, hi=2**31 - 1)
     seed: int = _spec(0, int, lo=0, hi=2**32 - 1)
     chunk_size: int = _spec(512, int, lo=1, hi=10_000_000)
     dtype: str = _spec("float32", str, choices=("float32", "float64"))

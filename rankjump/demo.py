@@ -16,7 +16,8 @@ import numpy as np
 
 from rankjump.config import Config, loads_config
 from rankjump.plots import save_all
-from rankjump.results import RULE_TEXT, save_result
+from rankjump.ranks import RULE_TEXT
+from rankjump.results import save_result
 from rankjump.simulate import simulate
 from rankjump.stats import analyze
 

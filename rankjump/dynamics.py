@@ -11,9 +11,9 @@ The state keeps the weights as ``scale * M_l`` with one scalar ``scale`` for all
 weight decay): the decay (1 - 2 eta lam) is a scalar multiply, and the entry-wise kernel never
 forms A_theta: it needs column j of W_1, row i of W_L and rank-one updates (docs/theory.md).
 ``renormalize`` moves the scale's power of two into the weights, which is exact in floating
-point, so when the simulator renormalizes changes no bit of the path; ``fold`` multiplies the
-whole scale in (rounded). With a trailing lane axis (the entry-wise chunk layout)
-``materialize``, ``renormalize`` and ``fold`` broadcast the per-lane scale.
+point, so when the simulator renormalizes changes no bit of the path. With a trailing lane axis
+(the entry-wise chunk layout) ``materialize`` and ``renormalize`` broadcast the per-lane
+scale.
 """
 
 from __future__ import annotations
@@ -33,7 +33,6 @@ __all__ = [
     "Hyper",
     "State",
     "TaskArrays",
-    "fold",
     "lanes_last",
     "make_dynamics",
     "materialize",
@@ -110,11 +109,6 @@ def new_state(weights: Weights) -> State:
 def materialize(state: State) -> Weights:
     """The actual weights W_l = scale * M_l."""
     return tuple(state.scale * m for m in state.weights)
-
-
-def fold(state: State) -> State:
-    """Multiply the lazy scale into the weights (scale becomes 1; rounded)."""
-    return State(materialize(state), jnp.ones_like(state.scale), state.step)
 
 
 def renormalize(state: State) -> State:

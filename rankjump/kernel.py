@@ -10,8 +10,8 @@ Between checkpoints the entry-wise kinds step the chunk with the lane axis LAST
 (:func:`rankjump.dynamics.lanes_last`), on the CPU in cache tiles of lanes (:func:`_advance`);
 the checkpoint records are vmapped over lanes FIRST, the layout the carry keeps.
 
-A trajectory's path depends only on its key and the global step: the sample of step n is drawn
-from ``fold_in(key_dyn, n)`` (:meth:`rankjump.dynamics.Dynamics.draw_steps`), and the lazy
+A trajectory's path depends only on its key and the global step: the sample of step n depends
+only on ``key_dyn`` and n (:meth:`rankjump.dynamics.Dynamics.draw_steps`), and the lazy
 weight-decay scale is renormalized by powers of two only (:func:`rankjump.dynamics.renormalize`,
 exact), so neither ``record_every``, the block of steps drawn at once, the tiles nor the chunk
 change a single bit of a trajectory.
@@ -110,7 +110,7 @@ class Record(NamedTuple):
     param_norm2: jax.Array
     imbalance: jax.Array
     alive: jax.Array
-    layer_sv: jax.Array  # (layer, k_max) per-layer singular values; (layer, 0) unless asked
+    layer_sv: jax.Array  # (layer, largest layer rank) singular values; (layer, 0) unless asked
 
 
 _TRACES = {"count": 0}
@@ -167,8 +167,8 @@ def _record(state: State, alive, p: LaneParams, lam, task: TaskArrays, s: Struct
     def rank(x):
         return jnp.where(alive, x, -1)
 
-    n_sv = s.k_max if s.layer_sv else 0
-    layer_sv = jnp.stack([svs[l, :n_sv] for l in range(len(weights))])
+    n_sv = max(min(shape) for shape in s.shapes) if s.layer_sv else 0
+    layer_sv = svs[: len(weights), :n_sv]  # rows zero-padded past a layer's own count
     rec = Record(
         rank(network_rank(layer_rank, end_rank, s.rule)),
         rank(layer_rank),
@@ -207,7 +207,7 @@ def _interval(state: State, key_dyn, k, hyper: Hyper, task: TaskArrays, s: Struc
     """Interval ``k`` (global steps ``k * record_every`` onward) of a chunk of lanes: blocks of
     steps whose samples are drawn at once, the lazy scale renormalized after each (exactly).
     ``state`` is in the dynamics' chunk layout (:attr:`Dynamics.lanes_last`); ``key_dyn`` and
-    ``hyper`` hold one value per lane. Lane t's step n draws from ``fold_in(key_dyn[t], n)``,
+    ``hyper`` hold one value per lane. Lane t's step n is drawn from ``key_dyn[t]`` and n alone,
     whatever the chunk, the block or ``record_every``."""
     dyn = make_dynamics(s.kind, task, s.shapes, s.batch_size, jnp.dtype(s.dtype))
     lane_axis = -1 if dyn.lanes_last else 1  # of each step's sample

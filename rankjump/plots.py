@@ -32,6 +32,7 @@ from matplotlib.ticker import FuncFormatter, MaxNLocator
 from rankjump.stats import CellReport, Proportion, Report, analyze
 
 __all__ = [
+    "DPI",
     "LogPFit",
     "describe",
     "fit_log_probability",
@@ -74,7 +75,8 @@ def describe(ds: xr.Dataset) -> str:
 
     Returns:
         For example "10x10 rank-1 target, 50% observed, noise 0.3; depth 3, width 10, GD-minimum
-        start; SGD, batch 1, 20000 steps, 128 trajectories per cell, float32".
+        start; SGD, batch 1, 20000 steps, 128 trajectories per cell, float32; rank rule
+        all_layers".
     """
     cfg = _config(ds)
     if not cfg:
@@ -88,7 +90,7 @@ def describe(ds: xr.Dataset) -> str:
         f"depth {n.get('depth', '?')}, width {n.get('width', '?')}, {init} start; "
         f"{_kind(ds)}, batch {o.get('batch_size', '?')}, {r.get('steps', '?')} steps, "
         f"{r.get('trajectories', ds.sizes.get('traj', '?'))} trajectories per cell, "
-        f"{r.get('dtype', '?')}"
+        f"{r.get('dtype', '?')}; rank rule {ds.attrs.get('rank_rule', 'not recorded')}"
     )
 
 
@@ -481,7 +483,8 @@ def plot_singular_values(
     that did not, one panel each. Modes 1 .. start rank + 1 are drawn, one colour per trajectory
     (the last one dotted: below the cut at the start). Horizontal lines mark the end-to-end
     threshold ``threshold_end`` of the cell's lam and the dtype floor ``rel_floor`` x s_1; the
-    network's rank itself is judged on the layers (``threshold_layer``).
+    network's rank is judged on the layers (``threshold_layer``) unless the file's rank rule is
+    "end_to_end".
 
     Args:
         ds: The result Dataset.
@@ -575,8 +578,13 @@ def plot_singular_values(
         f"cell {_cell_name(c)}: {c.diverged} diverged (excluded);"
         f" start rank {'-' if c.start_rank is None else c.start_rank};"
         f" modes 1..{n_modes} (dotted: mode {n_modes}); end_rank counts modes above the higher of"
-        " the two lines, while the network rank is judged on the layers (threshold_layer), so a"
-        " mode can sit at the float floor before the rank drops"
+        " the two lines"
+        + (
+            ""
+            if ds.attrs.get("rank_rule") == "end_to_end"
+            else ", while the network rank is judged on the layers (threshold_layer), so a"
+            " mode can sit at the float floor before the rank drops"
+        )
     ]
     _title(fig, "Singular values of A_theta along single trajectories", ds, notes)
     return fig

@@ -19,9 +19,23 @@ import numpy as np
 
 from rankjump.theory import absorption_radius
 
-__all__ = ["REL_FLOOR", "RULES", "Thresholds", "count_above", "network_rank", "thresholds_for"]
+__all__ = [
+    "REL_FLOOR",
+    "RULES",
+    "RULE_TEXT",
+    "Thresholds",
+    "count_above",
+    "network_rank",
+    "thresholds_for",
+]
 
 RULES = ("all_layers", "any_layer", "end_to_end")
+# What the network's rank is under each rule, in words (result files, tables, the demo).
+RULE_TEXT = {
+    "all_layers": "largest per-layer numerical rank: rank <= r when every layer has at most r",
+    "any_layer": "smallest per-layer numerical rank",
+    "end_to_end": "numerical rank of A_theta",
+}
 
 # Singular values below REL_FLOOR * (largest one) are rounding noise in that dtype: an SVD in
 # float32 resolves about 1e-6 of the largest value, in float64 about 1e-15 (docs/theory.md).

@@ -22,7 +22,7 @@ import xarray as xr
 from rankjump.config import loads_config
 from rankjump.dynamics import TaskArrays, make_dynamics
 from rankjump.kernel import interval_structure, split_lane_key
-from rankjump.results import ResultError, load_result
+from rankjump.results import SAMPLE_STREAMS, ResultError, load_result
 from rankjump.simulate import (
     assemble,
     lane_keys,
@@ -35,6 +35,7 @@ from rankjump.simulate import (
 __all__ = ["MAX_FINE_CHECKPOINTS", "ReplayError", "Window", "jump_window", "replay"]
 
 MAX_FINE_CHECKPOINTS = 10_000  # the default --every keeps a window under this many checkpoints
+MAX_WINDOW_STEPS = 10_000_000  # the sampled entries of every step of the window are kept
 
 
 class ReplayError(ResultError):
@@ -92,9 +93,15 @@ def _window(start, stop, every, default, record_every: int, steps: int) -> Windo
             )
     if stop <= start:
         raise ReplayError(f"--to {stop}: must be after --from {start}")
+    if stop - start > MAX_WINDOW_STEPS:
+        raise ReplayError(
+            f"--from {start} --to {stop}: a window of {stop - start} steps is longer than "
+            f"{MAX_WINDOW_STEPS} (the entry of every step is kept); replay a shorter one"
+        )
     if every is None:
         divisors = [d for d in range(1, record_every + 1) if record_every % d == 0]
-        every = next(d for d in divisors if (stop - start) // d <= MAX_FINE_CHECKPOINTS)
+        fine = (d for d in divisors if (stop - start) // d <= MAX_FINE_CHECKPOINTS)
+        every = next(fine, record_every)
     if every < 1 or record_every % every:
         raise ReplayError(
             f"--every {every}: must divide run.record_every = {record_every} (so the original "
@@ -125,6 +132,10 @@ def replay(
             that keeps the window under :data:`MAX_FINE_CHECKPOINTS` checkpoints).
         progress: show a progress bar (default: only on a terminal).
 
+    Per-trajectory GD starts are recomputed one lane at a time: equal to the run's (computed in
+    chunks) wherever lanes do not change each other's rounding, as on the CPU here; on other
+    devices a replay's start may then differ in the last bits.
+
     Returns:
         A result Dataset of one cell and one trajectory (the schema of ``simulate``) whose
         checkpoints are the original ones up to ``start`` and every ``every`` steps from
@@ -134,6 +145,12 @@ def replay(
     """
     t0 = time.perf_counter()
     source = result if isinstance(result, xr.Dataset) else load_result(result)
+    if source.attrs.get("sample_streams") != SAMPLE_STREAMS:
+        raise ReplayError(
+            "the result was made by a rankjump that drew its samples differently "
+            f"({source.attrs.get('rankjump_version', 'unknown version')}); rerun it with this "
+            "one to replay its trajectories"
+        )
     cfg = loads_config(source.attrs["config"], source="the result's configuration")
     li = _index(source["lam"].values, lam, "lam")
     ei = _index(source["eta"].values, eta, "eta")

@@ -12,9 +12,11 @@ import numpy as np
 import xarray as xr
 
 from rankjump.config import Config, config_to_toml
+from rankjump.ranks import RULE_TEXT
 
 __all__ = [
     "REQUIRED_VARS",
+    "SAMPLE_STREAMS",
     "ResultError",
     "build_dataset",
     "checkpoint_steps",
@@ -44,16 +46,11 @@ PER_LAM_ATTRS = (
 )
 
 
-# What the recorded ``rank`` is under each rank rule (rankjump.ranks.RULES).
-RULE_TEXT = {
-    "all_layers": "largest per-layer numerical rank: rank <= r when every layer has at most r",
-    "any_layer": "smallest per-layer numerical rank",
-    "end_to_end": "numerical rank of A_theta",
-}
-
-
 class ResultError(ValueError):
     """A result file is missing, unreadable, or not a rankjump result."""
+
+
+SAMPLE_STREAMS = "threefry-counter-1"  # how step samples are drawn (rankjump.dynamics)
 
 
 def _versions() -> dict:
@@ -64,6 +61,7 @@ def _versions() -> dict:
     dev = jax.devices()[0]
     return {
         "rankjump_version": __version__,
+        "sample_streams": SAMPLE_STREAMS,
         "jax_version": jax.__version__,
         "jaxlib_version": jaxlib.__version__,
         "numpy_version": np.__version__,
@@ -91,13 +89,11 @@ def lane_variables(records, steps: np.ndarray) -> dict:
         "imbalance": (ck, records.imbalance),
         "diverged": ((), diverged),
         "diverged_step": ((), np.where(diverged, steps[first_dead], -1)),
-    } | ({"layer_sv": (ck + ("layer", "k"), records.layer_sv)} if _has_layer_sv(records) else {})
-
-
-def _has_layer_sv(records) -> bool:
-    """Whether the records hold per-layer singular values (replays ask for them)."""
-    layer_sv = getattr(records, "layer_sv", None)
-    return layer_sv is not None and np.shape(layer_sv)[-1] > 0
+    } | (  # per-layer singular values: only when asked for (replays)
+        {"layer_sv": (ck + ("layer", "layer_k"), records.layer_sv)}
+        if np.shape(records.layer_sv)[-1]
+        else {}
+    )
 
 
 def checkpoint_steps(cfg: Config) -> np.ndarray:

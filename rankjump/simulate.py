@@ -304,7 +304,7 @@ def run_lanes_of(
         full(cfg.network.init_scale),
         full(run.diverge_norm2),
     )
-    extra = {name: [] for name in GD_VARS} if per_traj else {}
+    extra = {name: [] for name in GD_VARS} if per_traj and state is None else {}
     if state is not None:
         lane_starts = state
     elif per_traj:

@@ -10,6 +10,7 @@ from pathlib import Path
 import xarray as xr
 
 from rankjump.intervals import CI_METHODS
+from rankjump.ranks import RULE_TEXT
 from rankjump.stats import (
     ON_CHOICES,
     CellReport,
@@ -203,12 +204,8 @@ def _cell_lines(cell: CellReport, level: str, late_label: str) -> list[str]:
 def _rule_text(report: Report) -> str:
     """How the ranks were judged, for the header."""
     if report.rule is None:
-        return " (the file does not record its rank rule)"
-    return {
-        "all_layers": " (rule all_layers: largest per-layer rank, so B_r = every layer <= r)",
-        "any_layer": " (rule any_layer: smallest per-layer rank)",
-        "end_to_end": " (rule end_to_end: rank of A_theta)",
-    }[report.rule]
+        return " (a file from before rank rules: the smallest per-layer rank, rule any_layer)"
+    return f" (rule {report.rule}: {RULE_TEXT[report.rule]})"
 
 
 def format_report(report: Report, title: str = "") -> str:

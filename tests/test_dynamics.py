@@ -162,25 +162,6 @@ def test_float32_kernel_stays_float32_and_matches_reference():
     _assert_weights_close(path[-1], ref, rtol=1e-5, atol=1e-6)
 
 
-def test_fold_does_not_change_the_path():
-    _, shapes, ws_np, arrays, hyper = _setup(GEOMETRIES[2])
-    dyn = dynamics.make_dynamics("sgd", arrays, shapes, 2, jnp.float64)
-    samples, lazy, _ = _run(dyn, ws_np, hyper, jax.random.PRNGKey(11))
-    update = jax.jit(dyn.update)
-    state = dynamics.new_state(tuple(jnp.asarray(w) for w in ws_np))
-    for k in range(N_STEPS):
-        state = update(jax.tree_util.tree_map(lambda x, k=k: x[k], samples), state, hyper)
-        if k % 2:
-            state = dynamics.fold(state)
-            assert float(state.scale) == 1.0
-    _assert_weights_close(
-        dynamics.materialize(state),
-        [np.asarray(w) for w in dynamics.materialize(lazy)],
-        rtol=1e-13,
-        atol=1e-14,
-    )
-
-
 def test_renormalize_is_exact_and_does_not_change_the_path():
     # Moving the lazy scale's power of two into the weights is exact, and the step is exactly
     # equivariant under it: renormalizing after every step gives the unrenormalized path bit for
@@ -205,8 +186,8 @@ def test_renormalize_is_exact_and_does_not_change_the_path():
 
 
 def test_draw_steps_depends_only_on_key_and_step():
-    # The sample of step n is drawn from fold_in(key, n): the same whichever steps are drawn
-    # with it, and different for different steps.
+    # The sample of step n depends only on the key and n (counter-based): the same whichever
+    # steps are drawn with it, and different for different steps.
     _, shapes, _, arrays, _ = _setup(GEOMETRIES[0])
     dyn = dynamics.make_dynamics("label_noise", arrays, shapes, 3, jnp.float64)
     key = jax.random.PRNGKey(4)
@@ -290,6 +271,28 @@ def test_sgd_draws_observed_entries_uniformly():
     assert idx.min() >= 0 and idx.max() < n_obs
     counts = np.bincount(idx, minlength=n_obs)
     assert stats.chisquare(counts).pvalue > 1e-3
+
+
+def test_sgd_draws_are_independent_across_steps_batch_and_trajectories():
+    # The entry drawn at step n (counter-based: hash block (n, b) of the trajectory's key) must
+    # not depend on the one drawn at step n + 1, on its batch neighbour, nor on another
+    # trajectory's at the same step. Chi-square tests of independence of the pairs' contingency
+    # tables (N x N cells), fixed keys, each at significance 0.001.
+    _, shapes, _, arrays, _ = _setup(GEOMETRIES[2])
+    n_obs = arrays.y.shape[0]
+    dyn = dynamics.make_dynamics("sgd", arrays, shapes, 2, jnp.float64)
+    steps = jnp.arange(20_000, dtype=jnp.uint32)
+    keys = jax.random.split(jax.random.PRNGKey(16), 2)
+    idx = np.asarray(jax.jit(jax.vmap(lambda k: dyn.draw_steps(k, steps)[0]))(keys))
+    pairs = {
+        "consecutive steps": (idx[0, :-1, 0], idx[0, 1:, 0]),
+        "batch neighbours": (idx[0, :, 0], idx[0, :, 1]),
+        "two trajectories": (idx[0, :, 0], idx[1, :, 0]),
+    }
+    for name, (a, b) in pairs.items():
+        table = np.zeros((n_obs, n_obs))
+        np.add.at(table, (a, b), 1)
+        assert stats.chi2_contingency(table).pvalue > 1e-3, name
 
 
 @pytest.mark.parametrize("kind", ["label_noise", "langevin"])

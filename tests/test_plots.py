@@ -109,7 +109,7 @@ def test_describe_names_the_configuration(grid_ds):
     text = plots.describe(grid_ds)
     for part in ("5x4 rank-2 target", "60% observed", "noise 0", "depth 3", "width 4"):
         assert part in text
-    for part in ("SGD, batch 1", "400 steps", "8 trajectories per cell", "float64"):
+    for part in ("SGD, batch 1", "400 steps", "8 trajectories per cell", "float64", "rule all_"):
         assert part in text
     assert plots.describe(grid_ds.drop_attrs()) == "configuration not recorded"
 

@@ -123,11 +123,17 @@ def test_replay_command_writes_the_file_and_figure(tmp_path, capsys):
         (["--cell", "0.01,0.08", "--traj", "0", "--from", "0", "--to", "200", "--every", "30"],
          "--every 30: must divide"),
         (["--cell", "0.01", "--traj", "0"], "expected LAM,ETA"),
+        (["--cell", "0.01,0.08", "--traj", "0", "--from", "0", "--to", "400", "--old"],
+         "drew its samples differently"),
     ],
 )  # fmt: skip
 def test_replay_command_refuses_bad_requests(tmp_path, capsys, args, message):
     cfg, _ = _config(tmp_path)
-    save_result(simulate(cfg, progress=False), tmp_path / "run.nc")
+    ds = simulate(cfg, progress=False)
+    if "--old" in args:  # a file from a rankjump that drew its samples otherwise
+        args = [a for a in args if a != "--old"]
+        ds.attrs.pop("sample_streams")
+    save_result(ds, tmp_path / "run.nc")
     out = tmp_path / "jump.nc"
     with pytest.raises(SystemExit) if "LAM,ETA" in message else contextlib.nullcontext():
         code = main(["replay", str(tmp_path / "run.nc"), *args, "--out", str(out), "--quiet"])

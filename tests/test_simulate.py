@@ -164,7 +164,7 @@ def _np_record(ws, task, lam, thr_layer, thr_end, k_max, floor=1e-13):
         sum(np.sum((hi.T @ hi - lo @ lo.T) ** 2) for lo, hi in zip(ws[:-1], ws[1:], strict=True))
     )
     return {
-        "rank": min(layer_rank),
+        "rank": max(layer_rank),  # the default rule, all_layers
         "layer_rank": layer_rank,
         "end_rank": int(np.sum(sv > max(thr_end, floor * sv[0]))),
         "sv": sv[:k_max],
@@ -325,19 +325,26 @@ def test_cache_tiles_do_not_change_trajectories(monkeypatch, dtype, rtol):
 
 
 @pytest.mark.parametrize(
-    ("kind", "every"),
-    [("sgd", (10, 50, 100, 1000)), ("langevin", (50, 1000))],
+    ("kind", "batch", "every"),
+    [
+        ("sgd", 1, (10, 50, 100, 1000)),
+        ("label_noise", 2, (50, 1000)),
+        ("sgd", LANES_LAST_MAX_BATCH + 2, (50, 1000)),
+        ("langevin", 1, (50, 1000)),
+    ],
 )
-def test_record_every_does_not_change_trajectories(kind, every):
+def test_record_every_does_not_change_trajectories(kind, batch, every):
     # The sample of global step n depends only on (run.seed, trajectory, n), and the lazy scale
     # is renormalized exactly: float64 records at the common checkpoints (steps 0 and 1000) are
-    # identical whatever record_every, bit for bit. The entry-wise step runs lanes-last, the
-    # dense Langevin step vmapped, each with its own draws.
+    # identical whatever record_every, bit for bit. Small batches step lanes-last, large ones and
+    # the dense Langevin step vmapped, each kind with its own draws.
     extra = {"temperature": 1e-4} if kind == "langevin" else {}
+    extra = {"label_noise": 0.1} if kind == "label_noise" else extra
     runs = {
         r: simulate(
             small_config(
-                optimizer={"kind": kind, "eta": [0.05, 0.1], **extra},
+                task={"observed": 1.0},  # 20 entries: room for a batch of 18
+                optimizer={"kind": kind, "batch_size": batch, "eta": [0.05, 0.1], **extra},
                 run={"trajectories": 6, "steps": 1000, "record_every": r},
             ),
             progress=False,
