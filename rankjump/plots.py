@@ -90,7 +90,8 @@ def describe(ds: xr.Dataset) -> str:
         f"depth {n.get('depth', '?')}, width {n.get('width', '?')}, {init} start; "
         f"{_kind(ds)}, batch {o.get('batch_size', '?')}, {r.get('steps', '?')} steps, "
         f"{r.get('trajectories', ds.sizes.get('traj', '?'))} trajectories per cell, "
-        f"{r.get('dtype', '?')}; rank rule {ds.attrs.get('rank_rule', 'not recorded')}"
+        f"{r.get('dtype', '?')}; rank rule "
+        f"{ds.attrs.get('rank_rule') or cfg.get('rank', {}).get('rule', 'not recorded')}"
     )
 
 

@@ -34,7 +34,7 @@ def _config(tmp_path, **run):
     return cfg, weights
 
 
-@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("dtype", ["float64", pytest.param("float32", marks=pytest.mark.slow)])
 def test_replay_equals_the_original_at_its_checkpoints(tmp_path, dtype):
     cfg, _ = _config(tmp_path, dtype=dtype)
     ds = simulate(cfg, progress=False)

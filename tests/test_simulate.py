@@ -328,7 +328,7 @@ def test_cache_tiles_do_not_change_trajectories(monkeypatch, dtype, rtol):
     ("kind", "batch", "every"),
     [
         ("sgd", 1, (10, 50, 100, 1000)),
-        ("label_noise", 2, (50, 1000)),
+        pytest.param("label_noise", 2, (50, 1000), marks=pytest.mark.slow),
         ("sgd", LANES_LAST_MAX_BATCH + 2, (50, 1000)),
         ("langevin", 1, (50, 1000)),
     ],
