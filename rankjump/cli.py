@@ -13,8 +13,9 @@ from pathlib import Path
 __all__ = ["main"]
 
 
-def _writable_target(path: Path) -> None:
-    """Fail before any compute if ``path`` cannot be written."""
+def _writable_target(path: Path) -> bool:
+    """Fail before any compute if ``path`` cannot be written; True when a file is there (it
+    will be replaced, and the command says so)."""
     from rankjump.results import ResultError
 
     parent = path.parent if str(path.parent) else Path(".")
@@ -22,6 +23,24 @@ def _writable_target(path: Path) -> None:
         raise ResultError(f"--out {path}: is a directory, expected a file name")
     if not parent.is_dir():
         raise ResultError(f"--out {path}: directory {parent} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ResultError(f"--out {path}: directory {parent} is not writable")
+    if path.exists() and not path.is_file():
+        raise ResultError(f"--out {path}: exists and is not a regular file")
+    return path.exists()
+
+
+def _writable_folder(path: Path) -> None:
+    """Fail before any compute if the output folder ``path`` cannot be made or written."""
+    from rankjump.results import ResultError
+
+    if path.exists() and not path.is_dir():
+        raise ResultError(f"--out {path}: exists and is not a folder")
+    existing = path
+    while not existing.exists():
+        existing = existing.parent
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ResultError(f"--out {path}: {existing} is not writable")
 
 
 def _simulate(args) -> int:
@@ -31,12 +50,13 @@ def _simulate(args) -> int:
 
     cfg = load_config(args.config)
     out = Path(args.out)
-    _writable_target(out)
+    replaced = _writable_target(out)
     ds = simulate(cfg, progress=None if not args.quiet else False)
     save_result(ds, out)
     print(
-        f"wrote {out}  ({ds.sizes['lam']} x {ds.sizes['eta']} cells, "
-        f"{ds.sizes['traj']} trajectories, {ds.attrs['wall_time_s']:.1f} s)"
+        f"{'replaced' if replaced else 'wrote'} {out}  ({ds.sizes['lam']} x "
+        f"{ds.sizes['eta']} cells, {ds.sizes['traj']} trajectories, "
+        f"{ds.attrs['wall_time_s']:.1f} s)"
     )
     _warn_diverged(ds)
     return 0
@@ -124,7 +144,7 @@ def _replay(args) -> int:
     from rankjump.results import load_result, save_result
 
     out = Path(args.out)
-    _writable_target(out)
+    replaced = _writable_target(out)
     source = load_result(args.file)
     lam, eta = args.cell
     ds = replay(
@@ -164,13 +184,14 @@ def _replay(args) -> int:
             f"{summary['half_steps']}, below the layer threshold from steps "
             f"{summary['below_steps']}; 1/(2 eta lam) = {summary['decay_steps']:.0f} steps"
         )
-    print(f"wrote {out} and {figure}")
+    print(f"{'replaced' if replaced else 'wrote'} {out} and {figure}")
     return 0
 
 
 def _demo(args) -> int:
     from rankjump.demo import run_demo
 
+    _writable_folder(Path(args.out))
     run_demo(Path(args.out), quick=args.quick, progress=None if not args.quiet else False)
     return 0
 

@@ -35,9 +35,14 @@ class ConfigError(ValueError):
     """A configuration value is missing, of the wrong type or out of range."""
 
 
-def _spec(default, kind, *, lo=None, hi=None, lo_open=False, choices=None, optional=False):
-    """A dataclass field carrying its validation rule in the metadata."""
-    meta = dict(kind=kind, lo=lo, hi=hi, lo_open=lo_open, choices=choices, optional=optional)
+def _spec(
+    default, kind, *, lo=None, hi=None, lo_open=False, choices=None, optional=False, grid=False
+):
+    """A dataclass field carrying its validation rule in the metadata (``grid``: a list of grid
+    values, kept sorted ascending, each value once)."""
+    meta = dict(
+        kind=kind, lo=lo, hi=hi, lo_open=lo_open, choices=choices, optional=optional, grid=grid
+    )
     return field(default=default, metadata=meta)
 
 
@@ -74,8 +79,18 @@ def _check_field(section: str, f: dataclasses.Field, value: Any) -> Any:
         if not isinstance(value, (list, tuple)) or (kind == "floats" and not value):
             empty = " (non-empty)" if kind == "floats" else ""
             raise ConfigError(f"{name} = {value!r}: must be {_describe(kind)}{empty}")
-        return tuple(_check_scalar(name, scalar, v, m) for v in value)
+        values = tuple(_check_scalar(name, scalar, v, m) for v in value)
+        return _grid(name, values) if m["grid"] else values
     return _check_scalar(name, kind, value, m)
+
+
+def _grid(name: str, values: tuple) -> tuple:
+    """Grid values sorted ascending (cells, files and figures follow that order); a value given
+    twice is refused, since two cells would share one coordinate."""
+    twice = sorted({v for v in values if values.count(v) > 1})
+    if twice:
+        raise ConfigError(f"{name} = {list(values)}: {twice[0]!r} is given twice; list each once")
+    return tuple(sorted(values))
 
 
 def _check_scalar(name: str, kind, value: Any, m: dict) -> Any:
@@ -213,7 +228,8 @@ class OptimizerConfig(_Section):
     ``kind``: "sgd" (``batch_size`` entries drawn with replacement per step), "gd" (exact mean
     over the observed entries), "label_noise" (sgd on targets plus fresh N(0, label_noise^2)
     noise each step) or "langevin" (gd plus sqrt(2 eta temperature) isotropic noise).
-    ``lam`` and ``eta`` are lists: every pair is one cell of the grid.
+    ``lam`` and ``eta`` are lists: every pair is one cell of the grid. They are kept sorted
+    ascending (as the result file's coordinates are); a value listed twice is refused.
 
     Schedules (annealing) are piecewise constant: phase p starts at step ``schedule_steps[p-1]``
     (phase 0 at step 0) and runs with ``lam * lam_factors[p]`` and ``eta * eta_factors[p]``, for
@@ -224,8 +240,8 @@ class OptimizerConfig(_Section):
     _name = "optimizer"
     kind: str = _spec("sgd", str, choices=("sgd", "gd", "label_noise", "langevin"))
     batch_size: int = _spec(1, int, lo=1)
-    lam: tuple[float, ...] = _spec((1e-3,), "floats", lo=0.0)
-    eta: tuple[float, ...] = _spec((0.1,), "floats", lo=0.0, lo_open=True)
+    lam: tuple[float, ...] = _spec((1e-3,), "floats", lo=0.0, grid=True)
+    eta: tuple[float, ...] = _spec((0.1,), "floats", lo=0.0, lo_open=True, grid=True)
     label_noise: float = _spec(0.0, float, lo=0.0)
     temperature: float = _spec(0.0, float, lo=0.0)
     schedule_steps: tuple[int, ...] = _spec((), "ints", lo=1)
@@ -424,7 +440,8 @@ def config_from_dict(data: dict[str, Any]) -> Config:
 
 
 def load_config(path: str | Path) -> Config:
-    """Read and validate a TOML configuration file."""
+    """Read and validate a TOML configuration file. A relative ``network.init_file`` is taken
+    relative to the file's folder (and recorded as an absolute path)."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -432,7 +449,11 @@ def load_config(path: str | Path) -> Config:
         raise ConfigError(f"{path}: cannot read configuration ({err.strerror or err})") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not a TOML configuration (not UTF-8 text)") from None
-    return loads_config(text, source=str(path))
+    cfg = loads_config(text, source=str(path))
+    init_file = cfg.network.init_file
+    if init_file is not None and not Path(init_file).is_absolute():
+        cfg = cfg.replace(network={"init_file": str((path.parent / init_file).absolute())})
+    return cfg
 
 
 def loads_config(text: str, source: str = "<string>") -> Config:

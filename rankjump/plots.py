@@ -437,12 +437,18 @@ def plot_rank_fractions(
         for i, k in enumerate(ranks):
             if k < occ.shape[1]:
                 frac[i] = np.divide(occ[:, k], total, out=np.zeros(len(steps)), where=total > 0)
-        ax.stackplot(
-            steps, frac, colors=[colors[k] for k in ranks], labels=[f"rank {k}" for k in ranks]
-        )
+        if ranks:
+            ax.stackplot(
+                steps, frac, colors=[colors[k] for k in ranks], labels=[f"rank {k}" for k in ranks]
+            )
+        else:
+            ax.text(
+                0.5, 0.5, "no trajectory left", ha="center", va="center", transform=ax.transAxes
+            )
         ax.set_title(f"{_cell_name(cell)}\nn = {cell.n}, diverged {cell.diverged}", fontsize=9)
         ax.set_ylim(0, 1)
-        ax.set_xlim(steps[0], steps[-1])
+        if steps[-1] > steps[0]:
+            ax.set_xlim(steps[0], steps[-1])
         _step_axis(ax)
         if _is_bottom(ax):
             ax.tick_params(labelbottom=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import tempfile
@@ -18,6 +19,7 @@ __all__ = [
     "REQUIRED_VARS",
     "SAMPLE_STREAMS",
     "ResultError",
+    "atomic_path",
     "build_dataset",
     "checkpoint_steps",
     "lane_variables",
@@ -156,21 +158,55 @@ def build_dataset(
     return ds
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path):
+    """A temporary name beside ``path`` to write to: renamed onto ``path`` (replacing a file
+    there) when the block ends without an error, removed otherwise, so no half-written file is
+    ever seen under ``path``. The file gets the permissions the user's umask gives new files."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def save_result(ds: xr.Dataset, path: str | Path) -> Path:
-    """Write ``ds`` as netCDF (h5netcdf, compressed) atomically: a temporary file, then rename."""
+    """Write ``ds`` as netCDF (h5netcdf, compressed) atomically (:func:`atomic_path`).
+
+    A finished run is not lost to a write error (a full disk, a folder made read-only meanwhile):
+    the result is then written to the system's temporary folder and the :class:`ResultError`
+    says where.
+    """
     path = Path(path)
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
         raise ResultError(f"--out {path}: directory {parent} does not exist")
     encoding = {name: {"zlib": True, "complevel": 4} for name in ds.data_vars}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
-    os.close(fd)
     try:
-        ds.to_netcdf(tmp, engine="h5netcdf", encoding=encoding)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        with atomic_path(parent / path.name) as tmp:
+            ds.to_netcdf(tmp, engine="h5netcdf", encoding=encoding)
+    except OSError as err:
+        reason = err.strerror or type(err).__name__
+        rescue = Path(tempfile.gettempdir()) / f"rankjump-unsaved-{os.getpid()}-{path.name}"
+        try:
+            with atomic_path(rescue) as tmp:
+                ds.to_netcdf(tmp, engine="h5netcdf", encoding=encoding)
+        except OSError:
+            raise ResultError(f"--out {path}: cannot write ({reason}); nothing saved") from None
+        raise ResultError(
+            f"--out {path}: cannot write ({reason}); the finished result is at {rescue}"
+        ) from None
     return path
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 from typing import NamedTuple
 
@@ -118,23 +119,38 @@ def save_weights(path: str | Path, weights) -> None:
 
 
 def load_weights(path: str | Path, shapes) -> tuple[np.ndarray, ...]:
-    """Load W1..WL from an ``.npz`` file, checking them against the network's layer shapes."""
+    """Load W1..WL from an ``.npz`` file, checking them against the network's layer shapes.
+
+    Anything else (a missing, empty, truncated or non-``.npz`` file, other arrays, non-numeric
+    or non-finite values, wrong shapes) raises a :class:`ConfigError` naming the file and what is
+    wrong.
+    """
+    where = f"network.init_file = {str(path)!r}"
+    arrays = None
     try:
-        with np.load(path) as data:
-            arrays = {k: data[k] for k in data.files}
-    except (OSError, ValueError) as err:
-        raise ConfigError(
-            f"network.init_file = {str(path)!r}: cannot read weights ({err})"
-        ) from None
+        with open(path, "rb") as fh:  # closed here whatever np.load does on a bad file
+            data = np.load(fh, allow_pickle=False)
+            if isinstance(data, np.lib.npyio.NpzFile):
+                with data:
+                    arrays = {k: data[k] for k in data.files}
+    except FileNotFoundError:
+        raise ConfigError(f"{where}: cannot read weights (no such file)") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        reason = " ".join(str(err).split()) or type(err).__name__
+        raise ConfigError(f"{where}: cannot read weights ({reason})") from None
+    if arrays is None:
+        raise ConfigError(f"{where}: not an .npz archive of W1..WL (save_weights writes one)")
     want = [f"W{l + 1}" for l in range(len(shapes))]
     if sorted(arrays) != sorted(want):
-        raise ConfigError(
-            f"network.init_file = {str(path)!r}: holds {sorted(arrays)}, expected {want}"
-        )
+        raise ConfigError(f"{where}: holds {sorted(arrays)}, expected {want}")
     for name, shape in zip(want, shapes, strict=True):
-        if arrays[name].shape != tuple(shape):
-            raise ConfigError(
-                f"network.init_file = {str(path)!r}: {name} has shape "
-                f"{arrays[name].shape}, expected {tuple(shape)}"
-            )
+        a = arrays[name]
+        if not isinstance(a, np.ndarray):
+            raise ConfigError(f"{where}: {name} is not a NumPy array")
+        if a.dtype.kind not in "iuf":
+            raise ConfigError(f"{where}: {name} holds {a.dtype} values, expected numbers")
+        if a.shape != tuple(shape):
+            raise ConfigError(f"{where}: {name} has shape {a.shape}, expected {tuple(shape)}")
+        if not np.all(np.isfinite(a)):
+            raise ConfigError(f"{where}: {name} has non-finite values")
     return tuple(arrays[name].astype(np.float64) for name in want)

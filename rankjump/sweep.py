@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import NamedTuple, Protocol
@@ -31,7 +30,13 @@ import xarray as xr
 
 from rankjump.config import Config, config_to_toml, loads_config
 from rankjump.kernel import Record
-from rankjump.results import ResultError, checkpoint_steps, lane_variables, load_result
+from rankjump.results import (
+    ResultError,
+    atomic_path,
+    checkpoint_steps,
+    lane_variables,
+    load_result,
+)
 from rankjump.simulate import (
     Plan,
     Starts,
@@ -103,17 +108,12 @@ class InlineExecutor:
 
 
 def _atomic_write(path: Path, write) -> None:
-    """Call ``write(file)`` on a temporary file beside ``path``, then rename it into place."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Call ``write(file)`` on a temporary file beside ``path``, synced, then rename it into
+    place (:func:`rankjump.results.atomic_path`)."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        write(f)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def _manifest(cfg: Config, chunk: int, chunks_per_job: int, n_jobs: int) -> dict:
@@ -248,9 +248,7 @@ def merge(out: str | Path) -> Path:
     # The trajectory coordinate needs chunks too: one chunk per value costs memory per chunk.
     encoding["traj"] = {"chunksizes": (min(n_traj, 1 << 16),)}
     path = out / RESULT
-    fd, tmp = tempfile.mkstemp(prefix=f".{RESULT}.", suffix=".tmp", dir=out)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         template.to_netcdf(tmp, engine="h5netcdf", unlimited_dims=["traj"], encoding=encoding)
         wall = 0.0
         with h5netcdf.File(tmp, "a") as f:
@@ -264,10 +262,6 @@ def merge(out: str | Path) -> Path:
                 _write_lanes(f, plan, lane, lane_variables(records, steps), extra)
                 lane += records.rank.shape[0]
             f.attrs["wall_time_s"] = wall
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 
