@@ -234,9 +234,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--chunks-per-job",
         type=int,
-        default=1,
         metavar="N",
-        help="chunks of run.chunk_size trajectories per job file (1)",
+        help="chunks of run.chunk_size trajectories per job file (1; a resumed sweep keeps its"
+        " own)",
     )
     p.add_argument(
         "--executor",

@@ -34,7 +34,9 @@ from dataclasses import dataclass
 import numpy as np
 import xarray as xr
 
+from rankjump.config import loads_config
 from rankjump.intervals import binomial_ci, upper_bound
+from rankjump.network import layer_shapes
 from rankjump.ranks import network_rank
 
 __all__ = [
@@ -290,6 +292,23 @@ def _rank_values(ds: xr.Dataset, on: str) -> np.ndarray:
     return values
 
 
+def _check_start_rank(ds: xr.Dataset, start_rank: int) -> None:
+    """A start rank must be a rank the network can have: 1 .. its largest layer's rank."""
+    try:
+        cfg = loads_config(ds.attrs["config"])
+        top = max(
+            min(shape)
+            for shape in layer_shapes(
+                cfg.task.d_out, cfg.task.d_in, cfg.network.width, cfg.network.depth
+            )
+        )
+    except (KeyError, TypeError, ValueError):  # a file without a readable configuration
+        top = None
+    if start_rank < 1 or (top is not None and start_rank > top):
+        span = f"between 1 and {top}" if top is not None else ">= 1"
+        raise ValueError(f"--start-rank {start_rank}: must be {span} (the network's ranks)")
+
+
 def analyze(
     ds: xr.Dataset,
     on: str = "rank",
@@ -323,6 +342,8 @@ def analyze(
         ValueError: For a Dataset without the result schema or an invalid option.
     """
     binomial_ci(0, 1, ci, level)  # validates ci and level before any work
+    if start_rank is not None:
+        _check_start_rank(ds, start_rank)
     values = _rank_values(ds, on)
     recorded = values >= 0
     if observed is not None:

@@ -307,7 +307,7 @@ def _only_leftovers(out: Path) -> bool:
     return True
 
 
-def _prepare(cfg: Config, out: Path, resume: bool, chunks_per_job: int) -> None:
+def _prepare(cfg: Config, out: Path, resume: bool, chunks_per_job: int | None) -> None:
     """Create the sweep folder, or check that the one there is this sweep (``resume``)."""
     if out.exists() and not out.is_dir():
         raise SweepError(f"--out {out}: exists and is not a directory")
@@ -330,12 +330,18 @@ def _prepare(cfg: Config, out: Path, resume: bool, chunks_per_job: int) -> None:
             raise SweepError(
                 f"--out {out}: holds a sweep of another configuration; choose another folder"
             )
+        if chunks_per_job not in (None, m.get("chunks_per_job")):
+            raise SweepError(
+                f"--chunks-per-job {chunks_per_job}: the sweep in {out} has jobs of "
+                f"{m.get('chunks_per_job')} chunks; resume without --chunks-per-job"
+            )
         return
     if out.exists() and not _only_leftovers(out):
         raise SweepError(f"--out {out}: is not empty and holds no sweep; choose another folder")
     out.mkdir(exist_ok=True)
     (out / JOBS).mkdir(exist_ok=True)
     plan = plan_run(cfg)
+    chunks_per_job = chunks_per_job or 1
     n_jobs = len(plan_jobs(plan.n_chunks, chunks_per_job))
     _save_starts(out, shared_starts(cfg))
     manifest = json.dumps(_manifest(cfg, plan.chunk, chunks_per_job, n_jobs), indent=1)
@@ -347,7 +353,7 @@ def sweep(
     out: str | Path,
     *,
     resume: bool = False,
-    chunks_per_job: int = 1,
+    chunks_per_job: int | None = None,
     executor: Executor | None = None,
     progress: bool | None = None,
 ) -> xr.Dataset:
@@ -357,14 +363,15 @@ def sweep(
         cfg: a validated configuration.
         out: the sweep folder (created; it must be new, or hold this sweep with ``resume``).
         resume: continue a sweep in ``out``, skipping the jobs whose file exists.
-        chunks_per_job: chunks of ``run.chunk_size`` lanes per job file.
+        chunks_per_job: chunks of ``run.chunk_size`` lanes per job file (default 1; a resumed
+            sweep keeps its own, and a different value is refused).
         executor: how jobs run (default :class:`InlineExecutor`).
         progress: progress bar in trajectory-steps (default: only on a terminal).
 
     Returns:
         The merged result ``out/result.nc``, opened lazily: its values equal ``simulate(cfg)``.
     """
-    if chunks_per_job < 1:
+    if chunks_per_job is not None and chunks_per_job < 1:
         raise SweepError(f"--chunks-per-job = {chunks_per_job}: must be >= 1")
     out = Path(out)
     _prepare(cfg, out, resume, chunks_per_job)

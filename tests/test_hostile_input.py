@@ -97,6 +97,14 @@ def test_extreme_results_get_statistics_and_figures(extreme_files, tmp_path, cap
         assert code == 0 and len(list(out.glob("*.png"))) == 6, (name, err)
 
 
+@pytest.mark.parametrize("rank", ["0", "99", "-1"])
+def test_a_start_rank_the_network_cannot_have_is_refused(extreme_files, capsys, rank):
+    path = extreme_files["one cell empty"]
+    code, printed, err = _run(["stats", str(path), "--start-rank", rank], capsys)
+    assert code == 2 and printed == "" and len(err) == 1
+    assert f"--start-rank {rank}: must be between 1 and 4" in err[0]
+
+
 # ------------------------------------------------------------------ 3. unwritable output
 
 

@@ -113,6 +113,9 @@ def test_sweep_folder_mistakes_are_one_line_errors(tmp_path):
     other = GRID.replace(run={"seed": 1})
     with pytest.raises(SweepError, match="another configuration"):
         sweep(other, out, resume=True, progress=False)
+    with pytest.raises(SweepError, match="--chunks-per-job 2: the sweep in .* has jobs of 3"):
+        sweep(GRID, out, resume=True, chunks_per_job=2, progress=False)
+    sweep(GRID, out, resume=True, chunks_per_job=3, progress=False)  # its own value is fine
     (tmp_path / "stuff").mkdir()
     (tmp_path / "stuff" / "notes.txt").write_text("mine")
     with pytest.raises(SweepError, match="not empty and holds no sweep"):
