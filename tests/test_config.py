@@ -161,7 +161,7 @@ def test_good_values_are_normalised():
         }
     )
     assert cfg.optimizer.lam == (0.0,) and isinstance(cfg.optimizer.lam[0], float)
-    assert cfg.optimizer.eta == (1.0, 0.5)
+    assert cfg.optimizer.eta == (0.5, 1.0)  # grid lists are kept sorted ascending
     assert cfg.task.observed == 1.0 and cfg.task.n_observed == 100
     assert cfg.rank.threshold == 1.0
     assert cfg.run.n_checkpoints == cfg.run.steps // cfg.run.record_every + 1
