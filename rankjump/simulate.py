@@ -32,7 +32,7 @@ from rankjump.kernel import (
 )
 from rankjump.network import layer_shapes
 from rankjump.ranks import REL_FLOOR, count_above, network_rank, thresholds_for
-from rankjump.results import build_dataset
+from rankjump.results import ResultError, build_dataset
 from rankjump.starts import gd_minimum, load_weights
 from rankjump.tasks import Task, make_task
 
@@ -40,6 +40,7 @@ __all__ = [
     "Plan",
     "Starts",
     "assemble",
+    "check_memory",
     "lane_keys",
     "plan_run",
     "progress_bar",
@@ -340,6 +341,52 @@ def run_lanes_of(
     return records, extra, final
 
 
+def record_bytes(cfg: Config) -> int:
+    """Bytes of one lane's records over all checkpoints (as NumPy arrays on the host)."""
+    real = np.dtype(cfg.run.dtype).itemsize
+    per_checkpoint = 4 * (2 + cfg.network.depth) + real * (cfg.k_max + 4) + 1
+    return cfg.run.n_checkpoints * per_checkpoint
+
+
+def _available_bytes() -> int | None:
+    """Memory the system can give now (Linux ``MemAvailable``), or None where unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def check_memory(cfg: Config, lanes_held: int, command: str) -> None:
+    """Refuse, before anything is allocated, a run whose records (``lanes_held`` lanes held at
+    once, twice: the records and the Dataset made of them) and one chunk's arrays would not fit
+    in the memory available now."""
+    run = cfg.run
+    shapes = layer_shapes(cfg.task.d_out, cfg.task.d_in, cfg.network.width, cfg.network.depth)
+    weights = sum(r * c for r, c in shapes) * np.dtype(run.dtype).itemsize
+    chunk = min(run.chunk_size, lanes_held) * len(jax.devices())
+    need = 2 * lanes_held * record_bytes(cfg) + chunk * (8 * weights + record_bytes(cfg))
+    have = _available_bytes()
+    if have is None or need <= 0.8 * have:
+        return
+    gib = 2.0**30
+    raise ResultError(
+        f"run.trajectories, run.record_every: {command} would hold about {need / gib:.3g} GiB "
+        f"({lanes_held} trajectories x {run.n_checkpoints} checkpoints, chunks of {chunk}) "
+        f"and {have / gib:.3g} GiB is available; record fewer checkpoints (a larger "
+        "run.record_every), "
+        + (
+            "use fewer --chunks-per-job or a smaller run.chunk_size"
+            if command == "sweep"
+            else "run it as `rankjump sweep` (one job in memory at a time), or use a smaller "
+            "run.chunk_size"
+        )
+    )
+
+
 def lane_keys(seed: int, traj) -> jax.Array:
     """The keys of trajectories ``traj``: ``fold_in(PRNGKey(seed), t)`` (the same in every cell)."""
     root = jax.random.PRNGKey(seed)
@@ -422,6 +469,8 @@ def simulate(cfg: Config, *, progress: bool | None = None, devices=None) -> xr.D
         An ``xarray.Dataset`` with dims (lam, eta, traj, checkpoint, layer, k).
     """
     t0 = time.perf_counter()
+    n_lanes = len(cfg.optimizer.lam) * len(cfg.optimizer.eta) * cfg.run.trajectories
+    check_memory(cfg, n_lanes, "simulate")
     plan = plan_run(cfg, devices)
     starts = shared_starts(cfg)
     with progress_bar(plan.n_lanes * cfg.run.steps, "simulate", progress) as bar:

@@ -41,6 +41,7 @@ from rankjump.simulate import (
     Plan,
     Starts,
     assemble,
+    check_memory,
     plan_run,
     progress_bar,
     run_chunks,
@@ -374,6 +375,7 @@ def sweep(
     if chunks_per_job is not None and chunks_per_job < 1:
         raise SweepError(f"--chunks-per-job = {chunks_per_job}: must be >= 1")
     out = Path(out)
+    check_memory(cfg, (chunks_per_job or 1) * cfg.run.chunk_size * len(jax.devices()), "sweep")
     _prepare(cfg, out, resume, chunks_per_job)
     plan, jobs = _plan(out)
     pending = [j for j in jobs if not (out / JOBS / j.name).exists()]

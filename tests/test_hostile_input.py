@@ -170,6 +170,30 @@ def test_unusable_outputs_are_refused_before_any_compute(tmp_path, capsys, argv,
     assert printed == ""  # nothing ran
 
 
+# ------------------------------------------------------------------ 4. sizes that cannot fit
+
+
+@pytest.mark.parametrize("command", ["simulate", "sweep"])
+def test_a_run_too_large_for_memory_is_refused_with_a_way_out(tmp_path, capsys, command):
+    # A sweep holds one job at a time: too large when one job is (chunks of 10^7 trajectories).
+    huge = small_config(
+        run={"trajectories": 10**8, "steps": 10**6, "record_every": 10, "chunk_size": 10**7}
+    )
+    path = _write_config(tmp_path / "c.toml", huge)
+    out = tmp_path / ("r.nc" if command == "simulate" else "sweep")
+    code, printed, err = _run([command, str(path), "--out", str(out), "--quiet"], capsys)
+    assert code == 2 and printed == "" and len(err) == 1
+    assert "run.trajectories, run.record_every" in err[0] and "GiB is available" in err[0]
+    assert ("as `rankjump sweep`" in err[0]) == (command == "simulate")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(("field", "value"), [("steps", 2**31), ("record_every", 2**40)])
+def test_step_counts_past_the_counters_are_refused(field, value):
+    with pytest.raises(ConfigError, match=rf"run\.{field} = {value}: must be <= 2147483647"):
+        small_config(run={field: value})
+
+
 # ------------------------------------------------------------------ 5. start files
 
 
