@@ -330,7 +330,7 @@ def test_cache_tiles_do_not_change_trajectories(monkeypatch, dtype, rtol):
         ("sgd", 1, (10, 50, 100, 1000)),
         pytest.param("label_noise", 2, (50, 200), marks=pytest.mark.slow),
         ("sgd", LANES_LAST_MAX_BATCH + 2, (50, 200)),
-        ("langevin", 1, (50, 200)),
+        pytest.param("langevin", 1, (50, 200), marks=pytest.mark.slow),
     ],
 )
 def test_record_every_does_not_change_trajectories(kind, batch, every):
