@@ -13,23 +13,6 @@ from pathlib import Path
 __all__ = ["main"]
 
 
-def _writable_target(path: Path) -> bool:
-    """Fail before any compute if ``path`` cannot be written; True when a file is there (it
-    will be replaced, and the command says so)."""
-    from rankjump.results import ResultError
-
-    parent = path.parent if str(path.parent) else Path(".")
-    if path.is_dir():
-        raise ResultError(f"--out {path}: is a directory, expected a file name")
-    if not parent.is_dir():
-        raise ResultError(f"--out {path}: directory {parent} does not exist")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise ResultError(f"--out {path}: directory {parent} is not writable")
-    if path.exists() and not path.is_file():
-        raise ResultError(f"--out {path}: exists and is not a regular file")
-    return path.exists()
-
-
 def _writable_folder(path: Path) -> None:
     """Fail before any compute if the output folder ``path`` cannot be made or written."""
     from rankjump.results import ResultError
@@ -45,12 +28,12 @@ def _writable_folder(path: Path) -> None:
 
 def _simulate(args) -> int:
     from rankjump.config import load_config
-    from rankjump.results import save_result
+    from rankjump.results import check_output_file, save_result
     from rankjump.simulate import simulate
 
     cfg = load_config(args.config)
     out = Path(args.out)
-    replaced = _writable_target(out)
+    replaced = check_output_file(out)
     ds = simulate(cfg, progress=None if not args.quiet else False)
     save_result(ds, out)
     print(
@@ -126,68 +109,6 @@ def _warn_diverged(ds) -> None:
     )
 
 
-def _cell(text: str) -> tuple[float, float]:
-    """argparse type for --cell: "LAM,ETA"."""
-    parts = text.split(",")
-    try:
-        lam, eta = (float(p) for p in parts)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected LAM,ETA (two numbers)") from None
-    return lam, eta
-
-
-def _replay(args) -> int:
-    import numpy as np
-
-    from rankjump.replay_plot import collapse_summary, plot_replay
-    from rankjump.replays import replay
-    from rankjump.results import load_result, save_result
-
-    out = Path(args.out)
-    replaced = _writable_target(out)
-    source = load_result(args.file)
-    lam, eta = args.cell
-    ds = replay(
-        source,
-        lam,
-        eta,
-        args.traj,
-        start=getattr(args, "from"),
-        stop=args.to,
-        every=args.every,
-        progress=None if not args.quiet else False,
-    )
-    ds.attrs["replay_source"] = str(args.file)
-    original = source.sel(lam=ds["lam"], eta=ds["eta"], traj=ds["traj"])
-    common = ds.isel(checkpoint=np.flatnonzero(np.isin(ds["step"], original["step"])))
-    original = original.isel(checkpoint=slice(0, common.sizes["checkpoint"]))
-    same = all(
-        np.array_equal(common[v].values, original[v].values, equal_nan=True)
-        for v in ("rank", "layer_rank", "sv", "param_norm2", "loss")
-    )
-    save_result(ds, out)
-    figure = out.with_suffix(".png")
-    plot_replay(ds).savefig(figure)
-    a = ds.attrs
-    summary = collapse_summary(ds)
-    print(
-        f"replayed trajectory {a['replay_traj']} of (lam {float(ds['lam'][0]):g}, eta "
-        f"{float(ds['eta'][0]):g}): steps {a['replay_from']} to {a['replay_to']} every "
-        f"{a['replay_every']} step(s); at the file's {common.sizes['checkpoint']} checkpoints up "
-        f"to step {a['replay_to']} the replay {'equals' if same else 'DIFFERS FROM'} the file"
-    )
-    entry = summary["entry_step"]
-    if entry is not None:
-        print(
-            f"entered rank < {summary['mode']} at step {entry}; mode {summary['mode']} of each "
-            f"layer last above half its size at the window's start at steps "
-            f"{summary['half_steps']}, below the layer threshold from steps "
-            f"{summary['below_steps']}; 1/(2 eta lam) = {summary['decay_steps']:.0f} steps"
-        )
-    print(f"{'replaced' if replaced else 'wrote'} {out} and {figure}")
-    return 0
-
-
 def _demo(args) -> int:
     from rankjump.demo import run_demo
 
@@ -204,7 +125,7 @@ def _bench(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of all subcommands."""
-    from rankjump import __version__, plots_cli, stats_cli
+    from rankjump import __version__, plots_cli, replay_cli, stats_cli
 
     parser = argparse.ArgumentParser(
         prog="rankjump",
@@ -255,33 +176,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_sweep)
 
-    p = sub.add_parser(
-        "replay",
-        help="one trajectory of a result again, finely over a window, to see a jump",
-        description="Rerun one trajectory of a result file from its recorded configuration "
-        "(the same path: checkpoints at the file's steps equal its records) with checkpoints "
-        "every N steps over a window, per-layer singular values and the sampled entries. "
-        "Default window: around the trajectory's first drop below its start rank.",
-    )
-    p.add_argument("file", metavar="RESULT.nc")
-    p.add_argument("--cell", type=_cell, required=True, metavar="LAM,ETA", help="the cell")
-    p.add_argument("--traj", type=int, required=True, metavar="T", help="trajectory index")
-    p.add_argument("--from", type=int, metavar="STEP", help="window start (a checkpoint)")
-    p.add_argument("--to", type=int, metavar="STEP", help="window end (a checkpoint)")
-    p.add_argument(
-        "--every", type=int, metavar="N", help="fine checkpoint stride, dividing record_every"
-    )
-    p.add_argument(
-        "--out", required=True, metavar="FILE", help="replay result (netCDF); figure: FILE.png"
-    )
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.set_defaults(func=_replay)
-
     p = sub.add_parser("bench", help="throughput against PyTorch peers (torch: the bench extra)")
     p.add_argument("--quick", action="store_true", help="fewer configurations, smaller runs")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     p.set_defaults(func=_bench)
 
+    replay_cli.add_parser(sub)
     stats_cli.add_parser(sub)
     plots_cli.add_parser(sub)
     return parser

@@ -21,6 +21,7 @@ __all__ = [
     "ResultError",
     "atomic_path",
     "build_dataset",
+    "check_output_file",
     "checkpoint_steps",
     "lane_variables",
     "load_result",
@@ -179,6 +180,22 @@ def atomic_path(path: str | Path):
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def check_output_file(path: str | Path) -> bool:
+    """Fail before any compute if a result file cannot be written at ``path``; True when a file
+    is there (it will be replaced, and the command says so)."""
+    path = Path(path)
+    parent = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise ResultError(f"--out {path}: is a directory, expected a file name")
+    if not parent.is_dir():
+        raise ResultError(f"--out {path}: directory {parent} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ResultError(f"--out {path}: directory {parent} is not writable")
+    if path.exists() and not path.is_file():
+        raise ResultError(f"--out {path}: exists and is not a regular file")
+    return path.exists()
 
 
 def save_result(ds: xr.Dataset, path: str | Path) -> Path:
