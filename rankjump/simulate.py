@@ -305,7 +305,7 @@ def run_lanes_of(
         full(cfg.network.init_scale),
         full(run.diverge_norm2),
     )
-    extra = {name: [] for name in GD_VARS} if per_traj and state is None else {}
+    extra = {}
     if state is not None:
         lane_starts = state
     elif per_traj:
@@ -321,7 +321,6 @@ def run_lanes_of(
         lane_starts = tuple(np.asarray(w[li], dtype) for w in starts.weights)
     else:
         lane_starts = None
-    extra = {name: np.asarray(v) for name, v in extra.items()}
     on_interval = _progress_listener(progress, n_valid * s.record_every, k0)
     set_listener(on_interval)
     try:
