@@ -1,10 +1,14 @@
 """Hostile input, class by class: grid lists that parse but would break later, output that
-cannot be written, and start files that are not weights. Each case: no traceback, exit code 2
-with one line naming the field or file, no half-written file, no finished run lost."""
+cannot be written, start files that are not weights, and signals during a save. Each case: no
+traceback, exit code 2 with one line naming the field or file (or the signal's exit code and a
+line saying what was written), no half-written file, no finished run lost. Sweep folders whose
+contents do not match (class 6) are in tests/test_sweep_integrity.py."""
 
 from __future__ import annotations
 
+import errno
 import os
+import signal
 import tempfile
 import zipfile
 from pathlib import Path
@@ -253,3 +257,130 @@ def test_a_relative_init_file_is_found_beside_the_configuration(tmp_path, monkey
     cfg = load_config("study/c.toml")
     assert Path(cfg.network.init_file) == (folder / "w.npz").absolute()
     assert len(load_weights(cfg.network.init_file, SHAPES)) == 3
+
+
+# ------------------------------------------------------------------ 7. signals during a save
+
+
+def _hidden(folder: Path) -> list[str]:
+    return [p.name for p in folder.rglob(".*")]
+
+
+def _interrupt_while_writing(monkeypatch, folder: Path, signum: int) -> None:
+    """Make the next write of a netCDF file into ``folder`` stop half-way on ``signum``."""
+    write = xr.Dataset.to_netcdf
+
+    def to_netcdf(self, path, *args, **kwargs):
+        if Path(path).parent == folder:
+            Path(path).write_bytes(b"half a file")
+            os.kill(os.getpid(), signum)  # delivered here, as a kill or Ctrl-C would be
+        return write(self, path, *args, **kwargs)
+
+    monkeypatch.setattr(xr.Dataset, "to_netcdf", to_netcdf)
+
+
+@pytest.mark.parametrize(
+    ("signum", "code", "words"),
+    [(signal.SIGTERM, 143, "terminated"), (signal.SIGINT, 130, "interrupted")],
+)
+def test_a_signal_during_the_final_write_leaves_no_file_and_says_so(
+    tmp_path, capsys, monkeypatch, signum, code, words
+):
+    config = _write_config(tmp_path / "c.toml", small_config())
+    out = tmp_path / "out" / "r.nc"
+    out.parent.mkdir()
+    _interrupt_while_writing(monkeypatch, out.parent, signum)
+    got, printed, err = _run(["simulate", str(config), "--out", str(out), "--quiet"], capsys)
+    assert got == code and printed == ""
+    assert err == [f"rankjump simulate: {words}; no result file was written"]
+    assert list(out.parent.iterdir()) == []  # no hidden temporary file either
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler was put back
+
+
+def test_an_interrupt_just_after_the_rename_says_the_file_was_written(
+    tmp_path, capsys, monkeypatch
+):
+    import rankjump.results as results
+
+    config = _write_config(tmp_path / "c.toml", small_config())
+    out = tmp_path / "r.nc"
+    out.write_text("an older file")
+    replace = os.replace
+
+    def replace_then_interrupt(src, dst):
+        replace(src, dst)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(results.os, "replace", replace_then_interrupt)
+    got, _, err = _run(["simulate", str(config), "--out", str(out), "--quiet"], capsys)
+    assert got == 130
+    assert err == [f"rankjump simulate: interrupted; {out} was written before it stopped"]
+    assert load_result(out)["rank"].size and _hidden(tmp_path) == []
+
+
+def test_a_sweep_terminated_while_writing_a_job_keeps_the_finished_ones(
+    tmp_path, capsys, monkeypatch
+):
+    import importlib
+
+    sweep_module = importlib.import_module("rankjump.sweep")  # the module, not the function
+    cfg = small_config(run={"trajectories": 8, "chunk_size": 4})
+    config = _write_config(tmp_path / "c.toml", cfg)
+    out = tmp_path / "sweep"
+    savez, calls = np.savez, []
+
+    def savez_then_terminate(file, *args, **kwargs):
+        calls.append(file)
+        if "identity" in kwargs and len(calls) == 2:  # the second job's file, half-way
+            file.write(b"half a job")
+            os.kill(os.getpid(), signal.SIGTERM)
+        return savez(file, *args, **kwargs)
+
+    monkeypatch.setattr(sweep_module.np, "savez", savez_then_terminate)
+    argv = ["sweep", str(config), "--out", str(out), "--quiet"]
+    got, _, err = _run(argv, capsys)
+    assert got == 143 and len(err) == 1
+    assert err[0].startswith("rankjump sweep: terminated with 1 of 2 job files written; continue")
+    assert _hidden(out) == [] and [p.name for p in (out / "jobs").iterdir()] == ["job-00000.npz"]
+    monkeypatch.undo()
+    got, _, err = _run([*argv, "--resume"], capsys)
+    assert got == 0 and err == []
+
+
+class _FullDevice:
+    """A standard output on a full disk."""
+
+    def write(self, text):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    def flush(self):
+        pass
+
+
+def test_statistics_to_a_full_output_device(extreme_files, monkeypatch, capsys):
+    monkeypatch.setattr("sys.stdout", _FullDevice())
+    assert main(["stats", str(extreme_files["one cell empty"])]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["rankjump stats: error: cannot write standard output (No space left on device)"]
+
+
+def test_a_merge_that_cannot_be_written_keeps_the_jobs(tmp_path, monkeypatch):
+    from rankjump import SweepError, sweep
+
+    cfg = small_config(run={"trajectories": 8, "chunk_size": 4})
+    out = tmp_path / "sweep"
+    write = xr.Dataset.to_netcdf
+
+    def full_disk(self, path, *args, **kwargs):
+        if Path(path).parent == out:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return write(self, path, *args, **kwargs)
+
+    monkeypatch.setattr(xr.Dataset, "to_netcdf", full_disk)
+    with pytest.raises(
+        SweepError, match=r"result.nc: cannot write \(No space left on device\); the"
+    ):
+        sweep(cfg, out, progress=False)
+    assert len(list((out / "jobs").iterdir())) == 2 and _hidden(out) == []
+    monkeypatch.undo()
+    assert sweep(cfg, out, resume=True, progress=False)["rank"].size
