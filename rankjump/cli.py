@@ -35,12 +35,29 @@ def _writable_folder(path: Path) -> None:
         raise ResultError(f"--out {path}: {existing} is not writable")
 
 
-def _simulate(args) -> int:
+def _config(args):
+    """The command's configuration: its file with the ``--set`` changes."""
     from rankjump.config import load_config
+    from rankjump.overrides import with_overrides
+
+    return with_overrides(load_config(args.config), args.set or ())
+
+
+def _add_set(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="SECTION.KEY=VALUE",
+        help="change a configuration field (a TOML value, e.g. run.steps=1000 or "
+        "optimizer.eta=[0.1,0.2]); repeatable; recorded in the result",
+    )
+
+
+def _simulate(args) -> int:
     from rankjump.results import check_output_file, save_result
     from rankjump.simulate import simulate
 
-    cfg = load_config(args.config)
+    cfg = _config(args)
     out = Path(args.out)
     replaced = check_output_file(out)
     ds = simulate(cfg, progress=None if not args.quiet else False)
@@ -55,10 +72,9 @@ def _simulate(args) -> int:
 
 
 def _sweep(args) -> int:
-    from rankjump.config import load_config
     from rankjump.sweep import RESULT, sweep
 
-    cfg = load_config(args.config)
+    cfg = _config(args)
     out = Path(args.out)
     executor = None
     if args.executor != "inline":
@@ -88,7 +104,9 @@ def _sweep(args) -> int:
         print(
             f"rankjump sweep: {'terminated' if isinstance(err, Terminated) else 'interrupted'} "
             f"with {done} of {total} job files written; continue with "
-            f"`rankjump sweep {args.config} --out {out} --resume`",
+            f"`rankjump sweep {args.config} --out {out} --resume"
+            + "".join(f" --set '{x}'" for x in args.set or ())
+            + "`",
             file=sys.stderr,
         )
         return exit_code(err)
@@ -123,7 +141,12 @@ def _demo(args) -> int:
     from rankjump.demo import run_demo
 
     _writable_folder(Path(args.out))
-    run_demo(Path(args.out), quick=args.quick, progress=None if not args.quiet else False)
+    run_demo(
+        Path(args.out),
+        quick=args.quick,
+        progress=None if not args.quiet else False,
+        overrides=args.set or (),
+    )
     return 0
 
 
@@ -148,12 +171,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="rankjump-demo", help="output folder (./rankjump-demo)")
     p.add_argument("--quick", action="store_true", help="a smaller run (under 30 s)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_set(p)
     p.set_defaults(func=_demo)
 
     p = sub.add_parser("simulate", help="one run (a grid of lam x eta cells) -> result file")
     p.add_argument("config", metavar="CONFIG.toml")
     p.add_argument("--out", required=True, metavar="FILE", help="result file (netCDF) to write")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_set(p)
     p.set_defaults(func=_simulate)
 
     p = sub.add_parser("sweep", help="a run split into resumable jobs, one file each -> DIR")
@@ -184,6 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--parallel", type=int, metavar="N", help="jobs at once (local: 1; slurm: unlimited)"
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_set(p)
     p.set_defaults(func=_sweep)
 
     p = sub.add_parser("bench", help="throughput against PyTorch peers (torch: the bench extra)")

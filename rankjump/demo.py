@@ -10,11 +10,13 @@ above it most diverge (flagged, not counted). GD from the same minimum, same ste
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from rankjump.config import Config, loads_config
+from rankjump.overrides import with_overrides
 from rankjump.plots import save_all
 from rankjump.ranks import RULE_TEXT
 from rankjump.results import save_result
@@ -94,13 +96,18 @@ def _explain_upward(traj, ev) -> None:
     )
 
 
-def run_demo(out: Path, quick: bool = False, progress: bool | None = None) -> dict:
+def run_demo(
+    out: Path, quick: bool = False, progress: bool | None = None, overrides: Sequence[str] = ()
+) -> dict:
     """Run the demo, print its summary and write ``out/result.nc`` (SGD) and ``out/gd.nc``.
+
+    ``overrides`` are ``SECTION.KEY=VALUE`` changes to the embedded default
+    (:func:`rankjump.overrides.with_overrides`).
 
     Returns:
         The JSON-ready statistics report of the SGD run.
     """
-    cfg = demo_config(quick)
+    cfg = with_overrides(demo_config(quick), overrides)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     t, n = cfg.task, cfg.network
