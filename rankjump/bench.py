@@ -130,11 +130,10 @@ def _kernel_seconds(cfg: Config, repeats: int) -> float:
     state = State(tuple(weights), jnp.ones(n, dtype), jnp.zeros(n, jnp.int32))
     hyper = Hyper(*(jnp.full(n, v, dtype) for v in (opt.lam[0], opt.eta[0], opt.label_noise, 0.0)))
     program = compiled_advance(s)
-    k = jnp.zeros((), jnp.int32)
 
     def all_chunks():
         for _ in range(-(-run.trajectories // n)):
-            out = program(state, keys, k, hyper, arrays)
+            out = program(state, keys, hyper, arrays)
         jax.block_until_ready(out)
 
     return _best_time(lambda: None, all_chunks, repeats)  # its warm-up run compiles

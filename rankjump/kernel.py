@@ -203,19 +203,22 @@ def _start(key, start, p: LaneParams, s: Structure):
     return tuple(start), key_dyn
 
 
-def _interval(state: State, key_dyn, k, hyper: Hyper, task: TaskArrays, s: Structure) -> State:
-    """Interval ``k`` (global steps ``k * record_every`` onward) of a chunk of lanes: blocks of
-    steps whose samples are drawn at once, the lazy scale renormalized after each (exactly).
-    ``state`` is in the dynamics' chunk layout (:attr:`Dynamics.lanes_last`); ``key_dyn`` and
-    ``hyper`` hold one value per lane. Lane t's step n is drawn from ``key_dyn[t]`` and n alone,
-    whatever the chunk, the block or ``record_every``."""
+def _interval(state: State, key_dyn, hyper: Hyper, task: TaskArrays, s: Structure) -> State:
+    """``record_every`` steps of a chunk of lanes, each lane from its own global step
+    ``state.step``: blocks of steps whose samples are drawn at once, the lazy scale renormalized
+    after each (exactly). ``state`` is in the dynamics' chunk layout
+    (:attr:`Dynamics.lanes_last`); ``key_dyn`` and ``hyper`` hold one value per lane. Lane t's
+    step n is drawn from ``key_dyn[t]`` and n alone, whatever the chunk, the block,
+    ``record_every`` or the steps of the other lanes (splitting advances lanes that are at
+    different steps together)."""
     dyn = make_dynamics(s.kind, task, s.shapes, s.batch_size, jnp.dtype(s.dtype))
     lane_axis = -1 if dyn.lanes_last else 1  # of each step's sample
     renormalize_lanes = renormalize if dyn.lanes_last else jax.vmap(renormalize)
 
-    def block(state: State, b):
-        steps = k * s.record_every + b * s.block + jnp.arange(s.block, dtype=jnp.int32)
-        samples = jax.vmap(lambda kd: dyn.draw_steps(kd, steps))(key_dyn)
+    offsets = jnp.arange(s.block, dtype=jnp.int32)
+
+    def block(state: State, _):
+        samples = jax.vmap(lambda kd, n: dyn.draw_steps(kd, n + offsets))(key_dyn, state.step)
         samples = jax.tree_util.tree_map(lambda x: jnp.moveaxis(x, 0, lane_axis), samples)
         state, _ = jax.lax.scan(
             lambda st, x: (dyn.update_lanes(x, st, hyper), None), state, samples, unroll=_UNROLL
@@ -235,8 +238,9 @@ def _tile_for(n: int, target: int) -> int:
     return min(sizes, key=lambda t: (-(-n // t) * t - n, abs(t - target)))
 
 
-def _advance(state: State, key_dyn, k, hyper: Hyper, task: TaskArrays, s: Structure) -> State:
-    """One interval of a chunk whose state is lanes FIRST (as the records want it).
+def _advance(state: State, key_dyn, hyper: Hyper, task: TaskArrays, s: Structure) -> State:
+    """One interval of a chunk whose state is lanes FIRST (as the records want it), each lane
+    from its own ``state.step``.
 
     The entry-wise kinds step lanes-last tiles of ``s.tile`` lanes, one after the other, so that
     a tile's weights stay in cache for the whole interval (the chunk is padded with copies of
@@ -244,7 +248,7 @@ def _advance(state: State, key_dyn, k, hyper: Hyper, task: TaskArrays, s: Struct
     """
     n = key_dyn.shape[0]
     if not lanes_last(s.kind, s.batch_size):
-        return _interval(state, key_dyn, k, hyper, task, s)
+        return _interval(state, key_dyn, hyper, task, s)
     tile = _tile_for(n, s.tile)
     n_tiles = -(-n // tile)
     pad = n_tiles * tile - n
@@ -260,7 +264,7 @@ def _advance(state: State, key_dyn, k, hyper: Hyper, task: TaskArrays, s: Struct
 
     def one(args):
         st, kd, hy = args
-        return _interval(st, kd, k, hy, task, s)
+        return _interval(st, kd, hy, task, s)
 
     args = (
         jax.tree_util.tree_map(tiles, state),
@@ -327,7 +331,7 @@ def run_lanes(
     def body(carry, k):
         state, alive = carry
         hyper = _phase_hyper(params.hyper, boundaries, k * s.record_every)
-        state = _advance(state, key_dyn, k, hyper, task, s)
+        state = _advance(state, key_dyn, hyper, task, s)
         state, rec = record(state, alive, params, hyper.lam)
         jax.debug.callback(_tick, k)
         return (state, rec.alive), rec
@@ -355,11 +359,11 @@ def compiled_chunk(s: Structure):
 @functools.lru_cache(maxsize=32)
 def compiled_advance(s: Structure):
     """The stepping alone, jit-compiled: one interval of a lanes-first chunk, no checkpoint,
-    ``(state, key_dyn, k, hyper, task) -> state`` (the benchmark times it against peers that
-    only step, too)."""
+    ``(state, key_dyn, hyper, task) -> state``, each lane from its own ``state.step`` (the
+    benchmark times it against peers that only step, too)."""
 
-    def advance(state, key_dyn, k, hyper, task):
-        return _advance(state, key_dyn, k, hyper, task, s)
+    def advance(state, key_dyn, hyper, task):
+        return _advance(state, key_dyn, hyper, task, s)
 
     return jax.jit(advance, compiler_options=_options_for(s))
 
