@@ -1,0 +1,33 @@
+"""Typed, validated, frozen settings and TOML loading.
+
+A configuration has five sections (README.md, configuration): ``[task]``, ``[network]``,
+``[optimizer]``, ``[run]`` and ``[rank]``. Every field has a type and an allowed range; a bad
+value raises :class:`ConfigError` (a ``ValueError``) whose one-line message names the field, e.g.
+``network.depth = 0: must be >= 1``. Unknown keys get the closest valid key suggested.
+"""
+
+from rankjump.config.fields import ConfigError
+from rankjump.config.sections import (
+    NetworkConfig,
+    OptimizerConfig,
+    RankConfig,
+    RunConfig,
+    TaskConfig,
+)
+from rankjump.config.toml import config_from_dict, config_to_toml, load_config, loads_config
+from rankjump.config.whole import SECTIONS, Config
+
+__all__ = [
+    "SECTIONS",
+    "Config",
+    "ConfigError",
+    "NetworkConfig",
+    "OptimizerConfig",
+    "RankConfig",
+    "RunConfig",
+    "TaskConfig",
+    "config_from_dict",
+    "config_to_toml",
+    "load_config",
+    "loads_config",
+]
