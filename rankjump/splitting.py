@@ -1,0 +1,300 @@
+"""Rare-event probabilities by generalized adaptive multilevel splitting (AMS), runs in lockstep.
+
+Generalized AMS (Cérou & Guyader 2007) in the discrete-time form of Bréhier, Gazeau, Goudenège,
+Lelièvre & Rousset (Ann. Appl. Probab. 2016): unbiased for any score, any number of replicas N and
+any kill number k, because ties are killed. A run holds N paths over checkpoints c = 1..K (step
+c * every, K = steps / every); a path's level is its max score over c = 1..K, leaving out the
+common start c = 0. At iteration q:
+
+- z_q = the k-th smallest level; if z_q >= target the run stops;
+- every replica with level <= z_q is killed (K_q >= k of them, ties included); K_q = N is
+  extinction and the run's estimate is 0;
+- each killed replica becomes a clone of a survivor drawn uniformly (independently): the
+  survivor's path up to and including its first checkpoint with score > z_q, continued from that
+  checkpoint's state with a fresh key to step T;
+- the estimate is p_hat = prod_q (1 - K_q / N) * #{level >= target} / N.
+
+Lockstep: the M runs are lanes of one batch. Each iteration, every unfinished run kills and
+clones its own replicas, then the clones of all runs advance together: one ``advance`` call per
+checkpoint stride holds every clone branched before it (first paths: all branched at the start),
+cut into powers of two in [64, M N], the last padded, so jit compiles few shapes. States at
+checkpoints 0..K stay on the host, (M, N, K + 1, ...). Replica i of run m in round q (0: first
+paths, q + 1: clones of iteration q) gets the key fold_in(fold_in(fold_in(key_paths, first_run +
+m), q), i), its survivor pick the same chain on key_picks: a run is the same alone or batched.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, NamedTuple, Protocol
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float, UInt32
+from scipy import stats
+
+__all__ = ["AMSResult", "Process", "Reactive", "Summary", "ams", "kill_rule", "summarize"]
+
+
+class Process(Protocol):
+    """A discrete-time Markov process, seen by the engine only through these three methods.
+
+    A state is a pytree whose leaves have a leading axis of n replicas; the engine passes NumPy
+    arrays, in few batch sizes, so the process should jit its methods (``n_steps`` static).
+    """
+
+    def start(self, key: UInt32[Array, " 2"], n: int) -> Any:
+        """n replicas of the configured start (the same point for all; the key may be used)."""
+
+    def advance(self, keys: UInt32[Array, "n 2"], state: Any, step0: int, n_steps: int) -> Any:
+        """Advances replica i by n_steps steps from global step step0 (common to all replicas).
+
+        The randomness of step s of replica i must depend only on (keys[i], s), e.g. through
+        ``jax.random.fold_in(keys[i], s)``: a path must not depend on how steps are grouped.
+        """
+
+    def score(self, state: Any) -> Float[Array, " n"]:
+        """The score of each replica, shape (n,); the event is score >= target (NaN: never)."""
+
+
+class Summary(NamedTuple):
+    """Mean of independent run estimates with intervals at `level` (NaN if a run is unfinished).
+
+    ``ci`` is the t interval mean +- t_{M-1} * stderr on p, its lower end clipped at 0. ``log_ci``
+    is the delta-method t interval on ln p, ln(mean) +- t_{M-1} * stderr / mean, finite whenever
+    mean > 0 ((-inf, -inf) when every run is extinct). Both need M >= 2 runs (NaN otherwise).
+    Both are first order and undercover a little when run estimates are skewed (relative variance
+    0.3 per run, 16 runs: 0.93 on p, 0.94 on ln p); prefer log_ci, with many runs.
+    """
+
+    mean: float
+    stderr: float
+    ci: tuple[float, float]
+    log_ci: tuple[float, float]
+    level: float
+
+
+class Reactive(NamedTuple):
+    """Final replicas that reached the target (R of them over all finished runs).
+
+    The weight of a replica is prod_q (1 - K_q / N) / N of its run: a run's weights sum to its
+    estimate, and sum(weight * f(path)) / M estimates E[f(path); target reached].
+    """
+
+    run: np.ndarray  # (R,) run index m in 0..M-1
+    replica: np.ndarray  # (R,) replica slot in 0..N-1
+    weight: np.ndarray  # (R,)
+    scores: np.ndarray  # (R, K + 1) scores at checkpoints 0..K (0: the start)
+    states: Any  # pytree of leaves (R, K + 1, ...): states at checkpoints 0..K
+
+
+class AMSResult(NamedTuple):
+    """AMS over M runs: per-run records, their summary and the reactive paths.
+
+    Estimates of unfinished runs (``max_iterations`` reached) are NaN, and so is the summary.
+    ``killed`` and ``levels`` are (M, Q) with Q the largest iteration count, padded with 0 / NaN.
+    Costs are replica-steps actually simulated (the padding of batches is not counted).
+    """
+
+    estimate: np.ndarray  # (M,) p_hat per run
+    finished: np.ndarray  # (M,) bool: stopped at the target or by extinction
+    extinct: np.ndarray  # (M,) bool: all replicas killed at once (estimate 0)
+    iterations: np.ndarray  # (M,) kill-and-clone iterations done
+    killed: np.ndarray  # (M, Q) K_q
+    levels: np.ndarray  # (M, Q) z_q
+    cost: np.ndarray  # (M,) replica-steps
+    summary: Summary
+    reactive: Reactive
+
+
+def kill_rule(maxima: np.ndarray, kill: int) -> tuple[np.ndarray, np.ndarray]:
+    """Level z = the kill-th smallest maximum of each run, and the replicas to kill: max <= z.
+
+    Args:
+        maxima: Path maxima, shape (M, N); kill: k, 1 <= k < N.
+
+    Returns:
+        z, shape (M,), and killed, bool (M, N), which holds all the ties at z.
+    """
+    z = np.partition(maxima, kill - 1, axis=1)[:, kill - 1]
+    return z, maxima <= z[:, None]
+
+
+def summarize(estimates: np.ndarray, level: float = 0.95) -> Summary:
+    """Mean, standard error and t intervals on p and ln p of independent run estimates (M,)."""
+    x = np.asarray(estimates, np.float64).ravel()
+    mean, nan = float(x.mean()) if x.size else math.nan, math.nan
+    if x.size < 2 or math.isnan(mean):
+        return Summary(mean, nan, (nan, nan), (nan, nan), level)
+    stderr = float(x.std(ddof=1) / math.sqrt(x.size))
+    half = float(stats.t.ppf(0.5 + level / 2, x.size - 1)) * stderr
+    log_mean, rel = (math.log(mean), half / mean) if mean > 0 else (-math.inf, 0.0)
+    ci = (max(mean - half, 0.0), mean + half)
+    return Summary(mean, stderr, ci, (log_mean - rel, log_mean + rel), level)
+
+
+@jax.jit
+def _hash(base, m, q, i):
+    """Per-lane keys fold_in(fold_in(fold_in(base, m), q), i), (L, 2): base (2,), m and i (L,)."""
+    fold = jax.vmap(jax.random.fold_in)
+    return fold(fold(fold(jnp.broadcast_to(base, (len(m), 2)), m), jnp.full_like(m, q)), i)
+
+
+def _pieces(count: int, top: int):
+    """Batches (lanes, real) covering range(count), sizes powers of two in [64, top]: the first
+    `real` lanes are range(count)'s, the rest pads the last batch by repeating its final lane."""
+    for start in range(0, count, top):
+        size = min(top, 1 << (max(count - start, 64) - 1).bit_length())
+        yield np.minimum(np.arange(start, start + size), count - 1), min(size, count - start)
+
+
+def _check(replicas, kill, runs, steps, every, target, max_iterations, level, first_run):
+    """Raises a one-line ValueError naming the first invalid argument."""
+    ints = dict(replicas=replicas, kill=kill, runs=runs, steps=steps, every=every)
+    for name, value in {**ints, "max_iterations": max_iterations, "first_run": first_run}.items():
+        if not isinstance(value, int | np.integer) or isinstance(value, bool):
+            raise ValueError(f"{name} must be an integer, got {value!r}")
+    checks = [
+        (replicas >= 2, f"replicas must be >= 2, got {replicas}"),
+        (1 <= kill < replicas, f"kill must satisfy 1 <= kill < replicas, got {kill}"),
+        (runs >= 1, f"runs must be >= 1, got {runs}"),
+        (every >= 1, f"every must be >= 1, got {every}"),
+        (steps % max(every, 1) == 0 < steps, f"steps must be a multiple of every, got {steps}"),
+        (max_iterations >= 1, f"max_iterations must be >= 1, got {max_iterations}"),
+        (0 < level < 1, f"level must lie in (0, 1), got {level}"),
+        (first_run >= 0, f"first_run must be >= 0, got {first_run}"),
+        (target is not None and math.isfinite(target), f"target must be finite, got {target}"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ValueError(message)
+
+
+def ams(
+    process: Process,
+    key: UInt32[Array, " 2"],
+    *,
+    replicas: int,
+    kill: int,
+    runs: int,
+    steps: int,
+    every: int,
+    target: float | None = None,
+    max_iterations: int = 10_000,
+    level: float = 0.95,
+    first_run: int = 0,
+) -> AMSResult:
+    """Estimates P(max of the score over checkpoints 1..K >= target) by M independent AMS runs.
+
+    Args:
+        process: The process (:class:`Process`).
+        key: PRNG key, shape (2,) uint32 (or a typed key), split into (key_start, key_paths,
+            key_picks); the start is start(key_start, N) for every run.
+        replicas: N >= 2 replicas per run.
+        kill: k, 1 <= k < N: the level of an iteration is the k-th smallest path maximum.
+        runs: M >= 1 independent runs, in lockstep.
+        steps: Horizon T, a multiple of `every`.
+        every: Checkpoint stride; the level of a path is its max score over checkpoints.
+        target: The event is score >= target; defaults to ``process.target``.
+        max_iterations: Iterations after which an unfinished run stops and is flagged.
+        level: Confidence level of the summary intervals.
+        first_run: Index of the first run, to split one experiment over several calls.
+
+    Returns:
+        An :class:`AMSResult`.
+
+    Raises:
+        ValueError: For an invalid argument, or a target already reached at the start.
+    """
+    target = getattr(process, "target", None) if target is None else target
+    _check(replicas, kill, runs, steps, every, target, max_iterations, level, first_run)
+    target, n, n_ckpt = float(target), replicas, steps // every
+    key = jnp.asarray(key)
+    key = jax.random.key_data(key) if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) else key
+    if key.shape != (2,) or key.dtype != jnp.uint32:
+        raise ValueError(f"key must be a (2,) uint32 PRNG key, got {key.shape} {key.dtype}")
+    key_start, key_paths, key_picks = jax.random.split(key, 3)
+    top = 1 << (max(runs * n, 64).bit_length() - 1)
+
+    def draw(base, m, q, i):  # the (L, 2) keys of lanes (m, i) in round q, batch by batch
+        out = np.empty((len(m), 2), np.uint32)
+        for lanes, real in _pieces(len(m), top):
+            keys = _hash(base, first_run + m[lanes], q, i[lanes])
+            out[lanes[:real]] = np.asarray(keys)[:real]
+        return out
+
+    start = process.start(key_start, n)  # checkpoint 0, the same for every run
+    score0 = np.asarray(process.score(start), np.float64)
+    if score0.shape != (n,):
+        raise ValueError(f"process.score must return shape ({n},), got {score0.shape}")
+    if np.all(score0 >= target):
+        raise ValueError(f"target {target} is already reached at the start (score {score0[0]})")
+    leaves, treedef = jax.tree.flatten(start)
+    store = [np.empty((runs, n, n_ckpt + 1) + x.shape[1:], x.dtype) for x in leaves]
+    scores = np.empty((runs, n, n_ckpt + 1))
+    for buf, x in zip([*store, scores], [*leaves, score0], strict=True):
+        buf[:, :, 0] = np.asarray(x)
+    cost = np.zeros(runs, np.int64)
+
+    def extend(cm, ci, branch, keys):
+        """Simulates lanes (cm, ci) from their checkpoint `branch` to K, in lockstep."""
+        order = np.argsort(branch, kind="stable")
+        cm, ci, branch, keys = cm[order], ci[order], branch[order], keys[order]
+        for j in range(int(branch.min()) + 1, n_ckpt + 1):
+            for lanes, real in _pieces(int(np.searchsorted(branch, j)), top):  # branch < j
+                m, i, live = cm[lanes], ci[lanes], lanes[:real]
+                old = treedef.unflatten([b[m, i, j - 1] for b in store])
+                new = process.advance(keys[lanes], old, (j - 1) * every, every)
+                score = np.asarray(process.score(new), np.float64)
+                score = np.where(np.isnan(score), -np.inf, score)  # NaN never reaches
+                for buf, x in zip([*store, scores], [*jax.tree.leaves(new), score], strict=True):
+                    buf[cm[live], ci[live], j] = np.asarray(x)[:real]
+                cost[:] += np.bincount(cm[live], minlength=runs) * every
+
+    m_all, i_all = (a.ravel() for a in np.indices((runs, n)))
+    extend(m_all, i_all, np.zeros(runs * n, np.int64), draw(key_paths, m_all, 0, i_all))
+
+    maxima = scores[:, :, 1:].max(axis=2)  # the level of a path leaves out checkpoint 0
+    estimate, log_w, iterations = np.full(runs, np.nan), np.zeros(runs), np.zeros(runs, np.int64)
+    finished, extinct = np.zeros(runs, bool), np.zeros(runs, bool)
+    killed_hist, level_hist, hits = [], [], []
+    for q in range(max_iterations + 1):
+        active = ~finished
+        z, dead = kill_rule(maxima, kill)
+        n_dead = dead.sum(axis=1)
+        stop, reach = active & (z >= target), maxima >= target
+        # p_hat = prod_q (1 - K_q / N) * #{max >= target} / N  (Bréhier et al. 2016).
+        estimate[stop] = np.exp(log_w[stop]) * reach[stop].sum(axis=1) / n
+        hits.append(np.nonzero(stop[:, None] & reach))
+        gone = active & ~stop & (n_dead == n)  # extinction: p_hat = 0
+        extinct |= gone
+        finished |= stop | gone
+        active = ~finished
+        if not active.any() or q == max_iterations:
+            break
+        killed_hist.append(np.where(active, n_dead, 0))
+        level_hist.append(np.where(active, z, np.nan))
+        log_w[active] += np.log1p(-n_dead[active] / n)
+        iterations[active] += 1
+
+        # Clone: killed slot i of run m copies a survivor drawn uniformly, then branches at the
+        # survivor's first checkpoint with score > z_q and is advanced only after it.
+        cm, ci = np.nonzero(dead & active[:, None])
+        u = draw(key_picks, cm, q + 1, ci)[:, 0] / 2.0**32  # uniform in [0, 1 - 2^-32]
+        pick = (u * (n - n_dead[cm])).astype(np.int64)  # uniform among the survivors
+        cs = np.argsort(dead, axis=1, kind="stable")[cm, pick]  # survivors come first
+        for buf in [*store, scores]:
+            buf[cm, ci] = buf[cm, cs]
+        branch = 1 + np.argmax(scores[cm, ci, 1:] > z[cm, None], axis=1)
+        extend(cm, ci, branch, draw(key_paths, cm, q + 1, ci))
+        maxima[cm, ci] = scores[cm, ci, 1:].max(axis=1)
+
+    estimate[extinct] = 0.0
+    rm, ri = (np.concatenate(a) for a in zip(*hits, strict=True))
+    paths = treedef.unflatten([b[rm, ri] for b in store])
+    reactive = Reactive(rm, ri, np.exp(log_w[rm]) / n, scores[rm, ri], paths)
+    killed = np.array(killed_hist, np.int64).reshape(-1, runs).T
+    levels = np.array(level_hist, np.float64).reshape(-1, runs).T
+    per_run = (estimate, finished, extinct, iterations, killed, levels, cost)
+    return AMSResult(*per_run, summarize(estimate, level), reactive)
