@@ -21,22 +21,29 @@ from rankjump.config import (  # noqa: E402
     loads_config,
 )
 from rankjump.intervals import binomial_ci, upper_bound  # noqa: E402
+from rankjump.rare import rare  # noqa: E402
 from rankjump.replays import ReplayError, replay  # noqa: E402
 from rankjump.results import ResultError, load_result, save_result  # noqa: E402
 from rankjump.simulate import simulate  # noqa: E402
+from rankjump.splitting import AMSResult, Process, ams  # noqa: E402
 from rankjump.starts import NotConvergedError, gd_minimum, load_weights, save_weights  # noqa: E402
 from rankjump.stats import Report, analyze  # noqa: E402
 from rankjump.sweep import InlineExecutor, SweepError, merge, sweep  # noqa: E402
 from rankjump.tasks import Task, make_task  # noqa: E402
+from rankjump.walk import Walk  # noqa: E402
 
 __all__ = [
+    "AMSResult",
     "Config",
     "ConfigError",
     "NotConvergedError",
+    "Process",
     "ReplayError",
     "Report",
     "ResultError",
     "Task",
+    "Walk",
+    "ams",
     "analyze",
     "binomial_ci",
     "config_from_dict",
@@ -46,6 +53,7 @@ __all__ = [
     "gd_minimum",
     "load_weights",
     "merge",
+    "rare",
     "replay",
     "save_weights",
     "sweep",

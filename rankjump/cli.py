@@ -12,7 +12,9 @@ from pathlib import Path
 
 from rankjump.command import (
     Terminated,
+    add_set,
     command_context,
+    config_of,
     discard_stdout,
     exit_code,
     outputs,
@@ -35,29 +37,11 @@ def _writable_folder(path: Path) -> None:
         raise ResultError(f"--out {path}: {existing} is not writable")
 
 
-def _config(args):
-    """The command's configuration: its file with the ``--set`` changes."""
-    from rankjump.config import load_config
-    from rankjump.overrides import with_overrides
-
-    return with_overrides(load_config(args.config), args.set or ())
-
-
-def _add_set(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--set",
-        action="append",
-        metavar="SECTION.KEY=VALUE",
-        help="change a configuration field (a TOML value, e.g. run.steps=1000 or "
-        "optimizer.eta=[0.1,0.2]); repeatable; recorded in the result",
-    )
-
-
 def _simulate(args) -> int:
     from rankjump.results import check_output_file, save_result
     from rankjump.simulate import simulate
 
-    cfg = _config(args)
+    cfg = config_of(args)
     out = Path(args.out)
     replaced = check_output_file(out)
     ds = simulate(cfg, progress=None if not args.quiet else False)
@@ -74,7 +58,7 @@ def _simulate(args) -> int:
 def _sweep(args) -> int:
     from rankjump.sweep import RESULT, sweep
 
-    cfg = _config(args)
+    cfg = config_of(args)
     out = Path(args.out)
     executor = None
     if args.executor != "inline":
@@ -158,7 +142,7 @@ def _bench(args) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of all subcommands."""
-    from rankjump import __version__, plots_cli, replay_cli, stats_cli
+    from rankjump import __version__, plots_cli, rare_cli, replay_cli, stats_cli
 
     parser = argparse.ArgumentParser(
         prog="rankjump",
@@ -171,14 +155,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="rankjump-demo", help="output folder (./rankjump-demo)")
     p.add_argument("--quick", action="store_true", help="a smaller run (under 30 s)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    _add_set(p)
+    add_set(p)
     p.set_defaults(func=_demo)
 
     p = sub.add_parser("simulate", help="one run (a grid of lam x eta cells) -> result file")
     p.add_argument("config", metavar="CONFIG.toml")
     p.add_argument("--out", required=True, metavar="FILE", help="result file (netCDF) to write")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    _add_set(p)
+    add_set(p)
     p.set_defaults(func=_simulate)
 
     p = sub.add_parser("sweep", help="a run split into resumable jobs, one file each -> DIR")
@@ -209,7 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--parallel", type=int, metavar="N", help="jobs at once (local: 1; slurm: unlimited)"
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    _add_set(p)
+    add_set(p)
     p.set_defaults(func=_sweep)
 
     p = sub.add_parser("bench", help="throughput against PyTorch peers (torch: the bench extra)")
@@ -218,6 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_bench)
 
     replay_cli.add_parser(sub)
+    rare_cli.add_parser(sub)
     stats_cli.add_parser(sub)
     plots_cli.add_parser(sub)
     return parser

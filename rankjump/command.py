@@ -4,6 +4,7 @@ interrupted command left at its ``--out``."""
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import logging
 import os
@@ -14,7 +15,9 @@ from pathlib import Path
 
 __all__ = [
     "Terminated",
+    "add_set",
     "command_context",
+    "config_of",
     "discard_stdout",
     "exit_code",
     "outputs",
@@ -99,3 +102,22 @@ def what_was_written(args, before: dict) -> str:
     if len(new) == 1:
         return f"{new[0]} was written before it stopped"
     return f"{len(new)} files were written in {args.out} before it stopped"
+
+
+def config_of(args):
+    """The command's configuration: its file with the ``--set`` changes."""
+    from rankjump.config import load_config
+    from rankjump.overrides import with_overrides
+
+    return with_overrides(load_config(args.config), args.set or ())
+
+
+def add_set(p: argparse.ArgumentParser) -> None:
+    """The ``--set SECTION.KEY=VALUE`` option of the commands that run a configuration."""
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="SECTION.KEY=VALUE",
+        help="change a configuration field (a TOML value, e.g. run.steps=1000 or "
+        "optimizer.eta=[0.1,0.2]); repeatable; recorded in the result",
+    )

@@ -25,6 +25,7 @@ __all__ = [
     "checkpoint_steps",
     "lane_variables",
     "load_result",
+    "provenance",
     "save_result",
 ]
 
@@ -56,7 +57,8 @@ class ResultError(ValueError):
 SAMPLE_STREAMS = "threefry-counter-1"  # how step samples are drawn (rankjump.dynamics)
 
 
-def _versions() -> dict:
+def provenance() -> dict:
+    """Versions, platform and device of this process (every result file records them)."""
     import jaxlib
 
     from rankjump import __version__
@@ -146,7 +148,7 @@ def build_dataset(
             "config": config_to_toml(cfg),
             "wall_time_s": float(wall_time),
             "producer": "rankjump",
-            **_versions(),
+            **provenance(),
             **attrs,
         }
     )

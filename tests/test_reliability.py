@@ -114,7 +114,7 @@ def test_bad_files_from_the_command_line(tmp_path, capsys):
 
 # ------------------------------------------------------------------ fuzzing the loader
 
-_SECTIONS = ["task", "network", "optimizer", "run", "rank"]
+_SECTIONS = ["task", "network", "optimizer", "run", "rank", "rare"]
 _KEYS = sorted(
     {f for section in _SECTIONS for f in loads_config("").__getattribute__(section).__dict__}
 )

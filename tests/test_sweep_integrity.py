@@ -153,9 +153,7 @@ def test_finished_jobs_stay_reusable_when_the_manifest_is_lost(tmp_path, caplog)
     ds, notes = _resume(out, caplog)
     _assert_equals_simulate(ds)
     assert _stamps(out) == before  # no job rerun
-    assert any(
-        f"{MANIFEST}: missing; rebuilt" in n and "3 job files of it" in n for n in notes
-    )
+    assert any(f"{MANIFEST}: missing; rebuilt" in n and "3 job files of it" in n for n in notes)
 
 
 def test_an_edited_manifest_is_rebuilt(tmp_path, caplog):

@@ -1,9 +1,10 @@
 """Typed, validated, frozen settings and TOML loading.
 
-A configuration has five sections (README.md, configuration): ``[task]``, ``[network]``,
-``[optimizer]``, ``[run]`` and ``[rank]``. Every field has a type and an allowed range; a bad
-value raises :class:`ConfigError` (a ``ValueError``) whose one-line message names the field, e.g.
-``network.depth = 0: must be >= 1``. Unknown keys get the closest valid key suggested.
+A configuration has six sections (README.md, configuration): ``[task]``, ``[network]``,
+``[optimizer]``, ``[run]``, ``[rank]`` and ``[rare]`` (used by ``rankjump rare`` only). Every
+field has a type and an allowed range; a bad value raises :class:`ConfigError` (a
+``ValueError``) whose one-line message names the field, e.g. ``network.depth = 0: must be >= 1``.
+Unknown keys get the closest valid key suggested.
 """
 
 from rankjump.config.fields import ConfigError
@@ -11,6 +12,7 @@ from rankjump.config.sections import (
     NetworkConfig,
     OptimizerConfig,
     RankConfig,
+    RareConfig,
     RunConfig,
     TaskConfig,
 )
@@ -24,6 +26,7 @@ __all__ = [
     "NetworkConfig",
     "OptimizerConfig",
     "RankConfig",
+    "RareConfig",
     "RunConfig",
     "TaskConfig",
     "config_from_dict",

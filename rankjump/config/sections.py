@@ -7,7 +7,14 @@ from dataclasses import dataclass
 
 from rankjump.config.fields import ConfigError, Section, spec
 
-__all__ = ["NetworkConfig", "OptimizerConfig", "RankConfig", "RunConfig", "TaskConfig"]
+__all__ = [
+    "NetworkConfig",
+    "OptimizerConfig",
+    "RankConfig",
+    "RareConfig",
+    "RunConfig",
+    "TaskConfig",
+]
 
 
 @dataclass(frozen=True)
@@ -211,3 +218,32 @@ class RankConfig(Section):
     rule: str = spec("all_layers", str, choices=("all_layers", "any_layer", "end_to_end"))
     safety: float = spec(0.5, float, lo=0.0, lo_open=True, hi=1.0)
     k_max: int | None = spec(None, int, lo=1, optional=True)
+
+
+@dataclass(frozen=True)
+class RareConfig(Section):
+    """Rare jumps by adaptive multilevel splitting (``rankjump rare``; :mod:`rankjump.splitting`).
+
+    Per (lam, eta) cell, ``runs`` independent runs of ``replicas`` replicas each estimate the
+    probability of entering B_{target_rank} within ``run.steps`` from the configured start;
+    ``kill`` replicas (and all ties) are killed per iteration and cloned from survivors;
+    checkpoints (every ``run.record_every`` steps) are where replicas are scored and branch.
+    ``score``: how close a replica is to the target set (the estimate is unbiased for any score;
+    the score sets its variance): "layer_mean" the mean over layers of how far each layer's
+    vanishing singular value has fallen, on a log scale, from its start toward the threshold;
+    "largest_layer" the same for the largest of them (the layer furthest from the target).
+    ``target_rank``: default one below the start rank.
+    """
+
+    _name = "rare"
+    method: str = spec("ams", str, choices=("ams",))
+    replicas: int = spec(100, int, lo=2, hi=1_000_000)
+    kill: int = spec(10, int, lo=1)
+    runs: int = spec(10, int, lo=2, hi=100_000)
+    score: str = spec("layer_mean", str, choices=("layer_mean", "largest_layer"))
+    target_rank: int | None = spec(None, int, lo=0, optional=True)
+    max_iterations: int = spec(100_000, int, lo=1)
+
+    def _check(self):
+        if self.kill >= self.replicas:
+            raise ConfigError(f"rare.kill = {self.kill}: must be < rare.replicas = {self.replicas}")

@@ -11,6 +11,7 @@ from rankjump.config.sections import (
     NetworkConfig,
     OptimizerConfig,
     RankConfig,
+    RareConfig,
     RunConfig,
     TaskConfig,
 )
@@ -24,6 +25,7 @@ SECTIONS = {
     "optimizer": OptimizerConfig,
     "run": RunConfig,
     "rank": RankConfig,
+    "rare": RareConfig,
 }
 
 
@@ -36,6 +38,7 @@ class Config:
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     run: RunConfig = field(default_factory=RunConfig)
     rank: RankConfig = field(default_factory=RankConfig)
+    rare: RareConfig = field(default_factory=RareConfig)
 
     def __post_init__(self):
         n, t, o = self.network, self.task, self.optimizer

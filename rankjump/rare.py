@@ -1,0 +1,146 @@
+"""``rankjump rare``: jump probabilities too small for plain Monte Carlo, by splitting.
+
+For every (lam, eta) cell of a configuration, :func:`rankjump.splitting.ams` runs ``rare.runs``
+independent runs of ``rare.replicas`` replicas of the network
+(:class:`rankjump.rare_network.NetworkProcess`) and estimates P(enter B_{target} within
+``run.steps``) with an interval on p and on ln p. The result is a labeled Dataset (netCDF on disk)
+with, per cell, the estimate and interval, each run's estimate, iterations and cost in
+trajectory-steps, and the reactive paths: the final replicas that reached the target set, with
+their weights and scores at every checkpoint.
+"""
+
+from __future__ import annotations
+
+import time
+
+import jax
+import numpy as np
+import xarray as xr
+
+from rankjump.config import Config, config_to_toml
+from rankjump.rare_network import NetworkProcess
+from rankjump.results import provenance
+from rankjump.splitting import ams
+
+__all__ = ["RESULT_KIND", "rare"]
+
+RESULT_KIND = "rare"  # attrs["result_kind"] of a rare result (a simulate result has none)
+
+
+def _cell(cfg: Config, lam: float, eta: float, key) -> tuple[dict, NetworkProcess, float]:
+    process = NetworkProcess(cfg, lam, eta)
+    r, run = cfg.rare, cfg.run
+    t0 = time.perf_counter()
+    out = ams(
+        process,
+        key,
+        replicas=r.replicas,
+        kill=r.kill,
+        runs=r.runs,
+        steps=run.steps,
+        every=run.record_every,
+        max_iterations=r.max_iterations,
+    )
+    return out, process, time.perf_counter() - t0
+
+
+def rare(cfg: Config, progress: bool | None = None) -> xr.Dataset:
+    """Estimate the jump probability of every cell of ``cfg`` by splitting (``[rare]``).
+
+    Cell (i, j) uses the key ``fold_in(PRNGKey(run.seed), i * n_eta + j)``, so a cell's numbers
+    do not depend on the other cells.
+
+    Returns:
+        A Dataset over (lam, eta) with ``p`` and its interval, per-run values over ``run``, and
+        reactive paths over ``reactive`` and ``checkpoint`` (padded with NaN).
+    """
+    opt, run = cfg.optimizer, cfg.run
+    n_lam, n_eta, n_runs = len(opt.lam), len(opt.eta), cfg.rare.runs
+    root = jax.random.PRNGKey(run.seed)
+    cells, wall = [], 0.0
+    start_rank, target_rank = np.zeros(n_lam, int), np.zeros(n_lam, int)
+    for i, lam in enumerate(opt.lam):
+        for j, eta in enumerate(opt.eta):
+            key = jax.random.fold_in(root, i * n_eta + j)
+            out, process, seconds = _cell(cfg, lam, eta, key)
+            if progress is not False:
+                s = out.summary
+                print(
+                    f"  lam {lam:g}, eta {eta:g}: p = {s.mean:.3g} [{s.ci[0]:.3g}, {s.ci[1]:.3g}]"
+                    f" ({int(out.iterations.sum())} iterations, {seconds:.1f} s)",
+                    flush=True,
+                )
+            cells.append(out)
+            wall += seconds
+            start_rank[i], target_rank[i] = process.start_rank, process.target_rank
+    return _dataset(cfg, cells, (n_lam, n_eta, n_runs), start_rank, target_rank, wall)
+
+
+def _dataset(cfg, cells, shape, start_rank, target_rank, wall) -> xr.Dataset:
+    n_lam, n_eta, n_runs = shape
+    n_ckpt = cfg.run.n_checkpoints  # the start and every record_every steps
+    n_reactive = max((len(c.reactive.run) for c in cells), default=0)
+
+    def grid(f, dtype=float):
+        return np.asarray([f(c) for c in cells], dtype).reshape(
+            n_lam, n_eta, *np.shape(f(cells[0]))
+        )
+
+    def padded(f, fill, tail=()):
+        out = np.full((len(cells), n_reactive, *tail), fill)
+        for c, cell in enumerate(cells):
+            values = f(cell)
+            out[c, : len(values)] = values
+        return out.reshape(n_lam, n_eta, n_reactive, *tail)
+
+    cell, per_run, paths = ("lam", "eta"), ("lam", "eta", "run"), ("lam", "eta", "reactive")
+    ds = xr.Dataset(
+        {
+            "p": (cell, grid(lambda c: c.summary.mean)),
+            "p_stderr": (cell, grid(lambda c: c.summary.stderr)),
+            "p_lo": (cell, grid(lambda c: c.summary.ci[0])),
+            "p_hi": (cell, grid(lambda c: c.summary.ci[1])),
+            "log_p_lo": (cell, grid(lambda c: c.summary.log_ci[0])),
+            "log_p_hi": (cell, grid(lambda c: c.summary.log_ci[1])),
+            "run_estimate": (per_run, grid(lambda c: c.estimate)),
+            "run_finished": (per_run, grid(lambda c: c.finished, bool)),
+            "run_extinct": (per_run, grid(lambda c: c.extinct, bool)),
+            "run_iterations": (per_run, grid(lambda c: c.iterations, np.int64)),
+            "run_cost": (per_run, grid(lambda c: c.cost, np.int64)),
+            "reactive_run": (paths, padded(lambda c: c.reactive.run, -1).astype(np.int64)),
+            "reactive_weight": (paths, padded(lambda c: c.reactive.weight, np.nan)),
+            "reactive_score": (
+                (*paths, "checkpoint"),
+                padded(lambda c: c.reactive.scores, np.nan, (n_ckpt,)),
+            ),
+        },
+        coords={
+            "lam": np.asarray(cfg.optimizer.lam),
+            "eta": np.asarray(cfg.optimizer.eta),
+            "run": np.arange(n_runs),
+            "step": ("checkpoint", cfg.run.record_every * np.arange(n_ckpt)),
+        },
+    )
+    level = cells[0].summary.level
+    ds["p"].attrs["long_name"] = (
+        f"P(enter B_r, r = target_rank, within {cfg.run.steps} steps), mean of the runs' estimates"
+    )
+    ds["p_lo"].attrs["long_name"] = f"{level:.0%} t interval on p, lower end (clipped at 0)"
+    ds["log_p_lo"].attrs["long_name"] = f"{level:.0%} delta-method interval on ln p, lower end"
+    ds["run_cost"].attrs["long_name"] = "trajectory-steps simulated by the run"
+    ds["reactive_weight"].attrs["long_name"] = "prod_q (1 - K_q / N) / N of the path's run"
+    ds.attrs.update(
+        {
+            "producer": "rankjump",
+            **provenance(),
+            "result_kind": RESULT_KIND,
+            "config": config_to_toml(cfg),
+            "method": cfg.rare.method,
+            "score": cfg.rare.score,
+            "start_rank": start_rank.tolist(),
+            "target_rank": target_rank.tolist(),
+            "level": level,
+            "wall_time_s": wall,
+        }
+    )
+    return ds

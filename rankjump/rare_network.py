@@ -1,0 +1,158 @@
+"""One (lam, eta) cell of a configuration as a splitting process (:mod:`rankjump.splitting`).
+
+The process is the simulator's own compiled stepping (:func:`rankjump.kernel.compiled_advance`),
+one checkpoint interval of ``run.record_every`` steps per call, each replica from its own step
+counter and its own dynamics key; the start is the configuration's shared start (a GD minimum or
+a weights file) at rank r. The event is entering B_{target} (every layer's rank at most
+``target_rank``, default r - 1) within ``run.steps``.
+
+Scores (the target set is exactly score >= 1; the estimate is unbiased for any score, which sets
+only its variance). Let s_l be layer l's (target_rank + 1)-th singular value, s_l0 its value at
+the start and thr the layer threshold; the progress of layer l is
+u_l = log(s_l0 / s_l) / log(s_l0 / thr), clipped to [0, 1):
+
+- "layer_mean": the mean of u_l over layers;
+- "largest_layer": the smallest u_l (the layer furthest from its threshold).
+
+A diverged replica (non-finite or ||theta||^2 above ``run.diverge_norm2``) scores NaN: it never
+reaches the target and is killed first.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from rankjump.config import Config, ConfigError
+from rankjump.dynamics import Hyper, State, TaskArrays, materialize
+from rankjump.kernel import compiled_advance
+from rankjump.network import param_norm2, stacked_singular_values
+from rankjump.ranks import REL_FLOOR, count_above
+from rankjump.simulate import plan_run, shared_starts
+
+__all__ = ["SCORES", "NetworkProcess"]
+
+SCORES = ("layer_mean", "largest_layer")
+
+
+class NetworkProcess:
+    """The DLN of ``cfg`` at cell (``lam``, ``eta``) as a :class:`rankjump.splitting.Process`.
+
+    Args:
+        cfg: a validated configuration with a shared start (``network.init`` = "gd_minimum" with
+            ``gd_start = "shared"``, or "file"), no schedule, and ``rank.rule = "all_layers"``.
+        lam, eta: the cell (values of ``optimizer.lam`` and ``optimizer.eta``).
+        score: one of :data:`SCORES` (default ``rare.score``).
+    """
+
+    def __init__(self, cfg: Config, lam: float, eta: float, score: str | None = None):
+        net, opt, run = cfg.network, cfg.optimizer, cfg.run
+        if not (net.init == "file" or (net.init == "gd_minimum" and net.gd_start == "shared")):
+            raise ConfigError(
+                'network.init: rare needs one shared start ("gd_minimum" with gd_start = '
+                '"shared", or "file")'
+            )
+        if opt.n_phases > 1:
+            raise ConfigError("optimizer.schedule_steps: rare runs without a schedule")
+        if cfg.rank.rule != "all_layers":
+            raise ConfigError('rank.rule: rare estimates entry into B_r under "all_layers" only')
+        self.score_name = cfg.rare.score if score is None else score
+        if self.score_name not in SCORES:
+            raise ConfigError(f"rare.score = {self.score_name!r}: must be one of {SCORES}")
+        self.cfg = cfg
+        if lam not in opt.lam or eta not in opt.eta:
+            raise ConfigError(
+                f"cell (lam {lam:g}, eta {eta:g}): not in optimizer.lam x optimizer.eta"
+            )
+        li = opt.lam.index(lam)
+        plan = plan_run(cfg.replace(run={"trajectories": 1}))
+        self.structure = plan.structure
+        self.dtype = jnp.dtype(run.dtype)
+        self.thr = float(plan.thresholds[li].layer)
+        self.arrays = TaskArrays.of(plan.task, self.dtype)
+        starts = shared_starts(cfg)
+        self.start_weights = tuple(np.asarray(w[li], self.dtype) for w in starts.weights)
+        self.start_rank = int(starts.attrs["start_rank"][li])
+        target = cfg.rare.target_rank
+        self.target_rank = self.start_rank - 1 if target is None else target
+        if self.target_rank >= self.start_rank:
+            raise ConfigError(
+                f"rare.target_rank = {self.target_rank}: the start (rank {self.start_rank}) is "
+                "already in that set; choose a smaller target rank"
+            )
+        self.hyper = (lam, eta, opt.label_noise, opt.temperature)
+        self.diverge_norm2 = run.diverge_norm2
+        self.target = 1.0
+        start = self._layer_sv(tuple(jnp.asarray(w)[None] for w in self.start_weights))
+        self.s0 = np.asarray(start)[0]  # (L,) start values of the vanishing mode
+        if np.any(self.s0 <= self.thr):
+            raise ConfigError(
+                f"rare.target_rank = {self.target_rank}: a layer's singular value "
+                f"{self.target_rank + 1} already is below the threshold at the start"
+            )
+
+    @functools.cached_property
+    def _layer_sv(self):
+        index, svd = self.target_rank, self.structure.svd
+
+        def values(weights):
+            def one(ws):
+                return stacked_singular_values(list(ws), svd)[:, index]
+
+            return jax.vmap(one)(weights)
+
+        return jax.jit(values)
+
+    def start(self, key, n: int) -> State:
+        """n replicas at the configured start, step 0 (the key is not used)."""
+        del key
+        weights = tuple(np.broadcast_to(w, (n, *w.shape)).copy() for w in self.start_weights)
+        return State(weights, np.ones(n, self.dtype), np.zeros(n, np.int32))
+
+    def advance(self, keys, state: State, step0: int, n_steps: int) -> State:
+        """``n_steps`` (a multiple of ``run.record_every``) steps of every replica, each from its
+        own ``state.step`` (= ``step0``) with its key as the dynamics key."""
+        s = self.structure
+        if n_steps % s.record_every:
+            raise ValueError(f"n_steps = {n_steps}: must be a multiple of {s.record_every}")
+        n = len(keys)
+        hyper = Hyper(*(jnp.full(n, v, self.dtype) for v in self.hyper))
+        state = State(*jax.tree_util.tree_map(jnp.asarray, tuple(state)))
+        program = compiled_advance(s)
+        with jax.default_matmul_precision("highest"):
+            for _ in range(n_steps // s.record_every):
+                state = program(state, jnp.asarray(keys), hyper, self.arrays)
+        return state
+
+    def score(self, state: State) -> np.ndarray:
+        """(n,) progress toward B_{target_rank} (>= 1 exactly inside it; NaN when diverged)."""
+        return np.asarray(self._score(tuple(state.weights), state.scale))
+
+    @functools.cached_property
+    def _score(self):
+        s0 = jnp.asarray(self.s0)
+        span = jnp.log(s0 / self.thr)
+        thr, limit, mean = self.thr, self.diverge_norm2, self.score_name == "layer_mean"
+        floor = REL_FLOOR[self.structure.dtype]
+        index, svd = self.target_rank, self.structure.svd
+
+        def score(weights, scale):
+            def one(ms, c):
+                w = materialize(State(ms, c, jnp.zeros((), jnp.int32)))
+                svs = stacked_singular_values(list(w), svd)
+                ranks = jnp.stack(
+                    [count_above(svs[l, : min(x.shape)], thr, floor) for l, x in enumerate(w)]
+                )
+                return svs[:, index], jnp.max(ranks), param_norm2(w)
+
+            sv, rank, n2 = jax.vmap(one)(weights, scale)
+            u = jnp.clip(jnp.log(s0 / jnp.maximum(sv, 1e-300)) / span, 0.0, 0.999999)
+            progress = jnp.mean(u, axis=-1) if mean else jnp.min(u, axis=-1)
+            value = jnp.where(rank <= index, 1.0, progress)
+            ok = jnp.isfinite(n2) & (n2 <= limit)
+            return jnp.where(ok, value, jnp.nan)
+
+        return jax.jit(score)

@@ -1,0 +1,118 @@
+"""``rankjump rare`` on the network: the result file's consistency, bad settings refused, and
+(slow) agreement with plain Monte Carlo where both run.
+
+The exact tests of the splitting engine itself (a random walk with a known answer) are in
+tests/test_splitting.py.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import numpy as np
+import pytest
+
+from rankjump import ConfigError, binomial_ci, config_to_toml, simulate
+from rankjump.cli import main
+from rankjump.demo import demo_config
+from rankjump.rare import rare
+from rankjump.rare_network import NetworkProcess
+
+# The demo's network at eta 0.17: jumps within 16,000 steps have P of about 0.01 (entering B_2
+# takes the collapse of a layer's mode and then about 9,000 steps of weight decay). With so few
+# replicas a run may die out (all tied at the level): it then reports 0, counted in the mean.
+CFG = demo_config().replace(
+    optimizer={"eta": [0.17]},
+    run={"steps": 16000, "record_every": 2000, "trajectories": 64},
+    rare={"replicas": 16, "kill": 2, "runs": 3},
+)
+
+
+@functools.cache
+def _rare(cfg):
+    return rare(cfg, progress=False)
+
+
+def test_the_estimate_is_the_mean_of_runs_whose_reactive_weights_sum_to_them():
+    ds = _rare(CFG).isel(lam=0, eta=0)
+    runs = ds["run_estimate"].values
+    assert ds["run_finished"].all() and np.isfinite(runs).all()
+    assert float(ds["p"]) == pytest.approx(runs.mean(), rel=1e-12)
+    assert 0 <= float(ds["p_lo"]) <= float(ds["p"]) <= float(ds["p_hi"]) <= 1.5
+    # A run's estimate is prod_q (1 - K_q / N) times the fraction of replicas at the target;
+    # each such replica carries prod_q (1 - K_q / N) / N, so a run's weights sum to its estimate.
+    weight, run = ds["reactive_weight"].values, ds["reactive_run"].values
+    for m, estimate in enumerate(runs):
+        assert np.nansum(weight[run == m]) == pytest.approx(estimate, rel=1e-9)
+    # Reactive paths end in the target set (score 1 exactly there) and started outside it.
+    scores = ds["reactive_score"].values[run >= 0]
+    assert scores.size and np.all(np.nanmax(scores, axis=1) == 1.0)
+    cost = ds["run_cost"].values
+    assert np.all(cost >= CFG.rare.replicas * CFG.run.steps)
+
+
+def test_the_process_score_is_one_exactly_in_the_target_set():
+    process = NetworkProcess(CFG, 0.002, 0.17)
+    assert (process.start_rank, process.target_rank) == (3, 2)
+    state = process.start(jax.random.PRNGKey(0), 2)
+    assert np.all(process.score(state) == 0.0)  # no progress at the start
+    # Shrink the third singular direction of every layer below the threshold: rank 2 reached.
+    weights = []
+    for w in state.weights:
+        u, s, vt = np.linalg.svd(w[0])
+        s[2:] = 0.5 * process.thr
+        weights.append(np.stack([w[0], (u * s) @ vt]))
+    score = process.score(state._replace(weights=tuple(weights)))
+    assert score[0] == 0.0 and score[1] == 1.0
+    diverged = tuple(np.full_like(w, np.inf) for w in state.weights)
+    assert np.isnan(process.score(state._replace(weights=diverged))).all()
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"rare": {"kill": 16}}, "rare.kill = 16: must be < rare.replicas = 16"),
+        ({"rare": {"target_rank": 3}}, "rare.target_rank = 3: the start .rank 3. is already"),
+        ({"network": {"init": "gaussian"}}, "network.init: rare needs one shared start"),
+        ({"rank": {"rule": "any_layer"}}, "rank.rule: rare estimates"),
+    ],
+)
+def test_bad_settings_are_refused_naming_the_field(change, message):
+    with pytest.raises(ConfigError, match=message):
+        cfg = CFG.replace(**change)
+        NetworkProcess(cfg, 0.002, 0.17)
+
+
+def test_the_rare_command(tmp_path, capsys):
+    path = tmp_path / "c.toml"
+    path.write_text(config_to_toml(CFG))
+    out = tmp_path / "rare.nc"
+    assert main(["rare", str(path), "--out", str(out), "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "0.002     0.17" in printed and f"wrote {out}" in printed
+    assert main(["rare", str(path), "--out", str(out), "--set", "rare.kill=16"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["rankjump rare: error: rare.kill = 16: must be < rare.replicas = 16"]
+
+
+@pytest.mark.slow
+def test_splitting_agrees_with_plain_monte_carlo_on_the_network():
+    # eta 0.17, 20,000 steps: P is about 0.03, in plain Monte Carlo's reach. Both estimates are
+    # near-normal; their difference over its standard error is tested at significance 0.01.
+    cfg = demo_config().replace(
+        optimizer={"eta": [0.17]},
+        run={"steps": 20000, "record_every": 1000, "trajectories": 4096, "chunk_size": 4096},
+        rare={"replicas": 50, "kill": 5, "runs": 20},
+    )
+    ds = simulate(cfg, progress=False)
+    rank = ds["rank"].values[0, 0]
+    entered = int(((rank[:, 1:] >= 0) & (rank[:, 1:] <= 2)).any(axis=1).sum())
+    n = cfg.run.trajectories
+    p_mc = entered / n
+    lo, hi = binomial_ci(entered, n)
+    se_mc = np.sqrt(p_mc * (1 - p_mc) / n)
+    split = rare(cfg, progress=False).isel(lam=0, eta=0)
+    p_ams, se_ams = float(split["p"]), float(split["p_stderr"])
+    z = (p_ams - p_mc) / np.hypot(se_mc, se_ams)
+    assert abs(z) < 2.576, (p_mc, (lo, hi), p_ams, se_ams)
