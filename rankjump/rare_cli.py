@@ -8,7 +8,50 @@ from pathlib import Path
 from rankjump.command import add_set, config_of
 from rankjump.results import check_output_file
 
-__all__ = ["add_parser", "run"]
+__all__ = ["add_parser", "format_rare", "rare_to_dict", "run"]
+
+
+def format_rare(ds) -> str:
+    """The table of a rare result: per cell p, its interval, finished runs and cost."""
+    interval = f"{ds.attrs['level']:.0%} interval"
+    lines = [f"{'lam':>8} {'eta':>8} {'p':>10} {interval:>24} {'runs done':>9} {'traj-steps':>11}"]
+    for lam in ds["lam"].values:
+        for eta in ds["eta"].values:
+            c = ds.sel(lam=lam, eta=eta)
+            ci = f"[{float(c['p_lo']):.3g}, {float(c['p_hi']):.3g}]"
+            done = f"{int(c['run_finished'].sum())}/{c.sizes['run']}"
+            cost = int(c["run_cost"].sum())
+            lines.append(
+                f"{lam:>8g} {eta:>8g} {float(c['p']):>10.3g} {ci:>24} {done:>9} {cost:>11.3g}"
+            )
+    return "\n".join(lines)
+
+
+def rare_to_dict(ds) -> dict:
+    """A rare result as JSON-ready values (NaN as None): per cell p, intervals, runs."""
+
+    def num(x):
+        x = float(x)
+        return None if x != x or x in (float("inf"), float("-inf")) else x
+
+    cells = []
+    for lam in ds["lam"].values:
+        for eta in ds["eta"].values:
+            c = ds.sel(lam=lam, eta=eta)
+            cells.append(
+                {
+                    "lam": float(lam),
+                    "eta": float(eta),
+                    "p": num(c["p"]),
+                    "ci": [num(c["p_lo"]), num(c["p_hi"])],
+                    "log_ci": [num(c["log_p_lo"]), num(c["log_p_hi"])],
+                    "run_estimates": [num(x) for x in c["run_estimate"].values],
+                    "runs_finished": int(c["run_finished"].sum()),
+                    "cost": int(c["run_cost"].sum()),
+                }
+            )
+    keys = ("method", "score", "start_rank", "target_rank", "level")
+    return {"kind": "rare", **{k: ds.attrs.get(k) for k in keys}, "cells": cells}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -27,15 +70,7 @@ def run(args: argparse.Namespace) -> int:
     )
     ds = rare(cfg, progress=not args.quiet)
     save_result(ds, out)
-    interval = f"{ds.attrs['level']:.0%} interval"
-    print(f"\n{'lam':>8} {'eta':>8} {'p':>10} {interval:>24} {'runs done':>9} {'traj-steps':>11}")
-    for lam in ds["lam"].values:
-        for eta in ds["eta"].values:
-            c = ds.sel(lam=lam, eta=eta)
-            ci = f"[{float(c['p_lo']):.3g}, {float(c['p_hi']):.3g}]"
-            done = f"{int(c['run_finished'].sum())}/{c.sizes['run']}"
-            cost = int(c["run_cost"].sum())
-            print(f"{lam:>8g} {eta:>8g} {float(c['p']):>10.3g} {ci:>24} {done:>9} {cost:>11.3g}")
+    print("\n" + format_rare(ds))
     print(f"{'replaced' if replaced else 'wrote'} {out}  ({ds.attrs['wall_time_s']:.1f} s)")
     return 0
 

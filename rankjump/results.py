@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
+import signal
 import tempfile
+import threading
 from pathlib import Path
 
 import jax
@@ -22,6 +24,7 @@ __all__ = [
     "atomic_path",
     "build_dataset",
     "check_output_file",
+    "deferred_signals",
     "checkpoint_steps",
     "lane_variables",
     "load_result",
@@ -184,6 +187,26 @@ def atomic_path(path: str | Path):
         raise
 
 
+@contextlib.contextmanager
+def deferred_signals():
+    """Hold SIGINT and SIGTERM until the block ends, then act on the first one that came (in
+    the main thread; elsewhere Python delivers no signals, and the block runs as it is)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught = []
+    handlers = {n: signal.getsignal(n) for n in (signal.SIGINT, signal.SIGTERM)}
+    for n in handlers:
+        signal.signal(n, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        for n, handler in handlers.items():
+            signal.signal(n, handler)
+        if caught:
+            signal.raise_signal(caught[0])
+
+
 def check_output_file(path: str | Path) -> bool:
     """Fail before any compute if a result file cannot be written at ``path``; True when a file
     is there (it will be replaced, and the command says so)."""
@@ -248,6 +271,11 @@ def load_result(path: str | Path, lazy: bool = False) -> xr.Dataset:
         raise ResultError(
             f"{path}: not a readable netCDF result file ({type(err).__name__})"
         ) from None
+    if ds.attrs.get("result_kind") == "rare":
+        raise ResultError(
+            f"{path}: a `rankjump rare` result (splitting estimates), not a simulation; "
+            "`rankjump stats` prints it, and xarray opens it"
+        )
     missing = [v for v in REQUIRED_VARS if v not in ds]
     if ds.attrs.get("producer") != "rankjump" or missing:
         raise ResultError(f"{path}: not a rankjump result file (missing {missing or 'producer'})")

@@ -102,6 +102,12 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    if ds.attrs.get("result_kind") == "rare":  # splitting estimates: their own table
+        from rankjump.rare_cli import format_rare, rare_to_dict
+
+        rare_json = json.dumps(_plain(rare_to_dict(ds)), allow_nan=False)
+        print(rare_json if args.json else f"{args.file}\n" + format_rare(ds))
+        return 0
     try:
         report = analyze(
             ds,
@@ -119,6 +125,15 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(format_report(report, title=str(args.file)))
     return 0
+
+
+def _plain(x):
+    """NumPy values inside nested lists and dicts as Python ones (for JSON)."""
+    if isinstance(x, dict):
+        return {k: _plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_plain(v) for v in x]
+    return x.item() if hasattr(x, "item") else x
 
 
 def _fmt(x: float | None, spec: str = ".4f") -> str:

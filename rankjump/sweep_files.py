@@ -24,7 +24,7 @@ import numpy as np
 
 from rankjump.config import Config, config_to_toml, loads_config
 from rankjump.kernel import Record
-from rankjump.results import ResultError, atomic_path
+from rankjump.results import ResultError, atomic_path, deferred_signals
 from rankjump.simulate import Plan, Starts, plan_run
 
 __all__ = [
@@ -84,8 +84,10 @@ def plan_jobs(n_chunks: int, chunks_per_job: int) -> list[Job]:
 
 def atomic_write(path: Path, write) -> None:
     """Call ``write(file)`` on a temporary file beside ``path``, synced, then rename it into
-    place (:func:`rankjump.results.atomic_path`)."""
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+    place (:func:`rankjump.results.atomic_path`). Ctrl-C or SIGTERM during these short writes
+    takes effect once the file is in place: an interrupt inside the archive writer can otherwise
+    surface as another error from its cleanup."""
+    with deferred_signals(), atomic_path(path) as tmp, open(tmp, "wb") as f:
         write(f)
         f.flush()
         os.fsync(f.fileno())

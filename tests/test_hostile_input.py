@@ -318,33 +318,49 @@ def test_an_interrupt_just_after_the_rename_says_the_file_was_written(
     assert load_result(out)["rank"].size and _hidden(tmp_path) == []
 
 
-def test_a_sweep_terminated_while_writing_a_job_keeps_the_finished_ones(
+def test_a_signal_while_a_job_file_is_written_takes_effect_once_it_is_in_place(
     tmp_path, capsys, monkeypatch
 ):
+    # SIGTERM half-way through the second (last) job's file: the write finishes and the file is
+    # renamed into place, then the sweep stops, before merging, and says so; the resume only
+    # merges (both job files pass their identity and checksum checks: no note).
     import importlib
 
-    sweep_module = importlib.import_module("rankjump.sweep")  # the module, not the function
+    sweep_module = importlib.import_module("rankjump.sweep_files")  # the module
     cfg = small_config(run={"trajectories": 8, "chunk_size": 4})
     config = _write_config(tmp_path / "c.toml", cfg)
     out = tmp_path / "sweep"
     savez, calls = np.savez, []
 
-    def savez_then_terminate(file, *args, **kwargs):
+    def savez_with_a_signal(file, *args, **kwargs):
         calls.append(file)
-        if "identity" in kwargs and len(calls) == 2:  # the second job's file, half-way
-            file.write(b"half a job")
+        if "identity" in kwargs and len(calls) == 2:  # the file is open, not yet written
             os.kill(os.getpid(), signal.SIGTERM)
         return savez(file, *args, **kwargs)
 
-    monkeypatch.setattr(sweep_module.np, "savez", savez_then_terminate)
+    monkeypatch.setattr(sweep_module.np, "savez", savez_with_a_signal)
     argv = ["sweep", str(config), "--out", str(out), "--quiet"]
     got, _, err = _run(argv, capsys)
     assert got == 143 and len(err) == 1
-    assert err[0].startswith("rankjump sweep: terminated with 1 of 2 job files written; continue")
-    assert _hidden(out) == [] and [p.name for p in (out / "jobs").iterdir()] == ["job-00000.npz"]
+    assert err[0].startswith("rankjump sweep: terminated with 2 of 2 job files written; continue")
+    assert _hidden(out) == [] and not (out / "result.nc").exists()
     monkeypatch.undo()
+    stamps = {p: p.stat().st_mtime_ns for p in (out / "jobs").iterdir()}
     got, _, err = _run([*argv, "--resume"], capsys)
-    assert got == 0 and err == []
+    assert got == 0 and err == [] and (out / "result.nc").exists()
+    assert {p: p.stat().st_mtime_ns for p in (out / "jobs").iterdir()} == stamps
+
+
+def test_deferred_signals_act_after_the_block():
+    from rankjump.results import deferred_signals
+
+    done = []
+    with pytest.raises(KeyboardInterrupt):
+        with deferred_signals():
+            os.kill(os.getpid(), signal.SIGINT)
+            done.append("the block ran to its end")
+    assert done == ["the block ran to its end"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
 class _FullDevice:

@@ -254,7 +254,7 @@ def test_sigint_stops_a_sweep_with_a_resume_hint(tmp_path):
     _wait_for(lambda: any((out / JOBS).glob("job-*.npz")) if out.exists() else False, proc)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130
+    assert proc.returncode == 130, err
     assert "interrupted with" in err and "--resume" in err and "Traceback" not in err
 
 
