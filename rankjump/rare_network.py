@@ -62,7 +62,6 @@ class NetworkProcess:
         self.score_name = cfg.rare.score if score is None else score
         if self.score_name not in SCORES:
             raise ConfigError(f"rare.score = {self.score_name!r}: must be one of {SCORES}")
-        self.cfg = cfg
         if lam not in opt.lam or eta not in opt.eta:
             raise ConfigError(
                 f"cell (lam {lam:g}, eta {eta:g}): not in optimizer.lam x optimizer.eta"
@@ -86,25 +85,15 @@ class NetworkProcess:
         self.hyper = (lam, eta, opt.label_noise, opt.temperature)
         self.diverge_norm2 = run.diverge_norm2
         self.target = 1.0
-        start = self._layer_sv(tuple(jnp.asarray(w)[None] for w in self.start_weights))
-        self.s0 = np.asarray(start)[0]  # (L,) start values of the vanishing mode
+        # (L,) start values of each layer's vanishing singular value (NumPy, float64).
+        self.s0 = np.array(
+            [np.linalg.svd(w, compute_uv=False)[self.target_rank] for w in self.start_weights]
+        )
         if np.any(self.s0 <= self.thr):
             raise ConfigError(
                 f"rare.target_rank = {self.target_rank}: a layer's singular value "
                 f"{self.target_rank + 1} already is below the threshold at the start"
             )
-
-    @functools.cached_property
-    def _layer_sv(self):
-        index, svd = self.target_rank, self.structure.svd
-
-        def values(weights):
-            def one(ws):
-                return stacked_singular_values(list(ws), svd)[:, index]
-
-            return jax.vmap(one)(weights)
-
-        return jax.jit(values)
 
     def start(self, key, n: int) -> State:
         """n replicas at the configured start, step 0 (the key is not used)."""
