@@ -280,7 +280,10 @@ def test_shared_starts_from_gd_minimum_and_from_file(tmp_path):
 GRID = {"lam": [1e-2, 3e-2], "eta": [0.05, 0.08]}
 
 
-@pytest.mark.parametrize(("dtype", "rtol"), [("float64", 1e-13), ("float32", 1e-5)])
+@pytest.mark.parametrize(
+    ("dtype", "rtol"),
+    [("float64", 1e-13), pytest.param("float32", 1e-5, marks=pytest.mark.slow)],
+)
 def test_chunk_size_and_grid_do_not_change_trajectories(dtype, rtol):
     # 2 x 2 cells x 10 trajectories = 40 lanes: chunks of 16 (the last one padded) or one of 40.
     grid16 = _sim(
@@ -309,7 +312,9 @@ def test_chunk_size_and_grid_do_not_change_trajectories(dtype, rtol):
     np.testing.assert_array_equal(init_sv, np.broadcast_to(init_sv[0, 0], init_sv.shape))
 
 
-@pytest.mark.parametrize(("dtype", "rtol"), [("float64", 0.0), ("float32", 1e-6)])
+@pytest.mark.parametrize(
+    ("dtype", "rtol"), [("float64", 0.0), pytest.param("float32", 1e-6, marks=pytest.mark.slow)]
+)
 def test_cache_tiles_do_not_change_trajectories(monkeypatch, dtype, rtol):
     # 40 lanes in chunks of 30, each stepped whole or in tiles of 8 (the CPU's cache tiling):
     # 4 tiles, the last padded with copies of the chunk's last lane, which are then dropped.

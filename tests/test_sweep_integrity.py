@@ -260,7 +260,7 @@ def _damaged_resume(tmp_path: Path, damage: list[str]) -> None:
     ds.close()
 
 
-@settings(max_examples=12, **FUZZ)
+@settings(max_examples=8, **FUZZ)
 @given(DAMAGE)
 def test_a_resumed_sweep_after_any_damage_equals_simulate_or_refuses(tmp_path, damage):
     _damaged_resume(tmp_path, damage)
