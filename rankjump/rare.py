@@ -20,14 +20,14 @@ import xarray as xr
 from rankjump.config import Config, config_to_toml
 from rankjump.rare_network import NetworkProcess
 from rankjump.results import provenance
-from rankjump.splitting import ams
+from rankjump.splitting import AMSResult, ams
 
 __all__ = ["RESULT_KIND", "rare"]
 
 RESULT_KIND = "rare"  # attrs["result_kind"] of a rare result (a simulate result has none)
 
 
-def _cell(cfg: Config, lam: float, eta: float, key) -> tuple[dict, NetworkProcess, float]:
+def _cell(cfg: Config, lam: float, eta: float, key) -> tuple[AMSResult, NetworkProcess, float]:
     process = NetworkProcess(cfg, lam, eta)
     r, run = cfg.rare, cfg.run
     t0 = time.perf_counter()
