@@ -16,6 +16,7 @@ import time
 import jax
 import numpy as np
 import xarray as xr
+from tqdm import tqdm
 
 from rankjump.config import Config, config_to_toml
 from rankjump.rare_network import NetworkProcess
@@ -27,20 +28,36 @@ __all__ = ["RESULT_KIND", "rare"]
 RESULT_KIND = "rare"  # attrs["result_kind"] of a rare result (a simulate result has none)
 
 
-def _cell(cfg: Config, lam: float, eta: float, key) -> tuple[AMSResult, NetworkProcess, float]:
+def _cell(
+    cfg: Config, lam: float, eta: float, key, progress: bool | None
+) -> tuple[AMSResult, NetworkProcess, float]:
     process = NetworkProcess(cfg, lam, eta)
     r, run = cfg.rare, cfg.run
-    t0 = time.perf_counter()
-    out = ams(
-        process,
-        key,
-        replicas=r.replicas,
-        kill=r.kill,
-        runs=r.runs,
-        steps=run.steps,
-        every=run.record_every,
-        max_iterations=r.max_iterations,
+    bar = tqdm(
+        desc=f"lam {lam:g}, eta {eta:g}",
+        unit="iteration",
+        disable=None if progress is None else not progress,
+        mininterval=0.5,
+        leave=False,
     )
+
+    def tick(iteration: int, finished: int, level: float) -> None:
+        bar.update(iteration - bar.n)
+        bar.set_postfix_str(f"runs done {finished}/{r.runs}, lowest level {level:.3f}", False)
+
+    t0 = time.perf_counter()
+    with bar:
+        out = ams(
+            process,
+            key,
+            replicas=r.replicas,
+            kill=r.kill,
+            runs=r.runs,
+            steps=run.steps,
+            every=run.record_every,
+            max_iterations=r.max_iterations,
+            on_iteration=tick,
+        )
     return out, process, time.perf_counter() - t0
 
 
@@ -62,7 +79,7 @@ def rare(cfg: Config, progress: bool | None = None) -> xr.Dataset:
     for i, lam in enumerate(opt.lam):
         for j, eta in enumerate(opt.eta):
             key = jax.random.fold_in(root, i * n_eta + j)
-            out, process, seconds = _cell(cfg, lam, eta, key)
+            out, process, seconds = _cell(cfg, lam, eta, key, progress)
             if progress is not False:
                 s = out.summary
                 print(

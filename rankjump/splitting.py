@@ -26,13 +26,15 @@ m), q), i), its survivor pick the same chain on key_picks: a run is the same alo
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any, NamedTuple, Protocol
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, UInt32
-from scipy import stats
+
+from rankjump.intervals import Summary, summarize
 
 __all__ = ["AMSResult", "Process", "Reactive", "Summary", "ams", "kill_rule", "summarize"]
 
@@ -56,23 +58,6 @@ class Process(Protocol):
 
     def score(self, state: Any) -> Float[Array, " n"]:
         """The score of each replica, shape (n,); the event is score >= target (NaN: never)."""
-
-
-class Summary(NamedTuple):
-    """Mean of independent run estimates with intervals at `level` (NaN if a run is unfinished).
-
-    ``ci`` is the t interval mean +- t_{M-1} * stderr on p, its lower end clipped at 0. ``log_ci``
-    is the delta-method t interval on ln p, ln(mean) +- t_{M-1} * stderr / mean, finite whenever
-    mean > 0 ((-inf, -inf) when every run is extinct). Both need M >= 2 runs (NaN otherwise).
-    Both are first order and undercover a little when run estimates are skewed (relative variance
-    0.3 per run, 16 runs: 0.93 on p, 0.94 on ln p); prefer log_ci, with many runs.
-    """
-
-    mean: float
-    stderr: float
-    ci: tuple[float, float]
-    log_ci: tuple[float, float]
-    level: float
 
 
 class Reactive(NamedTuple):
@@ -119,19 +104,6 @@ def kill_rule(maxima: np.ndarray, kill: int) -> tuple[np.ndarray, np.ndarray]:
     """
     z = np.partition(maxima, kill - 1, axis=1)[:, kill - 1]
     return z, maxima <= z[:, None]
-
-
-def summarize(estimates: np.ndarray, level: float = 0.95) -> Summary:
-    """Mean, standard error and t intervals on p and ln p of independent run estimates (M,)."""
-    x = np.asarray(estimates, np.float64).ravel()
-    mean, nan = float(x.mean()) if x.size else math.nan, math.nan
-    if x.size < 2 or math.isnan(mean):
-        return Summary(mean, nan, (nan, nan), (nan, nan), level)
-    stderr = float(x.std(ddof=1) / math.sqrt(x.size))
-    half = float(stats.t.ppf(0.5 + level / 2, x.size - 1)) * stderr
-    log_mean, rel = (math.log(mean), half / mean) if mean > 0 else (-math.inf, 0.0)
-    ci = (max(mean - half, 0.0), mean + half)
-    return Summary(mean, stderr, ci, (log_mean - rel, log_mean + rel), level)
 
 
 @jax.jit
@@ -184,6 +156,7 @@ def ams(
     max_iterations: int = 10_000,
     level: float = 0.95,
     first_run: int = 0,
+    on_iteration: Callable[[int, int, float], None] | None = None,
 ) -> AMSResult:
     """Estimates P(max of the score over checkpoints 1..K >= target) by M independent AMS runs.
 
@@ -200,6 +173,8 @@ def ams(
         max_iterations: Iterations after which an unfinished run stops and is flagged.
         level: Confidence level of the summary intervals.
         first_run: Index of the first run, to split one experiment over several calls.
+        on_iteration: Called after each iteration with (iteration, finished runs, the lowest
+            level z_q of the unfinished runs), e.g. to drive a progress bar.
 
     Returns:
         An :class:`AMSResult`.
@@ -289,6 +264,8 @@ def ams(
         branch = 1 + np.argmax(scores[cm, ci, 1:] > z[cm, None], axis=1)
         extend(cm, ci, branch, draw(key_paths, cm, q + 1, ci))
         maxima[cm, ci] = scores[cm, ci, 1:].max(axis=1)
+        if on_iteration is not None:
+            on_iteration(q + 1, int(finished.sum()), float(np.nanmin(z[active])))
 
     estimate[extinct] = 0.0
     rm, ri = (np.concatenate(a) for a in zip(*hits, strict=True))

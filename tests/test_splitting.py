@@ -250,6 +250,16 @@ def test_max_iterations_reports_unfinished():
     assert math.isnan(result.summary.mean) and math.isnan(result.summary.ci[0])
 
 
+def test_on_iteration_reports_every_iteration_until_all_runs_finish():
+    calls = []
+    result = ams(Walk(12), KEY, **SMALL, on_iteration=lambda *a: calls.append(a))
+    iterations, finished, levels = (np.array(x) for x in zip(*calls, strict=True))
+    np.testing.assert_array_equal(iterations, np.arange(1, result.iterations.max() + 1))
+    assert np.all(np.diff(finished) >= 0) and finished[-1] <= SMALL["runs"]
+    # The lowest level among unfinished runs is the smallest z_q those runs recorded.
+    np.testing.assert_allclose(levels[0], np.nanmin(result.levels[:, 0]))
+
+
 @pytest.mark.parametrize(
     "change, match",
     [
