@@ -26,7 +26,8 @@ import time
 import jax
 import jax.numpy as jnp
 
-from rankjump.bench import BenchCase, _kernel_seconds, bench_config
+from rankjump.bench import BenchCase, bench_config
+from rankjump.bench import kernel_seconds as _kernel_seconds
 from rankjump.dynamics import _matvec, _outer
 from rankjump.kernel import _tile_for, compiler_options, structure_for
 from rankjump.peers import sgemm_core_gflops, sgemm_peak_gflops, useful_flops_per_step

@@ -19,12 +19,12 @@ from pathlib import Path
 
 import jax
 
-from rankjump.bench import BenchCase, _simulate_seconds, bench_config
+from rankjump.bench import BenchCase, bench_config, simulate_seconds
 
 
 def rate(case: BenchCase, trajectories: int, steps: int, repeats: int) -> dict:
     """Trajectory-steps per second of one configuration (``rankjump bench``'s timing)."""
-    seconds, compile_s = _simulate_seconds(bench_config(case, trajectories, steps), repeats)
+    seconds, compile_s = simulate_seconds(bench_config(case, trajectories, steps), repeats)
     per_second = trajectories * steps / seconds
     return {
         "d": case.d,

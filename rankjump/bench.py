@@ -16,19 +16,21 @@ For each configuration, in one run:
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass
 
 from rankjump.config import Config, loads_config
-from rankjump.peers import (
-    _best_time,
-    gd_flops_per_step,
-    sgemm_core_gflops,
-    sgemm_peak_gflops,
-    useful_flops_per_step,
-)
+from rankjump.flops import flops_per_step, sgemm_core_gflops, sgemm_peak_gflops
+from rankjump.timing import best_time, seconds
 
-__all__ = ["BenchCase", "bench_config", "cases", "run_bench"]
+__all__ = [
+    "BenchCase",
+    "bench_config",
+    "cases",
+    "kernel_seconds",
+    "main_bench",
+    "run_bench",
+    "simulate_seconds",
+]
 
 _BASE = """
 [task]
@@ -96,20 +98,26 @@ def bench_config(case: BenchCase, trajectories: int, steps: int) -> Config:
     )
 
 
-def _simulate_seconds(cfg: Config, repeats: int) -> tuple[float, float]:
-    """(best seconds, compile seconds) of the whole ``simulate`` call."""
+def simulate_seconds(cfg: Config, repeats: int) -> tuple[float, float]:
+    """(best seconds, compile seconds) of the whole ``simulate`` call.
+
+    The first call compiles; the best of ``repeats`` calls after it is the run time, and the
+    first call's excess over it the compile time.
+    """
     from rankjump.simulate import simulate
 
-    t0 = time.perf_counter()
-    simulate(cfg, progress=False)
-    first = time.perf_counter() - t0
-    best = min(_seconds(lambda: simulate(cfg, progress=False)) for _ in range(repeats))
+    def call():
+        simulate(cfg, progress=False)
+
+    first = seconds(call)
+    best = min(seconds(call) for _ in range(repeats))
     return best, first - best
 
 
-def _kernel_seconds(cfg: Config, repeats: int) -> float:
+def kernel_seconds(cfg: Config, repeats: int) -> float:
     """Best seconds of the compiled stepping alone for all trajectories (chunk after chunk, no
-    checkpoint), from drawn Gaussian starts: the work the PyTorch peers do."""
+    checkpoint), from drawn Gaussian starts: the work the PyTorch peers do. The warm-up run
+    compiles."""
     import jax
     import jax.numpy as jnp
 
@@ -136,19 +144,7 @@ def _kernel_seconds(cfg: Config, repeats: int) -> float:
             out = program(state, keys, hyper, arrays)
         jax.block_until_ready(out)
 
-    return _best_time(lambda: None, all_chunks, repeats)  # its warm-up run compiles
-
-
-def _seconds(fn) -> float:
-    t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
-
-
-def _flops(case: BenchCase, cfg: Config) -> float:
-    if case.kind == "gd":
-        return gd_flops_per_step(case.d, case.d, case.d, case.depth, cfg.task.n_observed)
-    return useful_flops_per_step(case.d, case.d, case.d, case.depth, case.batch)
+    return best_time(lambda: None, all_chunks, repeats)  # its warm-up run compiles
 
 
 def run_bench(
@@ -175,10 +171,10 @@ def run_bench(
         traj = 256 if heavy else (1024 if quick else 2048)
         steps = 200 if heavy else (500 if quick else 2000)
         cfg = bench_config(case, traj, steps)
-        sim_s, compile_s = _simulate_seconds(cfg, repeats)
-        kernel_s = _kernel_seconds(cfg, repeats)
+        sim_s, compile_s = simulate_seconds(cfg, repeats)
+        kernel_s = kernel_seconds(cfg, repeats)
         rate = traj * steps / kernel_s
-        gflops = rate * _flops(case, cfg) / 1e9
+        gflops = rate * flops_per_step(cfg) / 1e9
         entry = {
             "rankjump": rate,
             "simulate": traj * steps / sim_s,

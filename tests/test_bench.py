@@ -1,10 +1,20 @@
-"""The benchmark command's structure (figures are measured by running it, not in tests)."""
+"""The benchmark command's structure (figures are measured by running it, not in tests), its flop
+counts against steps whose arithmetic is counted as they run, and its timing rule."""
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
+import pytest
+from conftest import np_entry_grads, np_product, small_config
+
 from rankjump.bench import BenchCase, bench_config, cases, run_bench
+from rankjump.flops import flops_per_step
+from rankjump.network import layer_shapes
+from rankjump.timing import best_time
+
+LAM, ETA = 0.05, 0.1
 
 
 def test_cases_cover_the_issue_configurations():
@@ -20,7 +30,121 @@ def test_cases_cover_the_issue_configurations():
     assert cfg.task.n_observed == 120  # 30% of 400
 
 
-def test_run_bench_reports_rates_and_flops():
+# ------------------------------------------------------------------ steps that count their flops
+
+
+class _Tally:
+    """NumPy products that add up their arithmetic: a multiply-add is 2 flops."""
+
+    def __init__(self):
+        self.flops = 0
+
+    def mul(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """a @ b (matrix or vector a, matrix or vector b): 2 flops per multiply-add."""
+        self.flops += 2 * a.size * (b.shape[1] if b.ndim == 2 else 1)
+        return a @ b
+
+    def add_outer(self, w: np.ndarray, c: float, u: np.ndarray, v: np.ndarray) -> None:
+        """w += c u v^T in place: one multiply-add per entry (c u is one scale of u)."""
+        self.flops += 2 * w.size
+        w += np.outer(c * u, v)
+
+
+def _entry_sgd_step(ws, rows, cols, y, batch, lam, eta, tally):
+    """One entry-wise SGD step that never forms A, tallying what it computes; the decay
+    (1 - 2 eta lam) is one scale per network and is not tallied."""
+    depth = len(ws)
+    updates = []
+    for k in batch:  # every vector from the weights before the step
+        i, j = rows[k], cols[k]
+        b = [ws[0][:, j]] if depth > 1 else []  # inputs of layers 2 .. L: a gather, then products
+        for w in ws[1:-1]:
+            b.append(tally.mul(w, b[-1]))
+        a = [ws[-1][i, :]] if depth > 1 else []  # backward vectors of layers L-1 .. 1
+        for w in ws[-2:0:-1]:
+            a.append(tally.mul(w.T, a[-1]))
+        pred = tally.mul(a[0], b[-1]) if depth > 1 else ws[0][i, j]
+        updates.append((i, j, -2.0 * eta * (pred - y[k]) / len(batch), a[::-1], b))
+    new = [(1.0 - 2.0 * eta * lam) * w for w in ws]
+    for i, j, c, a, b in updates:
+        if depth == 1:
+            tally.flops += 2
+            new[0][i, j] += c
+            continue
+        tally.add_outer(new[0][:, j : j + 1], c, a[0], np.ones(1))  # W_1's column j
+        for w, u, v in zip(new[1:-1], a[1:], b[:-1], strict=True):
+            tally.add_outer(w, c, u, v)
+        tally.add_outer(new[-1][i : i + 1, :], c, np.ones(1), b[-1])  # W_L's row i
+    return new
+
+
+def _gd_step(ws, rows, cols, y, lam, eta, tally):
+    """One full-batch GD step through A = W_L ... W_1, as autograd takes it, tallied."""
+    chain = [ws[0]]  # P_1 = W_1, P_l = W_l P_{l-1}
+    for w in ws[1:]:
+        chain.append(tally.mul(w, chain[-1]))
+    residual = np.zeros_like(chain[-1])
+    residual[rows, cols] = chain[-1][rows, cols] - y
+    tally.flops += 2 * len(y)  # the subtraction and the scale by 2 / N
+    g = residual * (2.0 / len(y))
+    grads = [None] * len(ws)
+    for l in range(len(ws) - 1, 0, -1):
+        grads[l] = tally.mul(g, chain[l - 1].T)
+        g = tally.mul(ws[l].T, g)
+    grads[0] = g
+    tally.flops += 3 * sum(w.size for w in ws)  # scale, multiply and subtract per parameter
+    return [(1.0 - 2.0 * eta * lam) * w - eta * gw for w, gw in zip(ws, grads, strict=True)]
+
+
+def _problem(rng, d_out, d_in, width, depth, n_obs=6):
+    ws = [rng.standard_normal(s) / math.sqrt(s[1]) for s in layer_shapes(d_out, d_in, width, depth)]
+    flat = rng.choice(d_out * d_in, size=n_obs, replace=False)
+    rows, cols = np.divmod(flat, d_in)
+    return ws, rows, cols, rng.standard_normal(n_obs)
+
+
+def _reference_step(ws, rows, cols, y, batch, lam, eta):
+    """docs/theory.md's step from explicit products of the weights (conftest)."""
+    a = np_product(ws)
+    grads = [np.zeros_like(w) for w in ws]
+    for k in batch:
+        r = a[rows[k], cols[k]] - y[k]
+        for g, d in zip(grads, np_entry_grads(ws, rows[k], cols[k]), strict=True):
+            g += r * d
+    coef = 2.0 * eta / len(batch)
+    return [(1.0 - 2.0 * eta * lam) * w - coef * g for w, g in zip(ws, grads, strict=True)]
+
+
+def _counted_flops(kind, d_out, d_in, width, depth, batch, rng):
+    """Flops one step of `kind` takes, tallied while it runs; the step is checked exact."""
+    ws, rows, cols, y = _problem(rng, d_out, d_in, width, depth)
+    tally = _Tally()
+    if kind == "gd":
+        batch_idx = np.arange(len(y))
+        got = _gd_step(ws, rows, cols, y, LAM, ETA, tally)
+    else:
+        batch_idx = rng.integers(0, len(y), batch)
+        got = _entry_sgd_step(ws, rows, cols, y, batch_idx, LAM, ETA, tally)
+    for g, w in zip(got, _reference_step(ws, rows, cols, y, batch_idx, LAM, ETA), strict=True):
+        np.testing.assert_allclose(g, w, rtol=1e-12, atol=1e-12)
+    return tally.flops
+
+
+@pytest.mark.parametrize("depth", [1, 2, 3, 4])
+@pytest.mark.parametrize("kind", ["sgd", "gd"])
+def test_flops_per_step_equal_the_counted_steps(np_rng, kind, depth):
+    # d_out, d_in and width all differ, so a count that swaps them is caught.
+    batch = 3
+    cfg = small_config(
+        task={"d_out": 3, "d_in": 5, "observed": 0.4},
+        network={"width": 4, "depth": depth},
+        optimizer={"kind": kind, "batch_size": batch},
+    )
+    assert cfg.task.n_observed == 6  # the count's N, the counted steps' observed entries
+    assert flops_per_step(cfg) == _counted_flops(kind, 3, 5, 4, depth, batch, np_rng)
+
+
+def test_run_bench_reports_rates_and_flops(np_rng):
     lines = []
     out = run_bench(
         quick=True,
@@ -34,6 +158,31 @@ def test_run_bench_reports_rates_and_flops():
     # The whole simulate call does the same steps plus starts and checkpoints.
     assert 0 < head["simulate"] and head["overhead_us_per_traj"] >= 0
     assert head["peak_gflops"] > 0
-    # useful flops of one step at d = w = 6, L = 3, B = 1: 6 (L-2) w^2 + 6 w = 252
-    assert math.isclose(head["gflops"], head["rankjump"] * 252 / 1e9, rel_tol=1e-12)
+    # GFLOP/s: the kernel's rate times the arithmetic of one step at d = w = 6, L = 3, B = 1,
+    # as an entry-wise step that runs takes it.
+    counted = _counted_flops("sgd", 6, 6, 6, 3, 1, np_rng)
+    assert math.isclose(head["gflops"], head["rankjump"] * counted / 1e9, rel_tol=1e-12)
     assert lines and lines[-1].startswith("headline")
+
+
+# ------------------------------------------------------------------ timing
+
+
+def test_best_time_is_the_fastest_timed_run_after_a_warm_up():
+    # A scripted clock: each run takes the next duration, each reset a long time.
+    now = [0.0]
+    durations = iter([0.5, 3.0, 1.0, 2.0])  # the warm-up, then three timed runs
+    calls = []
+
+    def reset():
+        calls.append("reset")
+        now[0] += 100.0
+
+    def run():
+        calls.append("run")
+        now[0] += next(durations)
+
+    assert best_time(reset, run, 3, clock=lambda: now[0]) == 1.0
+    assert calls == ["reset", "run"] * 4
+    with pytest.raises(ValueError, match="repeats"):
+        best_time(reset, run, 0)

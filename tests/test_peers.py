@@ -1,5 +1,5 @@
-"""Tests of rankjump.peers: the torch peers against a NumPy float64 reference of the SGD step
-(docs/theory.md).
+"""Tests of rankjump.peers and rankjump.peer_steps: the torch peers against a NumPy float64
+reference of the SGD step (docs/theory.md).
 
 The reference applies, for B sampled observed entries (i, j),
 
@@ -19,6 +19,7 @@ import pytest
 
 from rankjump import peers
 from rankjump.network import layer_shapes
+from rankjump.peer_steps import batched_steps, naive_steps
 
 torch = pytest.importorskip("torch")
 
@@ -78,14 +79,14 @@ def _close(got, want, rtol=1e-12, atol=1e-12):
 def test_naive_matches_reference(np_rng, geometry):
     ws, rows, cols, y = _problem(np_rng, *geometry)
     idx = np_rng.integers(0, len(y), size=(5, 3))  # 5 steps, B = 3, with replacement
-    got = peers._naive_steps(ws, rows, cols, y, idx, LAM, ETA)
+    got = naive_steps(ws, rows, cols, y, idx, LAM, ETA)
     _close(got, _reference(ws, rows, cols, y, idx, LAM, ETA))
 
 
 def test_naive_float32_close_to_reference(np_rng):
     ws, rows, cols, y = _problem(np_rng, 5, 4, 3, 4)
     idx = np_rng.integers(0, len(y), size=(5, 2))
-    got = peers._naive_steps([w.astype(np.float32) for w in ws], rows, cols, y, idx, LAM, ETA)
+    got = naive_steps([w.astype(np.float32) for w in ws], rows, cols, y, idx, LAM, ETA)
     assert all(g.dtype == np.float32 for g in got)
     _close(got, _reference(ws, rows, cols, y, idx, LAM, ETA), rtol=1e-4, atol=1e-5)
 
@@ -95,10 +96,10 @@ def test_gd_matches_reference(np_rng, geometry):
     ws, rows, cols, y = _problem(np_rng, *geometry)
     steps = 4
     want = _reference(ws, rows, cols, y, [np.arange(len(y))] * steps, LAM, ETA)
-    _close(peers._naive_steps(ws, rows, cols, y, None, LAM, ETA, steps=steps), want)
+    _close(naive_steps(ws, rows, cols, y, None, LAM, ETA, steps=steps), want)
     t = 2
     stacked = [np.stack([w] * t) for w in ws]
-    got = peers._batched_steps(stacked, rows, cols, y, None, LAM, ETA, steps=steps)
+    got = batched_steps(stacked, rows, cols, y, None, LAM, ETA, steps=steps)
     for lane in range(t):
         _close([g[lane] for g in got], want)
 
@@ -110,12 +111,12 @@ def test_batched_matches_reference_and_naive(np_rng, geometry):
     rows, cols, y = lanes[0][1:]  # one task, different weights per trajectory
     stacked = [np.stack(ws) for ws in zip(*(lane[0] for lane in lanes), strict=True)]
     idx = np_rng.integers(0, len(y), size=(steps, t, batch))
-    got = peers._batched_steps(stacked, rows, cols, y, idx, LAM, ETA)
+    got = batched_steps(stacked, rows, cols, y, idx, LAM, ETA)
     for lane in range(t):
         mine = [g[lane] for g in got]
         start = lanes[lane][0]
         _close(mine, _reference(start, rows, cols, y, idx[:, lane], LAM, ETA))
-        _close(mine, peers._naive_steps(start, rows, cols, y, idx[:, lane], LAM, ETA))
+        _close(mine, naive_steps(start, rows, cols, y, idx[:, lane], LAM, ETA))
 
 
 def test_batched_trajectories_are_independent(np_rng):
@@ -123,15 +124,15 @@ def test_batched_trajectories_are_independent(np_rng):
     ws, rows, cols, y = _problem(np_rng, 5, 4, 3, 4)
     stacked = [np.stack([w + 0.1 * np_rng.standard_normal(w.shape) for _ in range(t)]) for w in ws]
     idx = np_rng.integers(0, len(y), size=(steps, t, batch))
-    base = peers._batched_steps(stacked, rows, cols, y, idx, LAM, ETA)
+    base = batched_steps(stacked, rows, cols, y, idx, LAM, ETA)
 
     other_idx = idx.copy()
     other_idx[:, 1] = (idx[:, 1] + 1) % len(y)  # trajectory 1 samples other entries
-    moved = peers._batched_steps(stacked, rows, cols, y, other_idx, LAM, ETA)
+    moved = batched_steps(stacked, rows, cols, y, other_idx, LAM, ETA)
     other_w = [s.copy() for s in stacked]
     for s in other_w:
         s[2] *= 1.5  # trajectory 2 starts elsewhere
-    shifted = peers._batched_steps(other_w, rows, cols, y, idx, LAM, ETA)
+    shifted = batched_steps(other_w, rows, cols, y, idx, LAM, ETA)
 
     for b, m, s in zip(base, moved, shifted, strict=True):
         assert not np.allclose(b[1], m[1])  # the change did something ...
@@ -182,10 +183,7 @@ def test_timed_peers_smoke():
     cfg = small_config(run={"dtype": "float32"}, optimizer={"batch_size": 2})
     threads_before = torch.get_num_threads()
     naive = peers.torch_naive(cfg, 20, repeats=1)
-    assert naive == peers.PeerResult(
-        "torch_naive", naive.trajectory_steps_per_s, naive.seconds, 1, 20, 1
-    )
-    assert naive.trajectory_steps_per_s == pytest.approx(20 / naive.seconds)
+    assert (naive.name, naive.trajectories, naive.steps, naive.threads) == ("torch_naive", 1, 20, 1)
     batched = peers.torch_batched(cfg, 8, 10, repeats=1)
     assert (batched.name, batched.trajectories, batched.steps, batched.threads) == (
         "torch_batched",
@@ -193,7 +191,6 @@ def test_timed_peers_smoke():
         10,
         1,
     )
-    assert batched.trajectory_steps_per_s == pytest.approx(80 / batched.seconds)
     every = peers.torch_batched(cfg, 8, 5, repeats=1, threads=None)
     assert every.threads == peers.available_cores()
     assert torch.get_num_threads() == threads_before  # restored
@@ -203,3 +200,38 @@ def test_timed_peers_smoke():
     assert peers.torch_batched(gd, 4, 5, repeats=1).name == "torch_batched_gd"
     with pytest.raises(ValueError, match="optimizer.kind"):
         peers.torch_naive(cfg.replace(optimizer={"kind": "langevin", "temperature": 0.1}), 5)
+
+
+def test_timed_peers_time_exactly_their_steps():
+    # A clock that counts optimizer steps: a timed run must read exactly `steps` (the reset,
+    # the set-up and the warm-up stay outside the timer), the rate must be trajectories * steps
+    # over it, and every step must be the configured SGD on weights of the right shapes.
+    from conftest import small_config
+    from torch.optim.optimizer import register_optimizer_step_post_hook
+
+    cfg = small_config(run={"dtype": "float32"}, optimizer={"batch_size": 2})
+    shapes = [tuple(s) for s in layer_shapes(5, 4, 4, 3)]
+    seen = []
+    handle = register_optimizer_step_post_hook(lambda opt, args, kwargs: seen.append(opt))
+
+    def clock():
+        return float(len(seen))
+
+    try:
+        for gd in (False, True):
+            run_cfg = cfg.replace(optimizer={"kind": "gd"}) if gd else cfg
+            seen.clear()
+            naive = peers.torch_naive(run_cfg, 20, repeats=2, clock=clock)
+            assert (naive.seconds, naive.trajectory_steps_per_s) == (20.0, 1.0)
+            assert len(seen) == 3 * 20  # warm-up and two timed runs
+            group = seen[-1].param_groups[0]
+            assert group["lr"] == 0.05 and group["weight_decay"] == pytest.approx(2e-2)
+            assert [tuple(w.shape) for w in group["params"]] == shapes
+            seen.clear()
+            batched = peers.torch_batched(run_cfg, 8, 10, repeats=2, clock=clock)
+            assert (batched.seconds, batched.trajectory_steps_per_s) == (10.0, 8.0)
+            assert len(seen) == 3 * 10
+            group = seen[-1].param_groups[0]
+            assert [tuple(w.shape) for w in group["params"]] == [(8, *s) for s in shapes]
+    finally:
+        handle.remove()
