@@ -117,7 +117,8 @@ class Summary(NamedTuple):
 
     ``ci`` is the t interval mean +- t_{M-1} * stderr on p, its lower end clipped at 0. ``log_ci``
     is the delta-method t interval on ln p, ln(mean) +- t_{M-1} * stderr / mean, finite whenever
-    mean > 0 ((-inf, -inf) when every run is extinct). Both need M >= 2 runs (NaN otherwise).
+    mean > 0. Both need M >= 2 runs (NaN otherwise). When every run estimates 0 (all extinct,
+    say) the runs show no spread and give no upper bound: ci = (0, NaN), log_ci = (-inf, NaN).
     Both are first order and undercover a little when run estimates are skewed (relative variance
     0.3 per run, 16 runs: 0.93 on p, 0.94 on ln p); prefer log_ci, with many runs.
     """
@@ -137,6 +138,8 @@ def summarize(estimates: np.ndarray, level: float = 0.95) -> Summary:
         return Summary(mean, nan, (nan, nan), (nan, nan), level)
     stderr = float(x.std(ddof=1) / math.sqrt(x.size))
     half = float(stats.t.ppf(0.5 + level / 2, x.size - 1)) * stderr
-    log_mean, rel = (math.log(mean), half / mean) if mean > 0 else (-math.inf, 0.0)
+    if mean == 0.0:  # no spread to measure: a zero, but no upper bound from these runs
+        return Summary(0.0, stderr, (0.0, nan), (-math.inf, nan), level)
+    log_mean, rel = math.log(mean), half / mean
     ci = (max(mean - half, 0.0), mean + half)
     return Summary(mean, stderr, ci, (log_mean - rel, log_mean + rel), level)

@@ -81,10 +81,11 @@ def rare(cfg: Config, progress: bool | None = None) -> xr.Dataset:
             key = jax.random.fold_in(root, i * n_eta + j)
             out, process, seconds = _cell(cfg, lam, eta, key, progress)
             if progress is not False:
-                s = out.summary
+                s, dead = out.summary, int(out.extinct.sum())
                 print(
                     f"  lam {lam:g}, eta {eta:g}: p = {s.mean:.3g} [{s.ci[0]:.3g}, {s.ci[1]:.3g}]"
-                    f" ({int(out.iterations.sum())} iterations, {seconds:.1f} s)",
+                    f" ({int(out.iterations.sum())} iterations, {dead} of {n_runs} runs died"
+                    f" out, {seconds:.1f} s)",
                     flush=True,
                 )
             cells.append(out)

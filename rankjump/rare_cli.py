@@ -12,18 +12,28 @@ __all__ = ["add_parser", "format_rare", "rare_to_dict", "run"]
 
 
 def format_rare(ds) -> str:
-    """The table of a rare result: per cell p, its interval, finished runs and cost."""
+    """The table of a rare result: per cell p, its interval, finished and extinct runs, cost."""
     interval = f"{ds.attrs['level']:.0%} interval"
-    lines = [f"{'lam':>8} {'eta':>8} {'p':>10} {interval:>24} {'runs done':>9} {'traj-steps':>11}"]
+    head = f"{'lam':>8} {'eta':>8} {'p':>10} {interval:>24} {'runs done':>9} {'extinct':>7}"
+    lines, unbounded = [f"{head} {'traj-steps':>11}"], False
     for lam in ds["lam"].values:
         for eta in ds["eta"].values:
             c = ds.sel(lam=lam, eta=eta)
-            ci = f"[{float(c['p_lo']):.3g}, {float(c['p_hi']):.3g}]"
+            hi = float(c["p_hi"])
+            unbounded |= hi != hi and float(c["p"]) == 0.0
+            ci = f"[{float(c['p_lo']):.3g}, {'none' if hi != hi else format(hi, '.3g')}]"
             done = f"{int(c['run_finished'].sum())}/{c.sizes['run']}"
-            cost = int(c["run_cost"].sum())
+            extinct, cost = int(c["run_extinct"].sum()), int(c["run_cost"].sum())
             lines.append(
-                f"{lam:>8g} {eta:>8g} {float(c['p']):>10.3g} {ci:>24} {done:>9} {cost:>11.3g}"
+                f"{lam:>8g} {eta:>8g} {float(c['p']):>10.3g} {ci:>24} {done:>9} {extinct:>7}"
+                f" {cost:>11.3g}"
             )
+    if unbounded:
+        lines.append(
+            "p = 0 with no upper end: every run estimated 0 (died out: all replicas tied at a "
+            "level), which bounds nothing; the score cannot separate replicas there "
+            "(docs/theory.md, section 6)"
+        )
     return "\n".join(lines)
 
 

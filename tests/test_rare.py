@@ -126,3 +126,15 @@ def test_splitting_agrees_with_plain_monte_carlo_on_the_network():
     p_ams, se_ams = float(split["p"]), float(split["p_stderr"])
     z = (p_ams - p_mc) / np.hypot(se_mc, se_ams)
     assert abs(z) < 2.576, (p_mc, (lo, hi), p_ams, se_ams)
+
+
+def test_a_cell_whose_runs_all_died_out_has_no_upper_end():
+    from rankjump.rare_cli import format_rare
+
+    ds = _rare(CFG).copy(deep=True)
+    ds["p"][:] = 0.0
+    ds["p_hi"][:] = np.nan
+    ds["run_extinct"][:] = True
+    table = format_rare(ds)
+    assert "[0, none]" in table and "no upper end" in table
+    assert f"{CFG.rare.runs:>7}" in table.splitlines()[1]  # the extinct column
