@@ -7,10 +7,9 @@ import json
 import sys
 from pathlib import Path
 
-import xarray as xr
-
 from rankjump.intervals import CI_METHODS
 from rankjump.ranks import RULE_TEXT
+from rankjump.results import ResultError, load_result, result_kind
 from rankjump.stats import (
     ON_CHOICES,
     CellReport,
@@ -51,7 +50,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         help="transition table, probabilities with CIs, upward check",
         description="Jump statistics of a result file, one block per (lam, eta) cell.",
     )
-    parser.add_argument("file", metavar="FILE", help="result file (netCDF) of rankjump simulate")
+    parser.add_argument(
+        "file", metavar="FILE", help="result file (netCDF) of rankjump simulate or rankjump rare"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object instead")
     parser.add_argument(
         "--on",
@@ -85,24 +86,17 @@ def run(args: argparse.Namespace) -> int:
         args: Parsed arguments of the `stats` parser.
 
     Returns:
-        0 on success; 2 (after one line on stderr) for a missing, unreadable or foreign file.
+        0 on success; 2 (after one line on stderr) for a file that
+        :func:`rankjump.results.load_result` refuses (the same line as every command's) or
+        whose ranks the analysis cannot read.
     """
     path = Path(args.file)
-    if not path.is_file():
-        problem = "no such file" if not path.exists() else "not a regular file"
-        print(f"rankjump stats: error: {path}: {problem}", file=sys.stderr)
-        return 2
     try:
-        with xr.open_dataset(path, engine="h5netcdf") as ds:
-            ds.load()
-    except Exception as exc:  # whatever fails to read is a problem of the input file
-        reason = " ".join(str(exc).split()) or type(exc).__name__
-        print(
-            f"rankjump stats: error: {path}: not a readable netCDF result file ({reason})",
-            file=sys.stderr,
-        )
+        ds = load_result(path, kinds=("simulate", "rare"))
+    except ResultError as err:
+        print(f"rankjump stats: error: {err}", file=sys.stderr)
         return 2
-    if ds.attrs.get("result_kind") == "rare":  # splitting estimates: their own table
+    if result_kind(ds) == "rare":  # splitting estimates: their own table
         from rankjump.rare_cli import format_rare, rare_to_dict
 
         rare_json = json.dumps(_plain(rare_to_dict(ds)), allow_nan=False)

@@ -99,7 +99,7 @@ def test_bad_files_from_the_command_line(tmp_path, capsys):
         (["simulate", str(good), "--out", str(tmp_path)], "is a directory"),
         (["sweep", str(good), "--out", str(a_file)], "is not a directory"),
         (["sweep", str(good), "--out", str(tmp_path / "no" / "dir")], "does not exist"),
-        (["stats", str(tmp_path / "missing.nc")], "no such file"),
+        (["stats", str(tmp_path / "missing.nc")], "no such result file"),
         (["stats", str(corrupt)], "not a readable netCDF result file"),
         (["stats", str(foreign)], "not a rankjump result"),
         (["plot", str(corrupt), "--out", str(tmp_path / "figs")], "not a readable netCDF"),

@@ -94,15 +94,22 @@ CELL0 = [
 
 
 def _dataset(rank: np.ndarray, diverged: np.ndarray) -> xr.Dataset:
-    """A result Dataset of rank (lam, traj, checkpoint), one eta; layer 1 is layer 0 plus one."""
+    """A result Dataset of rank (lam, traj, checkpoint), one eta; layer 1 is layer 0 plus one;
+    end_rank is rank, and the values the statistics do not read are placeholders."""
     rank = rank[:, None]
     layer = np.stack([rank, np.where(rank >= 0, rank + 1, -1)], axis=-1)
+    cell = ("lam", "eta", "traj", "checkpoint")
+    loss = np.where(rank >= 0, 1.0, np.nan)
     return xr.Dataset(
         {
-            "rank": (("lam", "eta", "traj", "checkpoint"), rank.astype(np.int32)),
-            "layer_rank": (("lam", "eta", "traj", "checkpoint", "layer"), layer.astype(np.int32)),
+            "rank": (cell, rank.astype(np.int32)),
+            "layer_rank": (cell + ("layer",), layer.astype(np.int32)),
+            "end_rank": (cell, rank.astype(np.int32)),
+            "sv": (cell + ("k",), loss[..., None]),
             "diverged": (("lam", "eta", "traj"), diverged[:, None]),
-            "loss": (("lam", "eta", "traj", "checkpoint"), np.where(rank >= 0, 1.0, np.nan)),
+            "loss": (cell, loss),
+            "param_norm2": (cell, loss),
+            "imbalance": (cell, loss),
         },
         coords={
             "lam": [1e-3, 1e-2],
@@ -110,7 +117,7 @@ def _dataset(rank: np.ndarray, diverged: np.ndarray) -> xr.Dataset:
             "traj": np.arange(rank.shape[2]) + 100,
             "step": ("checkpoint", 10 * np.arange(rank.shape[-1])),
         },
-        attrs={"config": "[run]\nseed = 0\n"},
+        attrs={"config": "[run]\nseed = 0\n", "producer": "rankjump"},
     )
 
 
@@ -471,15 +478,55 @@ def test_bad_files_exit_2_with_one_line(hand, tmp_path, capsys):
     foreign = tmp_path / "foreign.nc"
     xr.Dataset({"x": ("t", np.arange(3))}).to_netcdf(foreign, engine="h5netcdf")
     cases = {
-        tmp_path / "missing.nc": "no such file",
+        tmp_path / "missing.nc": "no such result file",
         tmp_path: "not a regular file",
         text: "not a readable netCDF",
-        foreign: "missing variable 'rank'",
+        foreign: "not a rankjump result file",
     }
     for path, problem in cases.items():
         code, out, err = _run(["stats", str(path)], capsys)
         assert code == 2 and out == ""
         assert err.count("\n") == 1 and problem in err and str(path) in err
+
+
+def test_stats_and_plot_refuse_a_bad_file_with_the_same_line(hand, tmp_path, capsys):
+    from rankjump.cli import main
+    from rankjump.results import RESULT_SCHEMA
+
+    text = tmp_path / "notes.txt"
+    text.write_text("not netCDF\n")
+    files = {"missing": tmp_path / "missing.nc", "folder": tmp_path, "text": text}
+    variants = {
+        "foreign": xr.Dataset({"x": ("t", np.arange(3))}),
+        "incomplete": hand.drop_vars("sv"),
+        "newer": hand.assign_attrs(result_schema=RESULT_SCHEMA + 1),
+        "unknown kind": hand.assign_attrs(result_kind="mystery"),
+    }
+    for name, ds in variants.items():
+        files[name] = tmp_path / f"{name}.nc"
+        ds.to_netcdf(files[name], engine="h5netcdf")
+    problems = {
+        "missing": "no such result file",
+        "folder": "not a regular file",
+        "text": "not a readable netCDF result file",
+        "foreign": "not a rankjump result file (missing producer)",
+        "incomplete": "not a rankjump result file (missing ['sv'])",
+        "newer": f"a result of schema {RESULT_SCHEMA + 1}, newer than this rankjump reads",
+        "unknown kind": "a result of kind 'mystery', unknown to this rankjump",
+    }
+    for name, path in files.items():
+        lines = {}
+        for command in ("stats", "plot"):
+            argv = [command, str(path)] + (
+                ["--out", str(tmp_path / "figures")] * (command == "plot")
+            )
+            assert main(argv) == 2, (name, command)
+            out, err = capsys.readouterr()
+            assert out == "" and err.count("\n") == 1, (name, command, err)
+            lines[command] = err.removeprefix(f"rankjump {command}: error: ")
+        assert lines["stats"] == lines["plot"], name
+        assert lines["stats"].startswith(f"{path}: {problems[name]}"), lines["stats"]
+    assert not (tmp_path / "figures").exists()
 
 
 def test_table_shows_the_band_of_rank_sets_that_matter():
