@@ -1,4 +1,8 @@
-"""The `rankjump plot FILE --out DIR` subcommand: the standard figures of a result file."""
+"""The `rankjump plot FILE --out DIR` subcommand: the standard figures of a result file.
+
+For a `rankjump rare` result FILE it writes rare_probability (:func:`rankjump.plots.save_rare`),
+with the plain Monte Carlo proportions of the `--beside` simulate results.
+"""
 
 from __future__ import annotations
 
@@ -36,12 +40,23 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "plot",
         help="the standard figures as PNG (and PDF)",
         description="Jump probability, ln P fit, rank occupancy, singular values, transition "
-        "counts and final ranks of a result file, written into a folder.",
+        "counts and final ranks of a result file, written into a folder; for a `rankjump rare` "
+        "result, its ln p against 1/(eta lam) (rare_probability), plain Monte Carlo beside it.",
     )
-    parser.add_argument("file", metavar="FILE", help="result file (netCDF) of rankjump simulate")
+    parser.add_argument(
+        "file", metavar="FILE", help="result file (netCDF) of rankjump simulate or rankjump rare"
+    )
     parser.add_argument("--out", required=True, metavar="DIR", help="folder for the figures")
     parser.add_argument(
         "--gd", metavar="GD_FILE", help="result of a GD run on the same cells (e.g. demo's gd.nc)"
+    )
+    parser.add_argument(
+        "--beside",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="MC_FILE",
+        help="with a rare FILE: simulate results whose jump proportions are drawn beside it",
     )
     parser.add_argument(
         "--format",
@@ -54,6 +69,66 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     return parser
 
 
+def _rare_result(path: str):
+    """The Dataset of a readable `rankjump rare` result file, None for any other path."""
+    import xarray as xr
+
+    try:
+        with xr.open_dataset(path, engine="h5netcdf") as ds:
+            return ds.load() if ds.attrs.get("result_kind") == "rare" else None
+    except Exception:  # missing, unreadable or foreign: load_result says which
+        return None
+
+
+def _error(message: str) -> int:
+    print(f"rankjump plot: error: {message}", file=sys.stderr)
+    return 2
+
+
+def _done(paths: list[Path]) -> int:
+    """Prints the files written, one a line."""
+    for path in paths:
+        print(path)
+    return 0
+
+
+def _make_out(out: Path) -> str | None:
+    """Creates the --out folder; the one-line problem when it cannot be made."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        return f"--out {out}: {err.strerror or err}"
+    return None
+
+
+def _run_rare(args: argparse.Namespace, ds) -> int:
+    """`rankjump plot RARE_FILE`: rare_probability, beside the --beside simulate results."""
+    from rankjump.plots import save_rare
+    from rankjump.plots.rare_points import rare_event
+    from rankjump.results import ResultError, load_result
+
+    if args.gd:
+        return _error(f"--gd {args.gd}: goes with a simulate result; {args.file} is a rare one")
+    try:
+        rare_event(ds)  # the attrs and variables the figure reads
+    except ValueError as err:
+        return _error(f"{args.file}: {err}")
+    try:
+        beside = [load_result(path) for path in args.beside]
+    except ResultError as err:
+        return _error(f"--beside {err}")
+    if problem := _make_out(Path(args.out)):
+        return _error(problem)
+    labels = [Path(path).name for path in args.beside]  # the legend's names of the files
+    if len(set(labels)) < len(labels):
+        labels = list(args.beside)
+    try:
+        paths = save_rare(ds, args.out, beside, args.format, labels=labels)
+    except ValueError as err:  # a --beside result the statistics refuse; the label names it
+        return _error(f"--beside {err}")
+    return _done(paths)
+
+
 def run(args: argparse.Namespace) -> int:
     """Runs `rankjump plot`: writes the figures and prints their paths, one a line.
 
@@ -62,28 +137,27 @@ def run(args: argparse.Namespace) -> int:
 
     Returns:
         0 on success; 2 (after one line on stderr) for a missing, unreadable or foreign result
-        file or an output folder that cannot be made.
+        file, a --beside file that is not a simulate result, --beside without a rare FILE, or
+        an output folder that cannot be made.
     """
     from rankjump.plots import save_all
     from rankjump.results import ResultError, load_result
 
+    rare = _rare_result(args.file)
+    if rare is not None:
+        return _run_rare(args, rare)
     try:
         ds = load_result(args.file)
         gd = load_result(args.gd) if args.gd else None
     except ResultError as err:
-        print(f"rankjump plot: error: {err}", file=sys.stderr)
-        return 2
+        return _error(str(err))
+    if args.beside:
+        return _error(f"--beside goes with a `rankjump rare` result; {args.file} is a simulation")
     out = Path(args.out)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        print(f"rankjump plot: error: --out {out}: {err.strerror or err}", file=sys.stderr)
-        return 2
+    if problem := _make_out(out):
+        return _error(problem)
     try:
         paths = save_all(ds, out, gd=gd, formats=args.format)
     except ValueError as err:  # a file that loads but lacks the schema the statistics need
-        print(f"rankjump plot: error: {args.file}: {err}", file=sys.stderr)
-        return 2
-    for path in paths:
-        print(path)
-    return 0
+        return _error(f"{args.file}: {err}")
+    return _done(paths)
