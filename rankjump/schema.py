@@ -63,6 +63,7 @@ RESULT_KINDS = {
         "log_p_hi",
         "run_estimate",
         "run_finished",
+        "run_extinct",
         "run_cost",
     ),
 }
