@@ -69,17 +69,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     return parser
 
 
-def _rare_result(path: str):
-    """The Dataset of a readable `rankjump rare` result file, None for any other path."""
-    import xarray as xr
-
-    try:
-        with xr.open_dataset(path, engine="h5netcdf") as ds:
-            return ds.load() if ds.attrs.get("result_kind") == "rare" else None
-    except Exception:  # missing, unreadable or foreign: load_result says which
-        return None
-
-
 def _error(message: str) -> int:
     print(f"rankjump plot: error: {message}", file=sys.stderr)
     return 2
@@ -141,13 +130,12 @@ def run(args: argparse.Namespace) -> int:
         an output folder that cannot be made.
     """
     from rankjump.plots import save_all
-    from rankjump.results import ResultError, load_result
+    from rankjump.results import ResultError, load_result, result_kind
 
-    rare = _rare_result(args.file)
-    if rare is not None:
-        return _run_rare(args, rare)
     try:
-        ds = load_result(args.file)
+        ds = load_result(args.file, kinds=("simulate", "rare"))
+        if result_kind(ds) == "rare":
+            return _run_rare(args, ds)
         gd = load_result(args.gd) if args.gd else None
     except ResultError as err:
         return _error(str(err))
