@@ -121,9 +121,10 @@ def kernel_seconds(cfg: Config, repeats: int) -> float:
     import jax
     import jax.numpy as jnp
 
-    from rankjump.dynamics import Hyper, State, TaskArrays
-    from rankjump.kernel import compiled_advance, structure_for
+    from rankjump.dynamics import TaskArrays, new_hyper, new_state
+    from rankjump.kernel import compiled_advance
     from rankjump.network import init_gaussian
+    from rankjump.plan import structure_for
     from rankjump.tasks import make_task
 
     run, opt = cfg.run, cfg.optimizer
@@ -135,8 +136,10 @@ def kernel_seconds(cfg: Config, repeats: int) -> float:
     keys = jax.random.split(jax.random.PRNGKey(run.seed), n)
     scale = cfg.network.init_scale
     weights = jax.vmap(lambda k: init_gaussian(k, s.shapes, scale, dtype))(keys)
-    state = State(tuple(weights), jnp.ones(n, dtype), jnp.zeros(n, jnp.int32))
-    hyper = Hyper(*(jnp.full(n, v, dtype) for v in (opt.lam[0], opt.eta[0], opt.label_noise, 0.0)))
+    state = new_state(weights=weights)
+    hyper = new_hyper(
+        lam=opt.lam[0], eta=opt.eta[0], label_noise=opt.label_noise, dtype=dtype, lanes=(n,)
+    )
     program = compiled_advance(s)
 
     def all_chunks():

@@ -144,23 +144,25 @@ def entry_vectors(weights: Weights, i, j):
     Returns:
         ``(pred, a, b)``: pred = A_theta[i, j]; a[l] = (e_i^T W_L ... W_{l+2})^T and
         b[l] = W_l ... W_1 e_j for layer index l = 0..L-1 (0-based, so a[l], b[l] belong to
-        W_{l+1}). Cost O(L * width * d): A_theta is never formed.
+        W_{l+1}); b[0] = e_j and a[L-1] = e_i. Cost O(L * width * d): A_theta is never formed,
+        column j of W_1 and row i of W_L are read (gathers), and pred = a[L-2] . b[L-1].
     """
     depth = len(weights)
-    b = [None] * depth
-    a = [None] * depth
+    b = [jnp.zeros(weights[0].shape[1], weights[0].dtype).at[j].set(1)] + [None] * (depth - 1)
+    a = [None] * (depth - 1) + [jnp.zeros(weights[-1].shape[0], weights[-1].dtype).at[i].set(1)]
+    if depth == 1:
+        return weights[0][i, j], tuple(a), tuple(b)
     col = weights[0][:, j]  # b for W_2: a gather
-    b[0] = jnp.zeros(weights[0].shape[1], weights[0].dtype).at[j].set(1)
     for l in range(1, depth):
         b[l] = col
-        col = weights[l] @ col
+        if l < depth - 1:
+            col = weights[l] @ col
     row = weights[-1][i, :]  # a for W_{L-1}: a gather
-    a[-1] = jnp.zeros(weights[-1].shape[0], weights[-1].dtype).at[i].set(1)
     for l in range(depth - 2, -1, -1):
         a[l] = row
-        row = weights[l].T @ row
-    pred = col[i]
-    return pred, tuple(a), tuple(b)
+        if l > 0:
+            row = weights[l].T @ row
+    return jnp.dot(a[-2], b[-1]), tuple(a), tuple(b)
 
 
 def entry_grad(weights: Weights, i, j, y) -> tuple[Float[Array, ""], Weights]:

@@ -26,6 +26,7 @@ __all__ = [
     "Thresholds",
     "count_above",
     "network_rank",
+    "ranks_of",
     "thresholds_for",
 ]
 
@@ -88,3 +89,12 @@ def network_rank(layer_rank, end_rank, rule: str):
     if rule == "end_to_end":
         return end_rank
     raise ValueError(f"rank.rule = {rule!r}: must be one of {' | '.join(RULES)}")
+
+
+def ranks_of(layer_svs, end_sv, thr_layer, thr_end, rel_floor: float, rule: str):
+    """``(rank, layer_rank, end_rank)`` of one network from the singular values of each layer
+    (a sequence of descending arrays) and of A_theta, at the given thresholds and relative
+    floor, under ``rule``: what a checkpoint records, and the start rank of a shared start."""
+    layer_rank = jnp.stack([count_above(s, thr_layer, rel_floor) for s in layer_svs])
+    end_rank = count_above(end_sv, thr_end, rel_floor)
+    return network_rank(layer_rank, end_rank, rule), layer_rank, end_rank

@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rankjump.config import Config, ConfigError
-from rankjump.dynamics import Hyper, State, TaskArrays, materialize
+from rankjump.dynamics import State, TaskArrays, materialize, new_hyper, new_state
 from rankjump.kernel import compiled_advance
 from rankjump.network import param_norm2, stacked_singular_values
 from rankjump.ranks import REL_FLOOR, count_above
@@ -99,7 +99,7 @@ class NetworkProcess:
         """n replicas at the configured start, step 0 (the key is not used)."""
         del key
         weights = tuple(np.broadcast_to(w, (n, *w.shape)).copy() for w in self.start_weights)
-        return State(weights, np.ones(n, self.dtype), np.zeros(n, np.int32))
+        return new_state(weights=weights)
 
     def advance(self, keys, state: State, step0: int, n_steps: int) -> State:
         """``n_steps`` (a multiple of ``run.record_every``) steps of every replica, each from its
@@ -108,8 +108,16 @@ class NetworkProcess:
         if n_steps % s.record_every:
             raise ValueError(f"n_steps = {n_steps}: must be a multiple of {s.record_every}")
         n = len(keys)
-        hyper = Hyper(*(jnp.full(n, v, self.dtype) for v in self.hyper))
-        state = State(*jax.tree_util.tree_map(jnp.asarray, tuple(state)))
+        lam, eta, label_noise, temperature = self.hyper
+        hyper = new_hyper(
+            lam=lam,
+            eta=eta,
+            label_noise=label_noise,
+            temperature=temperature,
+            dtype=self.dtype,
+            lanes=(n,),
+        )
+        state = jax.tree_util.tree_map(jnp.asarray, state)
         program = compiled_advance(s)
         with jax.default_matmul_precision("highest"):
             for _ in range(n_steps // s.record_every):
@@ -130,7 +138,7 @@ class NetworkProcess:
 
         def score(weights, scale):
             def one(ms, c):
-                w = materialize(State(ms, c, jnp.zeros((), jnp.int32)))
+                w = materialize(new_state(weights=ms, scale=c))
                 svs = stacked_singular_values(list(w), svd)
                 ranks = jnp.stack(
                     [count_above(svs[l, : min(x.shape)], thr, floor) for l, x in enumerate(w)]

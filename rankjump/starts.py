@@ -1,116 +1,119 @@
-"""Starting states: GD-converged minima (shared or per trajectory) and weights files."""
+"""Starting states of a run: shared ones (a GD minimum per lam, or a weights file), per-trajectory
+GD minima (:class:`MinimaCache`), and weights files. Drawn inits (gaussian, balanced) are made
+inside the kernel, per trajectory."""
 
 from __future__ import annotations
 
+import functools
 import zipfile
 from pathlib import Path
 from typing import NamedTuple
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
-from rankjump.config import ConfigError, NetworkConfig
-from rankjump.dynamics import Hyper, TaskArrays, make_dynamics, materialize, new_state
-from rankjump.network import data_loss, init_gaussian, layer_shapes, param_norm2
-from rankjump.tasks import Task
+from rankjump.config import Config, ConfigError
+from rankjump.minima import GDMinimum, NotConvergedError, gd_minimum
+from rankjump.network import layer_shapes
+from rankjump.plan import thresholds
+from rankjump.ranks import REL_FLOOR, ranks_of
+from rankjump.tasks import Task, make_task
 
-__all__ = ["GDMinimum", "NotConvergedError", "gd_minimum", "load_weights", "save_weights"]
+__all__ = [
+    "GDMinimum",
+    "MinimaCache",
+    "NotConvergedError",
+    "Starts",
+    "gd_minimum",
+    "load_weights",
+    "save_weights",
+    "shared_starts",
+    "start_lams",
+]
 
-_CHECK_EVERY = 1000
+
+class Starts(NamedTuple):
+    """Starting weights shared by the trajectories of each lam (leading lam axis), with attrs."""
+
+    weights: tuple | None
+    attrs: dict
 
 
-class NotConvergedError(ConfigError):
-    """GD ran out of its step budget before reaching the gradient tolerance."""
+def start_lams(cfg: Config) -> np.ndarray:
+    """The lam each cell starts with (phase 0 of the schedule): GD minima are taken there."""
+    return np.asarray(cfg.optimizer.lam) * cfg.optimizer.factors("lam")[0]
 
 
-class GDMinimum(NamedTuple):
-    """GD-converged weights for each lam, in float64.
+@functools.lru_cache(maxsize=8)
+def _shared_minimum(task_cfg, net, lams) -> GDMinimum:
+    """GD minima are deterministic in (task, network, lam): compute each once per process."""
+    return gd_minimum(make_task(task_cfg), task_cfg.d_out, task_cfg.d_in, net, lams)
 
-    Attributes:
-        weights: tuple of arrays, each with a leading lam axis.
-        grad_norm: (n_lam,) norm of the full gradient of L_lam at the end.
-        steps: (n_lam,) GD steps taken.
-        loss: (n_lam,) L_lam at the end.
+
+def _start_rank(weights, thr, rule: str) -> int:
+    """The rank of one network (float64, NumPy SVDs) under the rank rule, as a record counts."""
+    weights = [np.asarray(w, np.float64) for w in weights]
+    end = np.linalg.multi_dot(weights[::-1]) if len(weights) > 1 else weights[0]
+    svs = [np.linalg.svd(m, compute_uv=False) for m in weights]
+    end_sv = np.linalg.svd(end, compute_uv=False)
+    return int(ranks_of(svs, end_sv, thr.layer, thr.end, REL_FLOOR["float64"], rule)[0])
+
+
+def shared_starts(cfg: Config) -> Starts:
+    """The starts shared by all trajectories of a lam: a GD minimum or a weights file.
+
+    Per-trajectory GD minima and drawn inits give ``Starts(None, {})``: they are made per chunk.
     """
-
-    weights: tuple
-    grad_norm: np.ndarray
-    steps: np.ndarray
-    loss: np.ndarray
-
-
-def _grad_norm(w, task: TaskArrays, lam):
-    def full(w):
-        return data_loss(w, task.rows, task.cols, task.y) + lam * param_norm2(w)
-
-    value, g = jax.value_and_grad(full)(w)
-    return value, jnp.sqrt(sum(jnp.sum(x * x) for x in g))
-
-
-def gd_minimum(
-    task: Task, d_out: int, d_in: int, net: NetworkConfig, lams, trajectories=None
-) -> GDMinimum:
-    """Run GD in float64 from a gaussian init to a minimum of L_lam, one run per lane.
-
-    Without ``trajectories`` there is one lane per lam, all from the init drawn with key
-    ``net.seed`` (the shared start). With ``trajectories`` (same length as ``lams``), lane k
-    starts from trajectory ``trajectories[k]``'s own init, key ``fold_in(PRNGKey(net.seed), t)``.
-
-    Runs until the gradient norm of the full regularized loss is below ``net.gd_tol`` (checked
-    every 1000 steps) and raises :class:`NotConvergedError` if ``net.gd_max_steps`` run out
-    first: a GD run can look converged on a slow slope that is not a minimum (docs/theory.md).
-    """
-    shapes = layer_shapes(d_out, d_in, net.width, net.depth)
-    f64 = jnp.float64
-    arrays = TaskArrays.of(task, f64)
-    dyn = make_dynamics("gd", arrays, shapes, 1, f64)
-    root = jax.random.PRNGKey(net.seed)
-    max_steps, tol = net.gd_max_steps, net.gd_tol
-    lams = np.asarray(lams, np.float64)
-    if trajectories is None:
-        keys = jnp.broadcast_to(root, (lams.size, *root.shape))
+    net, n_lam = cfg.network, len(cfg.optimizer.lam)
+    shapes = layer_shapes(cfg.task.d_out, cfg.task.d_in, net.width, net.depth)
+    if net.init == "gd_minimum" and net.gd_start == "shared":
+        m = _shared_minimum(cfg.task, net, tuple(float(x) for x in start_lams(cfg)))
+        weights = m.weights
+        attrs = {
+            "gd_grad_norm": m.grad_norm.tolist(),
+            "gd_steps": m.steps.tolist(),
+            "gd_loss": m.loss.tolist(),
+        }
+    elif net.init == "file":
+        w = load_weights(net.init_file, shapes)
+        weights, attrs = tuple(np.broadcast_to(x, (n_lam, *x.shape)) for x in w), {}
     else:
-        trajectories = np.asarray(trajectories)
-        keys = jax.vmap(lambda t: jax.random.fold_in(root, t))(
-            jnp.asarray(trajectories, jnp.uint32)
-        )
+        return Starts(weights=None, attrs={})
+    thr = thresholds(cfg, make_task(cfg.task))
+    attrs["start_rank"] = [
+        _start_rank([w[k] for w in weights], thr[k], cfg.rank.rule) for k in range(n_lam)
+    ]
+    return Starts(weights=weights, attrs=attrs)
 
-    def one(lam, key):
-        w0 = init_gaussian(key, shapes, net.init_scale, f64)
-        hyper = Hyper(lam, jnp.asarray(net.gd_eta, f64), jnp.zeros((), f64), jnp.zeros((), f64))
 
-        def body(carry):
-            state, _, _ = carry
-            n = jnp.minimum(_CHECK_EVERY, max_steps - state.step)
-            state = jax.lax.fori_loop(0, n, lambda _, s: dyn.update(None, s, hyper), state)
-            value, gn = _grad_norm(materialize(state), arrays, lam)
-            return state, value, gn
+class MinimaCache:
+    """Per-trajectory GD minima of one configuration (``gd_start = "per_trajectory"``), each
+    computed once and kept: the same (lam, trajectory) start serves every eta cell.
 
-        def cond(carry):
-            state, _, gn = carry
-            return (gn > tol) & (state.step < max_steps) & jnp.isfinite(gn)
+    Minima are computed in programs of ``block`` lanes, the run's chunk, so a sweep job and
+    :func:`rankjump.simulate.simulate` compute each one with the same program (padding repeats
+    the last pair), bit for bit.
+    """
 
-        value, gn = _grad_norm(w0, arrays, lam)
-        state, value, gn = jax.lax.while_loop(cond, body, (new_state(w0), value, gn))
-        return materialize(state), gn, state.step, value
+    def __init__(self, cfg: Config, task: Task, block: int):
+        self.cfg, self.task, self.block = cfg, task, block
+        self.lams = start_lams(cfg)
+        self._kept: dict = {}
 
-    with jax.default_matmul_precision("highest"):
-        w, gn, steps, value = jax.jit(jax.vmap(one))(jnp.asarray(lams, f64), keys)
-    w = tuple(np.asarray(x) for x in w)
-    gn, steps, value = np.asarray(gn), np.asarray(steps), np.asarray(value)
-    bad = ~(gn <= tol)
-    if bad.any():
-        k = int(np.argmax(bad))
-        where = f"lam = {lams[k]:g}"
-        if trajectories is not None:
-            where += f", trajectory {trajectories[k]}"
-        raise NotConvergedError(
-            f"network.gd_max_steps = {max_steps}: GD at {where} stopped at gradient "
-            f"norm {gn[k]:.3g} > network.gd_tol = {tol:g} after {steps[k]} steps "
-            "(raise gd_max_steps or gd_eta, or lower init_scale if it diverged)"
-        )
-    return GDMinimum(w, gn, steps, value)
+    def minima(self, pairs) -> list:
+        """For each (lam index, trajectory) pair: ``(weights, (grad_norm, steps, loss))``."""
+        cfg = self.cfg
+        todo = [pair for pair in dict.fromkeys(pairs) if pair not in self._kept]
+        for b in range(0, len(todo), self.block):
+            part = todo[b : b + self.block]
+            padded = part + [part[-1]] * (self.block - len(part))
+            li, tr = (np.array(x) for x in zip(*padded, strict=True))
+            m = gd_minimum(self.task, cfg.task.d_out, cfg.task.d_in, cfg.network, self.lams[li], tr)
+            for n, pair in enumerate(part):
+                self._kept[pair] = (
+                    tuple(w[n] for w in m.weights),
+                    (float(m.grad_norm[n]), int(m.steps[n]), float(m.loss[n])),
+                )
+        return [self._kept[pair] for pair in pairs]
 
 
 def save_weights(path: str | Path, weights) -> None:

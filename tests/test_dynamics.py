@@ -24,7 +24,7 @@ from rankjump.config import TaskConfig
 from rankjump.network import data_loss, layer_shapes
 from rankjump.tasks import make_task
 
-LAM, ETA, LABEL_NOISE, TEMPERATURE = 0.05, 0.1, 0.3, 0.02
+LAM, ETA, LABEL_NOISE, TEMPERATURE, MOMENTUM = 0.05, 0.1, 0.3, 0.02, 0.7
 N_STEPS = 6
 # (d_out, d_in, width, depth): never square.
 GEOMETRIES = [(3, 5, 4, 1), (5, 3, 4, 2), (4, 6, 3, 3), (5, 4, 3, 4)]
@@ -57,10 +57,15 @@ def _setup(geometry, dtype=jnp.float64, seed=0):
     shapes = layer_shapes(d_out, d_in, width, depth)
     rng = np.random.default_rng(100 + seed)
     ws_np = [rng.standard_normal(s) / np.sqrt(s[1]) for s in shapes]
-    arrays = dynamics.TaskArrays(
-        jnp.asarray(task.rows), jnp.asarray(task.cols), jnp.asarray(task.y, dtype)
+    arrays = dynamics.TaskArrays.of(task, dtype)
+    hyper = dynamics.new_hyper(
+        lam=LAM,
+        eta=ETA,
+        label_noise=LABEL_NOISE,
+        temperature=TEMPERATURE,
+        momentum=MOMENTUM,
+        dtype=dtype,
     )
-    hyper = dynamics.Hyper(*(jnp.asarray(v, dtype) for v in (LAM, ETA, LABEL_NOISE, TEMPERATURE)))
     return task, shapes, ws_np, arrays, hyper
 
 
@@ -68,7 +73,7 @@ def _run(dyn, ws_np, hyper, key, dtype=jnp.float64, n=N_STEPS):
     """n steps of the kernel from ws_np (lazy scale never folded); samples and materialized path."""
     samples = jax.jit(dyn.draw, static_argnums=1)(key, n)
     update = jax.jit(dyn.update)
-    state = dynamics.new_state(tuple(jnp.asarray(w, dtype) for w in ws_np))
+    state = dyn.init(tuple(jnp.asarray(w, dtype) for w in ws_np))
     path = []
     for k in range(n):
         state = update(jax.tree_util.tree_map(lambda x, k=k: x[k], samples), state, hyper)
@@ -107,9 +112,7 @@ def test_sgd_kernel_equals_numpy_reference(geometry, batch):
         dup = np.array([0, 0, 1])
         sample = (jnp.asarray(dup, jnp.int32), jnp.zeros((0,)))
         got = dynamics.materialize(
-            jax.jit(dyn.update)(
-                sample, dynamics.new_state(tuple(jnp.asarray(w) for w in ws_np)), hyper
-            )
+            jax.jit(dyn.update)(sample, dyn.init(tuple(jnp.asarray(w) for w in ws_np)), hyper)
         )
         want = _np_step(ws_np, task.rows[dup], task.cols[dup], task.y[dup], LAM, ETA)
         _assert_weights_close(got, want, rtol=1e-12, atol=1e-13)
@@ -172,7 +175,7 @@ def test_renormalize_is_exact_and_does_not_change_the_path():
         n_steps = 80  # the scale decays by 0.99 a step: below 1/2 after 69
         samples = dyn.draw(jax.random.PRNGKey(12), n_steps)
         update = jax.jit(dyn.update)
-        lazy = renormed = dynamics.new_state(tuple(jnp.asarray(w) for w in ws_np))
+        lazy = renormed = dyn.init(tuple(jnp.asarray(w) for w in ws_np))
         for k in range(n_steps):
             sample = jax.tree_util.tree_map(lambda x, k=k: x[k], samples)
             lazy = update(sample, lazy, hyper)
@@ -210,6 +213,8 @@ OPTAX_CASES = [(g, 3, "sgd") for g in GEOMETRIES] + [
     (GEOMETRIES[3], 3, "label_noise"),
     (GEOMETRIES[0], BIG_BATCH, "sgd"),
     (GEOMETRIES[3], BIG_BATCH, "label_noise"),
+    (GEOMETRIES[2], 3, "sgd_momentum"),
+    (GEOMETRIES[0], 1, "sgd_momentum"),
 ]
 
 
@@ -219,30 +224,176 @@ OPTAX_CASES = [(g, 3, "sgd") for g in GEOMETRIES] + [
     ids=lambda v: "x".join(map(str, v)) if isinstance(v, tuple) else str(v),
 )
 def test_fast_kernel_equals_optax_chain(geometry, batch, kind):
+    # The generic update: the optax chain (weight decay, then sgd with momentum for
+    # sgd_momentum) on the autodiff gradient of the batch's data loss, its state carried.
     _, shapes, ws_np, arrays, hyper = _setup(geometry, seed=1)
     dyn = dynamics.make_dynamics(kind, arrays, shapes, batch, jnp.float64)
     samples, _, path = _run(dyn, ws_np, hyper, jax.random.PRNGKey(12))
-    opt = dynamics.optax_chain(LAM, ETA)
+    opt = dynamics.optax_chain(LAM, ETA, MOMENTUM if kind == "sgd_momentum" else None)
 
     @jax.jit
-    def generic(w, idx, xi):
+    def generic(w, opt_state, idx, xi):
         y = arrays.y[idx]
         if kind == "label_noise":
             y = y + LABEL_NOISE * xi
         grads = jax.grad(data_loss)(w, arrays.rows[idx], arrays.cols[idx], y)
-        updates, _ = opt.update(grads, opt.init(w), w)
-        return optax.apply_updates(w, updates)
+        updates, opt_state = opt.update(grads, opt_state, w)
+        return optax.apply_updates(w, updates), opt_state
 
     w = tuple(jnp.asarray(x) for x in ws_np)
+    opt_state = opt.init(w)
     for k in range(N_STEPS):
-        w = generic(w, samples[0][k], samples[1][k])
+        w, opt_state = generic(w, opt_state, samples[0][k], samples[1][k])
         _assert_weights_close(path[k], [np.asarray(x) for x in w], rtol=1e-12, atol=1e-13)
+
+
+# ------------------------------------------------------------------ fast equal vs vmap
+
+
+def _lanes(n, shapes, seed, dtype=jnp.float64):
+    """n networks' weights (lanes first) and hyperparameters, eta and lam varying by lane."""
+    rng = np.random.default_rng(seed)
+    weights = tuple(rng.standard_normal((n, *s)) / np.sqrt(s[1]) for s in shapes)
+    hyper = dynamics.new_hyper(
+        lam=np.linspace(0.01, 0.05, n),
+        eta=np.linspace(0.05, 0.1, n),
+        label_noise=LABEL_NOISE,
+        temperature=TEMPERATURE,
+        momentum=np.linspace(0.0, 0.9, n),
+        dtype=dtype,
+        lanes=(n,),
+    )
+    return tuple(jnp.asarray(w, dtype) for w in weights), hyper
+
+
+@pytest.mark.parametrize("kind", sorted(dynamics.KINDS))
+@pytest.mark.parametrize(
+    "geometry", [GEOMETRIES[0], GEOMETRIES[3]], ids=lambda g: "x".join(map(str, g))
+)
+def test_chunk_step_equals_vmap_of_one_network_step(kind, geometry):
+    # update_lanes (the lanes-last fast equal where the kind has one) equals jax.vmap of the
+    # one-network definition, float64, to 1e-12 relative (the two sum in different orders).
+    _, shapes, _, arrays, _ = _setup(geometry)
+    n, batch, steps = 5, 3, 8
+    dyn = dynamics.make_dynamics(kind, arrays, shapes, batch, jnp.float64)
+    assert dyn.lanes_last == (kind in ("sgd", "label_noise", "sgd_momentum"))
+    weights, hyper = _lanes(n, shapes, seed=3)
+    keys = jax.random.split(jax.random.PRNGKey(21), n)
+    samples = jax.vmap(lambda k: dyn.draw(k, steps))(keys)  # (lanes, steps, ...)
+    one = jax.jit(jax.vmap(dyn.update))
+    chunk = jax.jit(dyn.update_lanes)
+
+    def last(tree):  # lanes first -> lanes last
+        return jax.tree_util.tree_map(lambda x: jnp.moveaxis(x, 0, -1), tree)
+
+    def first(tree):
+        return jax.tree_util.tree_map(lambda x: jnp.moveaxis(x, -1, 0), tree)
+
+    ref = jax.vmap(dyn.init)(weights)
+    fast = last(ref) if dyn.lanes_last else ref
+    hyper_fast = last(hyper) if dyn.lanes_last else hyper
+    for k in range(steps):
+        sample = jax.tree_util.tree_map(lambda x, k=k: x[:, k], samples)
+        ref = one(sample, ref, hyper)
+        fast = chunk(last(sample) if dyn.lanes_last else sample, fast, hyper_fast)
+    got = first(fast) if dyn.lanes_last else fast
+    want_w = jax.vmap(dynamics.materialize)(ref)
+    got_w = jax.vmap(dynamics.materialize)(got)
+    for a, b in zip(got_w, want_w, strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-12, atol=1e-14)
+    for a, b in zip(
+        jax.tree_util.tree_leaves(got.opt), jax.tree_util.tree_leaves(ref.opt), strict=True
+    ):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-12, atol=1e-14)
+    np.testing.assert_array_equal(np.asarray(got.step), steps)
+    assert not np.allclose(np.asarray(want_w[0]), np.asarray(weights[0]))
+
+
+# ------------------------------------------------------------------ momentum, optimizer state
+
+
+def _np_heavy_ball(ws, v, rows, cols, y, lam, eta, beta):
+    """One heavy-ball step in NumPy: G = (2/B) sum r grad A[i, j] + 2 lam W, v <- beta v + G,
+    W <- W - eta v."""
+    a = np_product(ws)
+    grads = [2.0 * lam * w for w in ws]
+    for i, j, t in zip(rows, cols, y, strict=True):
+        for l, g in enumerate(np_entry_grads(ws, i, j)):
+            grads[l] += (2.0 / len(rows)) * (a[i, j] - t) * g
+    v = [beta * vl + gl for vl, gl in zip(v, grads, strict=True)]
+    return [w - eta * vl for w, vl in zip(ws, v, strict=True)], v
+
+
+@pytest.mark.parametrize("batch", [1, 3, BIG_BATCH])
+@pytest.mark.parametrize(
+    "geometry", [GEOMETRIES[0], GEOMETRIES[3]], ids=lambda g: "x".join(map(str, g))
+)
+def test_momentum_kernel_equals_numpy_reference(geometry, batch):
+    task, shapes, ws_np, arrays, hyper = _setup(geometry)
+    dyn = dynamics.make_dynamics("sgd_momentum", arrays, shapes, batch, jnp.float64)
+    samples, state, path = _run(dyn, ws_np, hyper, jax.random.PRNGKey(17))
+    idx = np.asarray(samples[0])
+    ref, v = [w.copy() for w in ws_np], [np.zeros_like(w) for w in ws_np]
+    for k in range(N_STEPS):
+        b = idx[k]
+        ref, v = _np_heavy_ball(ref, v, task.rows[b], task.cols[b], task.y[b], LAM, ETA, MOMENTUM)
+        _assert_weights_close(path[k], ref, rtol=1e-12, atol=1e-13)
+    _assert_weights_close(state.opt, v, rtol=1e-12, atol=1e-13)  # the velocity is carried
+
+
+def test_momentum_zero_is_sgd():
+    # Same draws (the streams of plain SGD), and with momentum 0 the same steps.
+    _, shapes, ws_np, arrays, hyper = _setup(GEOMETRIES[2])
+    hyper = hyper._replace(momentum=jnp.zeros(()))
+    paths = {}
+    for kind in ("sgd", "sgd_momentum"):
+        dyn = dynamics.make_dynamics(kind, arrays, shapes, 2, jnp.float64)
+        paths[kind] = _run(dyn, ws_np, hyper, jax.random.PRNGKey(18))
+    np.testing.assert_array_equal(paths["sgd"][0][0], paths["sgd_momentum"][0][0])
+    for a, b in zip(paths["sgd"][2], paths["sgd_momentum"][2], strict=True):
+        _assert_weights_close(a, [np.asarray(x) for x in b], rtol=1e-12, atol=1e-13)
+
+
+def test_dense_step_carries_a_stateful_chain():
+    # The dense step applies the optax chain with the state found in State.opt and returns its
+    # successor: a chain with momentum is heavy-ball GD, not GD (which it would be if its state
+    # were restarted at every step). A state without it is refused, not silently restarted.
+    task, shapes, ws_np, arrays, hyper = _setup(GEOMETRIES[3])
+
+    def chain(h):
+        return dynamics.optax_chain(h.lam, h.eta, MOMENTUM)
+
+    dyn = dynamics.dense_dynamics(arrays, shapes, jnp.float64, chain=chain)
+    _, state, path = _run(dyn, ws_np, hyper, jax.random.PRNGKey(19))
+    ref, v = [w.copy() for w in ws_np], [np.zeros_like(w) for w in ws_np]
+    gd = [w.copy() for w in ws_np]
+    for k in range(N_STEPS):
+        ref, v = _np_heavy_ball(ref, v, task.rows, task.cols, task.y, LAM, ETA, MOMENTUM)
+        gd = _np_step(gd, task.rows, task.cols, task.y, LAM, ETA)
+        _assert_weights_close(path[k], ref, rtol=1e-12, atol=1e-13)
+    assert not np.allclose(ref[0], gd[0], rtol=1e-6)  # momentum made a difference
+    assert jax.tree_util.tree_leaves(state.opt)
+    stateless = dynamics.new_state(weights=tuple(jnp.asarray(w) for w in ws_np))
+    with pytest.raises(ValueError, match="State.opt"):
+        dyn.update(None, stateless, hyper)
+    # The default chain keeps no state: GD's State.opt is empty.
+    gd_dyn = dynamics.make_dynamics("gd", arrays, shapes, 1, jnp.float64)
+    assert gd_dyn.init(stateless.weights).opt == ()
+
+
+def test_registry_names_the_configured_kinds():
+    from dataclasses import fields
+
+    from rankjump.config import OptimizerConfig
+
+    kind = next(f for f in fields(OptimizerConfig) if f.name == "kind")
+    assert set(kind.metadata["choices"]) == set(dynamics.KINDS)
 
 
 def test_step_is_draw_then_update():
     _, shapes, ws_np, arrays, hyper = _setup(GEOMETRIES[2])
     dyn = dynamics.make_dynamics("label_noise", arrays, shapes, 2, jnp.float64)
-    state = dynamics.new_state(tuple(jnp.asarray(w) for w in ws_np))
+    state = dyn.init(tuple(jnp.asarray(w) for w in ws_np))
     key = jax.random.PRNGKey(13)
     one = jax.tree_util.tree_map(lambda x: x[0], dyn.draw(key, 1))
     got = dynamics.materialize(jax.jit(dyn.step)(key, state, hyper))

@@ -9,6 +9,7 @@ steps, checkpoints every 50) with chunks of 4 lanes.
 from __future__ import annotations
 
 import functools
+import re
 
 import jax
 import jax.numpy as jnp
@@ -20,20 +21,24 @@ from conftest import small_config
 from rankjump import (
     ConfigError,
     ResultError,
-    kernel,
     load_result,
     loads_config,
     save_result,
     simulate,
 )
-from rankjump.dynamics import LANES_LAST_MAX_BATCH, Hyper, TaskArrays, lanes_last
+from rankjump.dynamics import LANES_LAST_MAX_BATCH, TaskArrays, lanes_last, new_hyper, new_state
 from rankjump.kernel import (
-    LaneParams,
+    CPU_OPTIONS,
+    compiled_advance,
+    compiler_options,
+    new_lane_params,
+    options_for,
     run_lanes,
-    structure_for,
+    tile_for,
     trace_count,
 )
 from rankjump.network import init_gaussian, layer_shapes
+from rankjump.plan import structure_for
 from rankjump.ranks import thresholds_for
 from rankjump.starts import gd_minimum, load_weights, save_weights
 from rankjump.tasks import make_task
@@ -79,17 +84,24 @@ def _single_lane(cfg):
     net, opt, run = cfg.network, cfg.optimizer, cfg.run
     s = structure_for(cfg, svd="lapack")
     dtype = jnp.dtype(run.dtype)
-    arrays = TaskArrays(jnp.asarray(task.rows), jnp.asarray(task.cols), jnp.asarray(task.y, dtype))
+    arrays = TaskArrays.of(task, dtype)
 
     def params(lam, eta):
         thr = thresholds_for(cfg.rank.threshold, lam, task.y, net.depth, cfg.rank.safety, run.dtype)
-        scalar = functools.partial(jnp.asarray, dtype=dtype)
-        return LaneParams(
-            Hyper(scalar([lam]), scalar([eta]), scalar(opt.label_noise), scalar(opt.temperature)),
-            scalar(thr.layer),
-            scalar(thr.end),
-            scalar(net.init_scale),
-            scalar(run.diverge_norm2),
+        hyper = new_hyper(
+            lam=[lam],
+            eta=[eta],
+            label_noise=opt.label_noise,
+            temperature=opt.temperature,
+            dtype=dtype,
+        )
+        return new_lane_params(
+            hyper=hyper,
+            thr_layer=thr.layer,
+            thr_end=thr.end,
+            init_scale=net.init_scale,
+            diverge_norm2=run.diverge_norm2,
+            dtype=dtype,
         )
 
     def lane(key, start, p, arrays, s):
@@ -319,10 +331,10 @@ def test_cache_tiles_do_not_change_trajectories(monkeypatch, dtype, rtol):
     # 40 lanes in chunks of 30, each stepped whole or in tiles of 8 (the CPU's cache tiling):
     # 4 tiles, the last padded with copies of the chunk's last lane, which are then dropped.
     cfg = small_config(optimizer=GRID, run={"trajectories": 10, "chunk_size": 30, "dtype": dtype})
-    assert kernel._tile_for(30, 8) == 8
+    assert tile_for(30, 8) == 8
     runs = {}
     for target in (0, 8):
-        monkeypatch.setattr(kernel, "_tile_lanes", lambda shapes, dt, t=target: t)
+        monkeypatch.setattr("rankjump.plan.tile_lanes", lambda shapes, dt, t=target: t)
         assert structure_for(cfg).tile == target
         runs[target] = simulate(cfg, progress=False)
     _assert_records_equal(runs[8], runs[0], rtol=rtol)
@@ -378,14 +390,14 @@ def test_lanes_at_different_steps_advance_together_as_alone(batch):
     cfg = small_config(task={"observed": 1.0}, optimizer={"batch_size": batch})
     s = structure_for(cfg)
     task = make_task(cfg.task)
-    arrays = TaskArrays(jnp.asarray(task.rows), jnp.asarray(task.cols), jnp.asarray(task.y))
+    arrays = TaskArrays.of(task, jnp.float64)
     n = 4
     keys = jax.random.split(jax.random.PRNGKey(3), n)
     weights = jax.vmap(lambda k: init_gaussian(k, s.shapes, 1.0, jnp.float64))(keys)
     steps = jnp.asarray([0, 50, 150, 1000], jnp.int32)
-    state = kernel.State(tuple(weights), jnp.ones(n), steps)
-    hyper = Hyper(*(jnp.full(n, v) for v in (1e-2, 0.05, 0.0, 0.0)))
-    advance = kernel.compiled_advance(s)
+    state = new_state(weights=weights, step=steps)
+    hyper = new_hyper(lam=1e-2, eta=0.05, dtype=jnp.float64, lanes=(n,))
+    advance = compiled_advance(s)
     together = advance(state, keys, hyper, arrays)
     assert np.array_equal(together.step, steps + cfg.run.record_every)
     for t in range(n):  # lane t beside lanes at its own step (as simulate runs it)
@@ -422,14 +434,16 @@ def test_rank_rule_picks_the_recorded_rank(rule):
 def test_cpu_options_reach_lanes_last_programs_only():
     # This jaxlib accepts the options; if a new one drops them the kernel still runs, slower,
     # and this test says so.
-    assert kernel.compiler_options(True) == kernel._CPU_OPTIONS
-    assert kernel.compiler_options(False) == {}
+    assert compiler_options(True) == CPU_OPTIONS
+    assert compiler_options(False) == {}
     assert lanes_last("sgd", 1) and lanes_last("label_noise", LANES_LAST_MAX_BATCH)
+    assert lanes_last("sgd_momentum", 1)
     assert not lanes_last("sgd", LANES_LAST_MAX_BATCH + 1) and not lanes_last("gd", 1)
     s = structure_for(small_config())
-    assert s.platform == "cpu" and kernel._options_for(s) == kernel._CPU_OPTIONS
-    assert kernel._options_for(s._replace(kind="gd")) == {}
-    assert kernel._options_for(s._replace(platform="gpu")) == {}
+    assert s.platform == "cpu" and options_for(s) == CPU_OPTIONS and s.tile > 0
+    assert options_for(s._replace(kind="gd")) == {}
+    assert options_for(s._replace(platform="gpu")) == {}
+    assert structure_for(small_config(optimizer={"kind": "gd"})).tile == 0
 
 
 # ------------------------------------------------------------------ recompilation guard
@@ -526,16 +540,54 @@ def test_divergence_is_flagged_and_isolated():
     _assert_records_equal(good, alone.isel(traj=slice(0, 2)), rtol=0.0)
 
 
-def test_any_accepted_seed_runs():
-    # run.seed has no upper bound in the configuration, but the root key needs a 64-bit value:
-    # either the configuration refuses the seed (one line naming run.seed), or simulate runs.
-    try:
-        cfg = small_config(run={"seed": 2**63})
-    except ConfigError as err:
-        assert "run.seed" in str(err)
-        return
-    ds = _sim(cfg)
-    assert ds.sizes["traj"] == 4
+def test_run_seed_takes_its_whole_range():
+    # run.seed takes 0 .. 2**32 - 1: the largest value runs, on paths of its own; one more is
+    # refused in one line naming run.seed.
+    with pytest.raises(ConfigError, match=r"^run\.seed = 4294967296: must be <= 4294967295$"):
+        small_config(run={"seed": 2**32})
+    top = _sim(small_config(run={"seed": 2**32 - 1}))
+    base = _sim(small_config())
+    assert not top["diverged"].any() and top.sizes["traj"] == 4
+    assert not np.array_equal(top["sv"].values[..., 0, :], base["sv"].values[..., 0, :])
+    assert not np.array_equal(top["loss"].values[..., -1], base["loss"].values[..., -1])
+
+
+# ------------------------------------------------------------------ momentum end to end
+
+
+def test_simulate_with_momentum_from_the_command_line(tmp_path):
+    # `rankjump simulate` with kind sgd_momentum records ranks, and its file says the kind and
+    # the momentum; the run is the lanes-last chunk step of the kind, trajectories differ from
+    # plain SGD's at the same eta.
+    from rankjump.cli import main
+    from rankjump.config import config_to_toml
+
+    cfg = small_config(optimizer={"kind": "sgd_momentum", "momentum": 0.5})
+    path = tmp_path / "cfg.toml"
+    path.write_text(config_to_toml(cfg))
+    out = tmp_path / "m.nc"
+    assert main(["simulate", str(path), "--out", str(out), "--quiet"]) == 0
+    ds = load_result(out)
+    back = loads_config(ds.attrs["config"])
+    assert back.optimizer.kind == "sgd_momentum" and back.optimizer.momentum == 0.5
+    assert ds["rank"].dims == ("lam", "eta", "traj", "checkpoint")
+    assert np.all(ds["rank"].values >= 1) and not ds["diverged"].any()
+    plain = _sim(small_config())
+    np.testing.assert_array_equal(ds["sv"].values[..., 0, :], plain["sv"].values[..., 0, :])
+    assert not np.allclose(ds["loss"].values[..., -1], plain["loss"].values[..., -1])
+
+
+def test_momentum_configuration_is_checked():
+    assert small_config(optimizer={"kind": "sgd_momentum"}).optimizer.momentum == 0.9
+    assert small_config().optimizer.momentum is None
+    bad = [
+        ({"momentum": 0.5}, 'optimizer.momentum = 0.5: only used with kind = "sgd_momentum"'),
+        ({"kind": "sgd_momentum", "momentum": 1.0}, "optimizer.momentum = 1.0: must be < 1"),
+        ({"kind": "sgd_momentum", "momentum": -0.1}, "optimizer.momentum = -0.1: must be >= 0.0"),
+    ]
+    for body, message in bad:
+        with pytest.raises(ConfigError, match=f"^{re.escape(message)}$"):
+            small_config(optimizer=body)
 
 
 # ------------------------------------------------------------------ result file

@@ -31,9 +31,10 @@ from rankjump import (
     sweep,
 )
 from rankjump.cli import main
-from rankjump.dynamics import Hyper, TaskArrays
-from rankjump.kernel import LaneParams, compiled_chunk, structure_for
-from rankjump.simulate import _GD_CACHE, plan_run, run_chunks, shared_starts
+from rankjump.dynamics import TaskArrays, new_hyper
+from rankjump.kernel import compiled_chunk, new_lane_params
+from rankjump.plan import structure_for
+from rankjump.simulate import plan_run, run_chunks, shared_starts
 from rankjump.sweep import JOBS, InlineExecutor
 from rankjump.tasks import make_task
 from rankjump.theory import mode_minima
@@ -157,19 +158,20 @@ def _lane_inputs(cfg, lam, eta):
     n = cfg.run.trajectories
     thr = plan.thresholds[0]
 
-    def full(x):
-        return jnp.full((n,), x, jnp.float64)
-
-    params = LaneParams(
-        Hyper(full(lam)[:, None], full(eta)[:, None], full(0.0), full(0.0)),
-        full(thr.layer),
-        full(thr.end),
-        full(cfg.network.init_scale),
-        full(cfg.run.diverge_norm2),
+    params = new_lane_params(
+        hyper=new_hyper(  # one phase: (lanes, 1)
+            lam=jnp.full((n, 1), lam), eta=jnp.full((n, 1), eta), dtype=jnp.float64, lanes=(n,)
+        ),
+        thr_layer=thr.layer,
+        thr_end=thr.end,
+        init_scale=cfg.network.init_scale,
+        diverge_norm2=cfg.run.diverge_norm2,
+        dtype=jnp.float64,
+        lanes=(n,),
     )
     root = jax.random.PRNGKey(cfg.run.seed)
     keys = jax.vmap(lambda t: jax.random.fold_in(root, t))(jnp.arange(n, dtype=jnp.uint32))
-    arrays = TaskArrays(jnp.asarray(task.rows), jnp.asarray(task.cols), jnp.asarray(task.y))
+    arrays = TaskArrays.of(task, jnp.float64)
     return keys, params, arrays
 
 
@@ -295,7 +297,6 @@ def test_per_trajectory_gd_minima_start_at_known_ranks(tmp_path):
     assert cell.start_rank == modal
     assert cell.conditioned == int((start[0, 0] == modal).sum()) < cell.n
     # A sweep of it, recomputing the minima job by job, merges to the same result.
-    _GD_CACHE.clear()
     _assert_same_result(sweep(PER_TRAJ, tmp_path / "sweep", progress=False), ds)
 
 

@@ -110,7 +110,9 @@ class OptimizerConfig(Section):
 
     ``kind``: "sgd" (``batch_size`` entries drawn with replacement per step), "gd" (exact mean
     over the observed entries), "label_noise" (sgd on targets plus fresh N(0, label_noise^2)
-    noise each step) or "langevin" (gd plus sqrt(2 eta temperature) isotropic noise).
+    noise each step), "langevin" (gd plus sqrt(2 eta temperature) isotropic noise) or
+    "sgd_momentum" (sgd with heavy-ball ``momentum`` in [0, 1), default 0.9; weight decay
+    through the gradient; not allowed with the other kinds).
     ``lam`` and ``eta`` are lists: every pair is one cell of the grid. They are kept sorted
     ascending (as the result file's coordinates are); a value listed twice is refused.
 
@@ -121,12 +123,13 @@ class OptimizerConfig(Section):
     """
 
     _name = "optimizer"
-    kind: str = spec("sgd", str, choices=("sgd", "gd", "label_noise", "langevin"))
+    kind: str = spec("sgd", str, choices=("sgd", "gd", "label_noise", "langevin", "sgd_momentum"))
     batch_size: int = spec(1, int, lo=1)
     lam: tuple[float, ...] = spec((1e-3,), "floats", lo=0.0, grid=True)
     eta: tuple[float, ...] = spec((0.1,), "floats", lo=0.0, lo_open=True, grid=True)
     label_noise: float = spec(0.0, float, lo=0.0)
     temperature: float = spec(0.0, float, lo=0.0)
+    momentum: float | None = spec(None, float, lo=0.0, optional=True)
     schedule_steps: tuple[int, ...] = spec((), "ints", lo=1)
     lam_factors: tuple[float, ...] | None = spec(None, "floats", lo=0.0, optional=True)
     eta_factors: tuple[float, ...] | None = spec(
@@ -158,6 +161,14 @@ class OptimizerConfig(Section):
             raise ConfigError('optimizer.label_noise must be > 0 with kind = "label_noise"')
         if self.kind == "langevin" and self.temperature == 0.0:
             raise ConfigError('optimizer.temperature must be > 0 with kind = "langevin"')
+        if self.momentum is not None and self.kind != "sgd_momentum":
+            raise ConfigError(
+                f'optimizer.momentum = {self.momentum}: only used with kind = "sgd_momentum"'
+            )
+        if self.kind == "sgd_momentum" and self.momentum is None:
+            object.__setattr__(self, "momentum", 0.9)
+        if self.momentum is not None and self.momentum >= 1.0:
+            raise ConfigError(f"optimizer.momentum = {self.momentum}: must be < 1")
 
     @property
     def n_phases(self) -> int:
