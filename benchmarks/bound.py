@@ -28,9 +28,10 @@ import jax.numpy as jnp
 
 from rankjump.bench import BenchCase, bench_config
 from rankjump.bench import kernel_seconds as _kernel_seconds
-from rankjump.dynamics import _matvec, _outer
-from rankjump.kernel import _tile_for, compiler_options, structure_for
+from rankjump.dynamics.lanes import matvec, outer
+from rankjump.kernel import compiler_options, tile_for
 from rankjump.peers import sgemm_core_gflops, sgemm_peak_gflops, useful_flops_per_step
+from rankjump.plan import structure_for
 
 HEADLINE = BenchCase("headline", 20, 4, 1)
 
@@ -45,9 +46,9 @@ def loop_seconds(kind: str, w: int, lanes: int, steps: int, repeats: int) -> flo
     def body(carry, _):
         m, v = carry
         if kind == "reduce":  # the kernel's matrix-vector product
-            v = _matvec(m, v) * 0.5
+            v = matvec(m, v) * 0.5
         else:  # the kernel's rank-one update
-            m = m - _outer(g, v, v)
+            m = m - outer(g, v, v)
         return (m, v), None
 
     fn = jax.jit(
@@ -92,7 +93,7 @@ def main() -> int:
     traj, steps, repeats = (1024, 500, 3) if args.quick else (2048, 2000, 5)
     cfg = bench_config(HEADLINE, traj, steps)
     s = structure_for(cfg)
-    tile = _tile_for(min(cfg.run.chunk_size, traj), s.tile)
+    tile = tile_for(min(cfg.run.chunk_size, traj), s.tile)
     flops = useful_flops_per_step(20, 20, 20, 4, 1)
 
     rate = kernel_rate(traj, steps, repeats)
