@@ -22,6 +22,7 @@ __all__ = [
     "Hyper",
     "State",
     "TaskArrays",
+    "lane_array",
     "materialize",
     "new_hyper",
     "new_state",
@@ -78,23 +79,25 @@ def new_state(*, weights: Weights, scale=None, step=None, opt: Any = ()) -> Stat
     return State(weights=weights, scale=scale, step=step, opt=opt)
 
 
+def lane_array(x, dtype, lanes=()):
+    """``x`` as an array of ``dtype`` broadcast to the lane shape ``lanes``, keeping any axes it
+    has past them (a schedule's phases)."""
+    x = jnp.asarray(x, dtype)
+    return jnp.broadcast_to(x, tuple(lanes) + x.shape[len(lanes) :])
+
+
 def new_hyper(
     *, lam, eta, label_noise=0.0, temperature=0.0, momentum=0.0, dtype, lanes=()
 ) -> Hyper:
     """Hyperparameters as arrays of ``dtype``, each broadcast to the lane shape ``lanes`` (()
     for one network, (n,) for a chunk); lam and eta keep a trailing phase axis if they have one
     (a schedule's values, :class:`rankjump.kernel.LaneParams`)."""
-
-    def arr(x):
-        x = jnp.asarray(x, dtype)
-        return jnp.broadcast_to(x, tuple(lanes) + x.shape[len(lanes) :])
-
     return Hyper(
-        lam=arr(lam),
-        eta=arr(eta),
-        label_noise=arr(label_noise),
-        temperature=arr(temperature),
-        momentum=arr(momentum),
+        lam=lane_array(lam, dtype, lanes),
+        eta=lane_array(eta, dtype, lanes),
+        label_noise=lane_array(label_noise, dtype, lanes),
+        temperature=lane_array(temperature, dtype, lanes),
+        momentum=lane_array(momentum, dtype, lanes),
     )
 
 

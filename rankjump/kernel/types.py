@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 
 from rankjump.dynamics import Dynamics, Hyper, Layout, TaskArrays, layout, make_dynamics
+from rankjump.dynamics.types import lane_array
 
 __all__ = ["LaneParams", "Record", "Structure", "new_lane_params"]
 
@@ -60,15 +61,12 @@ def new_lane_params(
     """Per-lane values as arrays of ``dtype``, scalars broadcast to the lane shape ``lanes``
     (``hyper`` from :func:`rankjump.dynamics.new_hyper` with the same lanes)."""
 
-    def arr(x):
-        return jnp.broadcast_to(jnp.asarray(x, dtype), tuple(lanes))
-
     return LaneParams(
         hyper=hyper,
-        thr_layer=arr(thr_layer),
-        thr_end=arr(thr_end),
-        init_scale=arr(init_scale),
-        diverge_norm2=arr(diverge_norm2),
+        thr_layer=lane_array(thr_layer, dtype, lanes),
+        thr_end=lane_array(thr_end, dtype, lanes),
+        init_scale=lane_array(init_scale, dtype, lanes),
+        diverge_norm2=lane_array(diverge_norm2, dtype, lanes),
     )
 
 
