@@ -341,6 +341,25 @@ def test_momentum_kernel_equals_numpy_reference(geometry, batch):
     _assert_weights_close(state.opt, v, rtol=1e-12, atol=1e-13)  # the velocity is carried
 
 
+def test_momentum_float32_stays_float32():
+    _, shapes, _, arrays, _ = _setup(GEOMETRIES[3], jnp.float32)
+    for batch in (2, BIG_BATCH):  # lanes-last and vmapped chunks alike
+        dyn = dynamics.make_dynamics("sgd_momentum", arrays, shapes, batch, jnp.float32)
+        weights, hyper_lanes = _lanes(3, shapes, seed=5, dtype=jnp.float32)
+        state = jax.vmap(dyn.init)(weights)
+        keys = jax.random.split(jax.random.PRNGKey(0), 3)
+        sample = jax.vmap(lambda k, d=dyn: d.draw(k, 1))(keys)
+        sample = jax.tree_util.tree_map(lambda x: x[:, 0], sample)
+        if dyn.lanes_last:
+            state, sample, hyper_lanes = (
+                jax.tree_util.tree_map(lambda x: jnp.moveaxis(x, 0, -1), t)
+                for t in (state, sample, hyper_lanes)
+            )
+        out = jax.jit(dyn.update_lanes)(sample, state, hyper_lanes)
+        leaves = [*out.weights, out.scale, *out.opt]
+        assert all(x.dtype == jnp.float32 for x in leaves), batch
+
+
 def test_momentum_zero_is_sgd():
     # Same draws (the streams of plain SGD), and with momentum 0 the same steps.
     _, shapes, ws_np, arrays, hyper = _setup(GEOMETRIES[2])
