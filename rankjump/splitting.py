@@ -47,7 +47,7 @@ class Process(Protocol):
     """
 
     def start(self, key: UInt32[Array, " 2"], n: int) -> Any:
-        """n replicas of the configured start (the same point for all; the key may be used)."""
+        """n replicas' starting states (one call per run; the key may be used to draw them)."""
 
     def advance(self, keys: UInt32[Array, "n 2"], state: Any, step0: int, n_steps: int) -> Any:
         """Advances replica i by n_steps steps from global step step0 (common to all replicas).
@@ -163,7 +163,8 @@ def ams(
     Args:
         process: The process (:class:`Process`).
         key: PRNG key, shape (2,) uint32 (or a typed key), split into (key_start, key_paths,
-            key_picks); the start is start(key_start, N) for every run.
+            key_picks); run m starts from start(fold_in(key_start, first_run + m), N), so a
+            process may draw each run's starting states (from a stationary sample, say).
         replicas: N >= 2 replicas per run.
         kill: k, 1 <= k < N: the level of an iteration is the k-th smallest path maximum.
         runs: M >= 1 independent runs, in lockstep.
@@ -199,17 +200,19 @@ def ams(
             out[lanes[:real]] = np.asarray(keys)[:real]
         return out
 
-    start = process.start(key_start, n)  # checkpoint 0, the same for every run
-    score0 = np.asarray(process.score(start), np.float64)
-    if score0.shape != (n,):
-        raise ValueError(f"process.score must return shape ({n},), got {score0.shape}")
-    if np.all(score0 >= target):
-        raise ValueError(f"target {target} is already reached at the start (score {score0[0]})")
-    leaves, treedef = jax.tree.flatten(start)
-    store = [np.empty((runs, n, n_ckpt + 1) + x.shape[1:], x.dtype) for x in leaves]
-    scores = np.empty((runs, n, n_ckpt + 1))
-    for buf, x in zip([*store, scores], [*leaves, score0], strict=True):
-        buf[:, :, 0] = np.asarray(x)
+    for m in range(runs):  # checkpoint 0: run m starts from start(fold_in(key_start, m), N)
+        start = process.start(jax.random.fold_in(key_start, first_run + m), n)
+        score0 = np.asarray(process.score(start), np.float64)
+        if score0.shape != (n,):
+            raise ValueError(f"process.score must return shape ({n},), got {score0.shape}")
+        if np.all(score0 >= target):
+            raise ValueError(f"target {target} is already reached at the start (score {score0[0]})")
+        leaves, treedef = jax.tree.flatten(start)
+        if m == 0:
+            store = [np.empty((runs, n, n_ckpt + 1) + x.shape[1:], x.dtype) for x in leaves]
+            scores = np.empty((runs, n, n_ckpt + 1))
+        for buf, x in zip([*store, scores], [*leaves, score0], strict=True):
+            buf[m, :, 0] = np.asarray(x)
     cost = np.zeros(runs, np.int64)
 
     def extend(cm, ci, branch, keys):
