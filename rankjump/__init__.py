@@ -1,18 +1,17 @@
 """rankjump: vectorized Monte Carlo of SGD's one-way rank jumps in deep linear networks.
 
-Importing rankjump enables JAX's float64 support (``jax_enable_x64``): GD minima are computed in
-float64 and ``run.dtype = "float64"`` needs it. Every array rankjump makes has an explicit dtype,
-so float32 runs stay float32.
+Importing rankjump leaves JAX's float64 flag (``jax_enable_x64``) as it finds it: the entry
+points that compute in float64 (GD minima; ``run.dtype = "float64"``) turn it on for their call
+only (:mod:`rankjump.precision`). Every array rankjump makes has an explicit dtype, so float32
+runs stay float32.
 """
 
-import jax
+from rankjump.schema import rankjump_version
 
-jax.config.update("jax_enable_x64", True)
+__version__ = rankjump_version()
 
-__version__ = "0.1.0"
-
-from rankjump import stats  # noqa: E402
-from rankjump.config import (  # noqa: E402
+from rankjump import stats
+from rankjump.config import (
     Config,
     ConfigError,
     config_from_dict,
@@ -20,17 +19,17 @@ from rankjump.config import (  # noqa: E402
     load_config,
     loads_config,
 )
-from rankjump.intervals import binomial_ci, upper_bound  # noqa: E402
-from rankjump.rare import rare  # noqa: E402
-from rankjump.replays import ReplayError, replay  # noqa: E402
-from rankjump.results import ResultError, load_result, save_result  # noqa: E402
-from rankjump.simulate import simulate  # noqa: E402
-from rankjump.splitting import AMSResult, Process, ams  # noqa: E402
-from rankjump.starts import NotConvergedError, gd_minimum, load_weights, save_weights  # noqa: E402
-from rankjump.stats import Report, analyze  # noqa: E402
-from rankjump.sweep import InlineExecutor, SweepError, merge, sweep  # noqa: E402
-from rankjump.tasks import Task, make_task  # noqa: E402
-from rankjump.walk import Walk  # noqa: E402
+from rankjump.intervals import binomial_ci, upper_bound
+from rankjump.rare import rare
+from rankjump.replays import ReplayError, replay
+from rankjump.results import ResultError, load_result, save_result
+from rankjump.simulate import simulate
+from rankjump.splitting import AMSResult, Process, ams
+from rankjump.starts import NotConvergedError, gd_minimum, load_weights, save_weights
+from rankjump.stats import Report, analyze
+from rankjump.sweep import InlineExecutor, SweepError, merge, sweep
+from rankjump.tasks import Task, make_task
+from rankjump.walk import Walk
 
 __all__ = [
     "AMSResult",

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from rankjump.config import Config, loads_config
 from rankjump.flops import flops_per_step, sgemm_core_gflops, sgemm_peak_gflops
+from rankjump.precision import with_float64
 from rankjump.timing import best_time, seconds
 
 __all__ = [
@@ -98,6 +99,7 @@ def bench_config(case: BenchCase, trajectories: int, steps: int) -> Config:
     )
 
 
+@with_float64
 def simulate_seconds(cfg: Config, repeats: int) -> tuple[float, float]:
     """(best seconds, compile seconds) of the whole ``simulate`` call.
 
@@ -114,6 +116,7 @@ def simulate_seconds(cfg: Config, repeats: int) -> tuple[float, float]:
     return best, first - best
 
 
+@with_float64
 def kernel_seconds(cfg: Config, repeats: int) -> float:
     """Best seconds of the compiled stepping alone for all trajectories (chunk after chunk, no
     checkpoint), from drawn Gaussian starts: the work the PyTorch peers do. The warm-up run
@@ -150,6 +153,7 @@ def kernel_seconds(cfg: Config, repeats: int) -> float:
     return best_time(lambda: None, all_chunks, repeats)  # its warm-up run compiles
 
 
+@with_float64
 def run_bench(
     quick: bool = False,
     repeats: int = 3,

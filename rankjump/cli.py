@@ -20,6 +20,7 @@ from rankjump.command import (
     outputs,
     what_was_written,
 )
+from rankjump.precision import float64_scope
 
 __all__ = ["main"]
 
@@ -217,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
 
     before = outputs(args) if args.command != "sweep" else {}
     try:
-        with command_context(args.command):
+        with command_context(args.command), float64_scope():
             code = args.func(args)
             sys.stdout.flush()  # a write error on stdout (a full device) is raised here
         return code

@@ -18,6 +18,7 @@ import numpy as np
 from rankjump.config import Config, loads_config
 from rankjump.overrides import with_overrides
 from rankjump.plots import save_all
+from rankjump.precision import with_float64
 from rankjump.ranks import RULE_TEXT
 from rankjump.results import save_result
 from rankjump.simulate import simulate
@@ -96,6 +97,7 @@ def _explain_upward(traj, ev) -> None:
     )
 
 
+@with_float64
 def run_demo(
     out: Path, quick: bool = False, progress: bool | None = None, overrides: Sequence[str] = ()
 ) -> dict:

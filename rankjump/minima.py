@@ -11,6 +11,7 @@ import numpy as np
 from rankjump.config import ConfigError, NetworkConfig
 from rankjump.dynamics import TaskArrays, make_dynamics, materialize, new_hyper
 from rankjump.network import data_loss, init_gaussian, layer_shapes, param_norm2
+from rankjump.precision import with_float64
 from rankjump.tasks import Task
 
 __all__ = ["GDMinimum", "NotConvergedError", "gd_minimum"]
@@ -46,6 +47,7 @@ def _grad_norm(w, task: TaskArrays, lam):
     return value, jnp.sqrt(sum(jnp.sum(x * x) for x in g))
 
 
+@with_float64
 def gd_minimum(
     task: Task, d_out: int, d_in: int, net: NetworkConfig, lams, trajectories=None
 ) -> GDMinimum:

@@ -22,6 +22,7 @@ import xarray as xr
 from rankjump.config import loads_config
 from rankjump.dynamics import TaskArrays, make_dynamics
 from rankjump.kernel import interval_structure, split_lane_key
+from rankjump.precision import with_float64
 from rankjump.results import SAMPLE_STREAMS, ResultError, load_result
 from rankjump.simulate import (
     assemble,
@@ -110,6 +111,7 @@ def _window(start, stop, every, default, record_every: int, steps: int) -> Windo
     return Window(start, stop, every)
 
 
+@with_float64
 def replay(
     result: str | Path | xr.Dataset,
     lam: float,

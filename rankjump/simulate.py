@@ -20,6 +20,7 @@ from rankjump.config import Config
 from rankjump.dynamics import State, TaskArrays
 from rankjump.kernel import PROGRESS, Record, compiled_chunk
 from rankjump.plan import Plan, check_memory, lane_keys, plan_run, record_bytes
+from rankjump.precision import with_float64
 from rankjump.ranks import REL_FLOOR
 from rankjump.results import build_dataset
 from rankjump.starts import MinimaCache, Starts, shared_starts
@@ -43,6 +44,7 @@ __all__ = [
 GD_VARS = ("gd_grad_norm", "gd_steps", "gd_loss")
 
 
+@with_float64
 def run_chunks(
     plan: Plan, chunks, starts: Starts, progress=None, minima: MinimaCache | None = None
 ) -> tuple[Record, dict]:
@@ -97,6 +99,7 @@ def _lane_starts(plan: Plan, lanes, n_valid: int, starts: Starts, minima):
     return None, {}
 
 
+@with_float64
 def run_lanes_of(
     plan: Plan,
     lanes,
@@ -214,6 +217,7 @@ def progress_bar(total: int, desc: str, progress: bool | None):
     )
 
 
+@with_float64
 def simulate(cfg: Config, *, progress: bool | None = None, devices=None) -> xr.Dataset:
     """Run the whole lam x eta grid of ``cfg`` and return the result Dataset (README.md).
 

@@ -15,6 +15,7 @@ from rankjump.config import Config, ConfigError
 from rankjump.minima import GDMinimum, NotConvergedError, gd_minimum
 from rankjump.network import layer_shapes
 from rankjump.plan import thresholds
+from rankjump.precision import with_float64
 from rankjump.ranks import REL_FLOOR, ranks_of
 from rankjump.tasks import Task, make_task
 
@@ -58,6 +59,7 @@ def _start_rank(weights, thr, rule: str) -> int:
     return int(ranks_of(svs, end_sv, thr.layer, thr.end, REL_FLOOR["float64"], rule)[0])
 
 
+@with_float64
 def shared_starts(cfg: Config) -> Starts:
     """The starts shared by all trajectories of a lam: a GD minimum or a weights file.
 

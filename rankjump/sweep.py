@@ -28,6 +28,7 @@ import numpy as np
 import xarray as xr
 
 from rankjump.config import Config, config_to_toml
+from rankjump.precision import with_float64
 from rankjump.results import load_result
 from rankjump.simulate import check_memory, plan_run, progress_bar, run_chunks, shared_starts
 from rankjump.sweep_files import (
@@ -92,6 +93,7 @@ class InlineExecutor:
             run_job(out, job, bar)
 
 
+@with_float64
 def run_job(out: str | Path, job: Job, bar=None) -> Path:
     """Run one job of the sweep in ``out`` and write its file atomically (a no-op when the
     file there already is this job of this sweep).
@@ -236,6 +238,7 @@ def _status_words(out: Path) -> str:
     return words
 
 
+@with_float64
 def sweep(
     cfg: Config,
     out: str | Path,

@@ -1,17 +1,21 @@
 """Shared helpers for the core tests.
 
-pytest loads this file before the test modules, so ``import rankjump`` here enables float64 in
-JAX before any test uses it. Test modules import ``small_config`` from
-here (``from conftest import small_config``) to share program shapes, hence compilations.
+rankjump turns JAX's float64 flag on only inside its entry points (tests/test_precision.py checks
+that, in a fresh process). The tests themselves build float64 references and call lower-level
+functions directly, so this file turns the flag on for the test process before any test uses JAX.
+Test modules import ``small_config`` from here (``from conftest import small_config``) to share
+program shapes, hence compilations.
 """
 
 from __future__ import annotations
 
+import jax
 import numpy as np
 import pytest
 
-import rankjump  # noqa: F401  (float64 enabled before JAX is used)
 from rankjump import Config
+
+jax.config.update("jax_enable_x64", True)  # float64 references in the tests (module docstring)
 
 
 def pytest_collection_modifyitems(config, items):
