@@ -14,8 +14,9 @@ Two processes:
 - the +-1 random walk (``rankjump.Walk``, horizon 100, time-aware score), where p is exact: the
   cost per decade of p, and the gain over Monte Carlo from p = 1e-3 to 1e-12;
 - the network of ``rankjump demo`` at eta 0.17 (P(enter B_2 within 16,000 steps) about 0.02):
-  ``rankjump rare``'s estimate beside ``simulate``'s over as many trajectory-steps, both gains,
-  and the throughput (trajectory-steps per second) inside each.
+  ``rankjump rare``'s estimate (``method = "ams"`` and ``"rate"``) beside ``simulate``'s over
+  as many trajectory-steps, the gains, and the throughput (trajectory-steps per second) inside
+  each.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import numpy as np
 
 from rankjump import Walk, ams, binomial_ci, rare, simulate
 from rankjump.demo import demo_config
+from rankjump.rare_rate import rate_cell
 from rankjump.walk import exact_probability
 
 
@@ -107,6 +109,33 @@ def network_row(quick: bool) -> dict:
         "rare_traj_steps_per_s": float(cost.sum() / rare_s),
         "simulate_traj_steps_per_s": n_traj * cfg.run.steps / mc_s,
         "extinct_runs": int(ds["run_extinct"].sum()),
+    }
+
+
+def rate_row(quick: bool, net: dict) -> dict:
+    """The rate method on the same cell, against the Monte Carlo figures of ``net``."""
+    runs = 4 if quick else 8
+    cfg = demo_config().replace(
+        optimizer={"eta": [0.17]},
+        run={"steps": 16000, "record_every": 1000, "trajectories": 64},
+        rare={"method": "rate", "runs": runs, "pool": 512, "commit_reps": 4},
+    )
+    t0 = time.perf_counter()
+    out = rate_cell(cfg, 0.002, 0.17, jax.random.PRNGKey(0))
+    seconds = time.perf_counter() - t0
+    per_run = out.cost.sum() / runs
+    relvar = np.var(out.committed, ddof=1) / np.mean(out.committed) ** 2
+    merit_mc = net["merit_monte_carlo"]
+    return {
+        "process": "network, rate method, same cell",
+        "p": out.p,
+        "p_ci": list(out.p_ci),
+        "rate": out.rate.mean,
+        "committor": out.committor,
+        "merit_rate": float(relvar * per_run),
+        "gain": float(merit_mc / (relvar * per_run)),
+        "cost": out.cost.tolist(),
+        "traj_steps_per_s": float(out.cost.sum() / seconds),
     }
 
 

@@ -6,7 +6,9 @@ independent runs of ``rare.replicas`` replicas of the network
 ``run.steps``) with an interval on p and on ln p. The result is a labeled Dataset (netCDF on disk)
 with, per cell, the estimate and interval, each run's estimate, iterations and cost in
 trajectory-steps, and the reactive paths: the final replicas that reached the target set, with
-their weights and scores at every checkpoint.
+their weights and scores at every checkpoint. With ``rare.method = "rate"`` the cell is estimated
+from the rate of kicks out of the basin instead (:mod:`rankjump.rare_rate`; no reactive paths,
+and the rate, the kick probability per window, the committor and the delay are added).
 """
 
 from __future__ import annotations
@@ -19,18 +21,19 @@ import xarray as xr
 from tqdm import tqdm
 
 from rankjump.config import Config, config_to_toml
+from rankjump.precision import with_float64
 from rankjump.rare_network import NetworkProcess
+from rankjump.rare_rate import as_cell, rate_cell, rate_variables
 from rankjump.results import provenance
-from rankjump.splitting import AMSResult, ams
+from rankjump.splitting import ams
 
 __all__ = ["RESULT_KIND", "rare"]
 
 RESULT_KIND = "rare"  # attrs["result_kind"] of a rare result (a simulate result has none)
 
 
-def _cell(
-    cfg: Config, lam: float, eta: float, key, progress: bool | None
-) -> tuple[AMSResult, NetworkProcess, float]:
+def _cell(cfg: Config, lam: float, eta: float, key, progress: bool | None):
+    """(the cell's result, its process, extra variables of the method, seconds)."""
     process = NetworkProcess(cfg, lam, eta)
     r, run = cfg.rare, cfg.run
     bar = tqdm(
@@ -47,20 +50,28 @@ def _cell(
 
     t0 = time.perf_counter()
     with bar:
-        out = ams(
-            process,
-            key,
-            replicas=r.replicas,
-            kill=r.kill,
-            runs=r.runs,
-            steps=run.steps,
-            every=run.record_every,
-            max_iterations=r.max_iterations,
-            on_iteration=tick,
-        )
-    return out, process, time.perf_counter() - t0
+        if r.method == "rate":
+            result = rate_cell(cfg, lam, eta, key, on_iteration=tick)
+            out, extra = as_cell(result), rate_variables(result)
+        else:
+            out, extra = (
+                ams(
+                    process,
+                    key,
+                    replicas=r.replicas,
+                    kill=r.kill,
+                    runs=r.runs,
+                    steps=run.steps,
+                    every=run.record_every,
+                    max_iterations=r.max_iterations,
+                    on_iteration=tick,
+                ),
+                {},
+            )
+    return out, process, extra, time.perf_counter() - t0
 
 
+@with_float64
 def rare(cfg: Config, progress: bool | None = None) -> xr.Dataset:
     """Estimate the jump probability of every cell of ``cfg`` by splitting (``[rare]``).
 
@@ -74,12 +85,13 @@ def rare(cfg: Config, progress: bool | None = None) -> xr.Dataset:
     opt, run = cfg.optimizer, cfg.run
     n_lam, n_eta, n_runs = len(opt.lam), len(opt.eta), cfg.rare.runs
     root = jax.random.PRNGKey(run.seed)
-    cells, wall = [], 0.0
+    cells, extras, wall = [], [], 0.0
     start_rank, target_rank = np.zeros(n_lam, int), np.zeros(n_lam, int)
     for i, lam in enumerate(opt.lam):
         for j, eta in enumerate(opt.eta):
             key = jax.random.fold_in(root, i * n_eta + j)
-            out, process, seconds = _cell(cfg, lam, eta, key, progress)
+            out, process, extra, seconds = _cell(cfg, lam, eta, key, progress)
+            extras.append(extra)
             if progress is not False:
                 s, dead = out.summary, int(out.extinct.sum())
                 print(
@@ -91,7 +103,11 @@ def rare(cfg: Config, progress: bool | None = None) -> xr.Dataset:
             cells.append(out)
             wall += seconds
             start_rank[i], target_rank[i] = process.start_rank, process.target_rank
-    return _dataset(cfg, cells, (n_lam, n_eta, n_runs), start_rank, target_rank, wall)
+    ds = _dataset(cfg, cells, (n_lam, n_eta, n_runs), start_rank, target_rank, wall)
+    for name in extras[0]:
+        values = np.reshape([e[name][0] for e in extras], (n_lam, n_eta))
+        ds[name] = (("lam", "eta"), values, {"long_name": extras[0][name][1]})
+    return ds
 
 
 def _dataset(cfg, cells, shape, start_rank, target_rank, wall) -> xr.Dataset:
@@ -154,7 +170,7 @@ def _dataset(cfg, cells, shape, start_rank, target_rank, wall) -> xr.Dataset:
             "result_kind": RESULT_KIND,
             "config": config_to_toml(cfg),
             "method": cfg.rare.method,
-            "score": cfg.rare.score,
+            "score": "smallest_layer" if cfg.rare.method == "rate" else cfg.rare.score,
             "start_rank": start_rank.tolist(),
             "target_rank": target_rank.tolist(),
             "level": level,

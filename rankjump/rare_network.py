@@ -12,7 +12,9 @@ the start and thr the layer threshold; the progress of layer l is
 u_l = log(s_l0 / s_l) / log(s_l0 / thr), clipped to [0, 1):
 
 - "layer_mean": the mean of u_l over layers;
-- "largest_layer": the smallest u_l (the layer furthest from its threshold).
+- "largest_layer": the smallest u_l (the layer furthest from its threshold);
+- "smallest_layer": the largest u_l (the layer nearest its threshold: it sees the kick that
+  starts a jump, :mod:`rankjump.rare_rate`).
 
 A diverged replica (non-finite or ||theta||^2 above ``run.diverge_norm2``) scores NaN: it never
 reaches the target and is killed first.
@@ -29,13 +31,14 @@ import numpy as np
 from rankjump.config import Config, ConfigError
 from rankjump.dynamics import State, TaskArrays, materialize, new_hyper, new_state
 from rankjump.kernel import compiled_advance
-from rankjump.network import param_norm2, stacked_singular_values
+from rankjump.network import entry_vectors, param_norm2, stacked_singular_values
+from rankjump.precision import with_float64
 from rankjump.ranks import REL_FLOOR, count_above
 from rankjump.simulate import plan_run, shared_starts
 
 __all__ = ["SCORES", "NetworkProcess"]
 
-SCORES = ("layer_mean", "largest_layer")
+SCORES = ("layer_mean", "largest_layer", "smallest_layer")
 
 
 class NetworkProcess:
@@ -48,6 +51,7 @@ class NetworkProcess:
         score: one of :data:`SCORES` (default ``rare.score``).
     """
 
+    @with_float64
     def __init__(self, cfg: Config, lam: float, eta: float, score: str | None = None):
         net, opt, run = cfg.network, cfg.optimizer, cfg.run
         if not (net.init == "file" or (net.init == "gd_minimum" and net.gd_start == "shared")):
@@ -95,12 +99,14 @@ class NetworkProcess:
                 f"{self.target_rank + 1} already is below the threshold at the start"
             )
 
+    @with_float64
     def start(self, key, n: int) -> State:
         """n replicas at the configured start, step 0 (the key is not used)."""
         del key
         weights = tuple(np.broadcast_to(w, (n, *w.shape)).copy() for w in self.start_weights)
         return new_state(weights=weights)
 
+    @with_float64
     def advance(self, keys, state: State, step0: int, n_steps: int) -> State:
         """``n_steps`` (a multiple of ``run.record_every``) steps of every replica, each from its
         own ``state.step`` (= ``step0``) with its key as the dynamics key."""
@@ -124,6 +130,31 @@ class NetworkProcess:
                 state = program(state, jnp.asarray(keys), hyper, self.arrays)
         return state
 
+    @with_float64
+    def overshoot(self, state: State) -> np.ndarray:
+        """(n,) the largest one-step change of a prediction over the observed entries,
+        max_e eta * h_e * |r_e|, with h_e = sum_l ||dA[i, j] / dW_l||^2 and r_e the residual
+        of entry e = (i, j): above about 2 a step on e overshoots (the edge of stability)."""
+        return np.asarray(self._overshoot(tuple(state.weights), state.scale))
+
+    @functools.cached_property
+    def _overshoot(self):
+        rows, cols, y = self.arrays
+        eta = self.hyper[1]
+
+        def one(ms, c):
+            w = materialize(new_state(weights=ms, scale=c))
+
+            def entry(i, j, target):
+                pred, a, b = entry_vectors(w, i, j)
+                h = sum(jnp.sum(al * al) * jnp.sum(bl * bl) for al, bl in zip(a, b, strict=True))
+                return eta * h * jnp.abs(pred - target)
+
+            return jnp.max(jax.vmap(entry)(rows, cols, y))
+
+        return jax.jit(jax.vmap(one))
+
+    @with_float64
     def score(self, state: State) -> np.ndarray:
         """(n,) progress toward B_{target_rank} (>= 1 exactly inside it; NaN when diverged)."""
         return np.asarray(self._score(tuple(state.weights), state.scale))
@@ -132,7 +163,7 @@ class NetworkProcess:
     def _score(self):
         s0 = jnp.asarray(self.s0)
         span = jnp.log(s0 / self.thr)
-        thr, limit, mean = self.thr, self.diverge_norm2, self.score_name == "layer_mean"
+        thr, limit, name = self.thr, self.diverge_norm2, self.score_name
         floor = REL_FLOOR[self.structure.dtype]
         index, svd = self.target_rank, self.structure.svd
 
@@ -147,7 +178,9 @@ class NetworkProcess:
 
             sv, rank, n2 = jax.vmap(one)(weights, scale)
             u = jnp.clip(jnp.log(s0 / jnp.maximum(sv, 1e-300)) / span, 0.0, 0.999999)
-            progress = jnp.mean(u, axis=-1) if mean else jnp.min(u, axis=-1)
+            progress = {"layer_mean": jnp.mean, "largest_layer": jnp.min}.get(name, jnp.max)(
+                u, axis=-1
+            )
             value = jnp.where(rank <= index, 1.0, progress)
             ok = jnp.isfinite(n2) & (n2 <= limit)
             return jnp.where(ok, value, jnp.nan)

@@ -244,17 +244,36 @@ class RareConfig(Section):
     vanishing singular value has fallen, on a log scale, from its start toward the threshold;
     "largest_layer" the same for the largest of them (the layer furthest from the target).
     ``target_rank``: default one below the start rank.
+
+    ``method = "rate"`` (:mod:`rankjump.rare_rate`) estimates instead the rate of kicks out of
+    the start's basin: windows of ``window`` steps (scored every ``window_every``) start from
+    ``pool`` basin states (after ``burn_in`` steps); a kick is a layer's vanishing value below
+    ``kick`` times its start value; ``commit_reps`` continuations of each kicked state over
+    ``commit_steps`` steps (default: twice the pure weight-decay time to the threshold) say
+    whether it enters B_{target_rank}; P(run.steps) follows from the rate.
     """
 
     _name = "rare"
-    method: str = spec("ams", str, choices=("ams",))
+    method: str = spec("ams", str, choices=("ams", "rate"))
     replicas: int = spec(100, int, lo=2, hi=1_000_000)
     kill: int = spec(10, int, lo=1)
     runs: int = spec(10, int, lo=2, hi=100_000)
-    score: str = spec("layer_mean", str, choices=("layer_mean", "largest_layer"))
+    score: str = spec("layer_mean", str, choices=("layer_mean", "largest_layer", "smallest_layer"))
     target_rank: int | None = spec(None, int, lo=0, optional=True)
     max_iterations: int = spec(100_000, int, lo=1)
+    window: int = spec(2000, int, lo=2)
+    window_every: int = spec(4, int, lo=1)
+    kick: float = spec(0.05, float, lo=0.0, lo_open=True, hi=1.0)
+    burn_in: int = spec(5000, int, lo=0)
+    pool: int = spec(1024, int, lo=1)
+    commit_steps: int | None = spec(None, int, lo=1, optional=True)
+    commit_reps: int = spec(2, int, lo=1)
 
     def _check(self):
         if self.kill >= self.replicas:
             raise ConfigError(f"rare.kill = {self.kill}: must be < rare.replicas = {self.replicas}")
+        if self.window % self.window_every:
+            raise ConfigError(
+                f"rare.window = {self.window}: must be a multiple of rare.window_every = "
+                f"{self.window_every}"
+            )

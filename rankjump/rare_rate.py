@@ -1,0 +1,228 @@
+"""Jump probabilities from the rate of kicks out of the basin (``rare.method = "rate"``).
+
+A jump from a rank-r minimum starts with a kick: within a few steps one layer's vanishing
+singular value falls by an order of magnitude; the mode then decays with weight decay into
+B_{r-1} or grows back (docs/theory.md, section 6). Scores read at coarse checkpoints cannot see a
+kick coming, so this method splits the event in three:
+
+1. Basin: ``rare.pool`` replicas run ``rare.burn_in`` steps from the start; those not kicked are
+   the basin's stationary states.
+2. Kicks: :func:`rankjump.splitting.ams` over windows of ``rare.window`` steps started from basin
+   states, scored every ``rare.window_every`` steps by the most advanced layer ("smallest_layer",
+   :mod:`rankjump.rare_network`); the event is a layer's value at or below ``rare.kick`` times
+   its start value.
+3. Commitment: each kicked state (the first checkpoint past the kick of every reactive path) is
+   continued ``rare.commit_reps`` times over ``commit_steps`` steps; the fraction that enters
+   B_{target} is its committor, and the steps it took are the delays D.
+
+Run m's estimate of P(kick within a window, and the kick commits) is r_m = sum_j w_j c_j over its
+reactive paths j (weights w_j, estimated committors c_j): unbiased, as the reactive weights are
+(:class:`rankjump.splitting.Reactive`). The rate of committed kicks is k = mean(r_m) / window,
+with a t interval over the runs, and with kicks at a constant rate from the start,
+
+    P(enter B_{target} within T) = 1 - exp(-k * E[(T - D)^+]),
+
+D drawn from the delays weighted like the paths. The approximation (a constant rate, windows long
+against the few steps a kick takes and short against 1 / k) is checked against plain Monte Carlo
+where both run (tests/test_rare_rate.py, benchmarks/rare.py).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import jax
+import numpy as np
+
+from rankjump.config import Config
+from rankjump.intervals import Summary, summarize
+from rankjump.precision import with_float64
+from rankjump.rare_network import NetworkProcess
+from rankjump.splitting import AMSResult, Reactive, ams
+
+BASIN = 0.7  # a state is in the basin while every layer's value is above BASIN x its start value
+# The window score's overshoot part: a kick is prepared by a step overshooting again and again
+# (docs/theory.md, section 6); o = OVERSHOOT_FULL counts as OVERSHOOT_SHARE of the way.
+OVERSHOOT_FULL, OVERSHOOT_SHARE = 8.0, 0.6
+
+__all__ = ["KickWindow", "RateResult", "as_cell", "basin_pool", "rate_cell", "rate_variables"]
+
+
+class RateResult(NamedTuple):
+    """One cell by the rate method (probabilities per run over M runs)."""
+
+    kicks: AMSResult  # the window splitting (estimates: P(kick within a window))
+    committed: np.ndarray  # (M,) r_m: P(kick within a window and it commits), per run
+    rate: Summary  # of committed kicks per step, over the runs (interval at the level)
+    delays: np.ndarray  # (D,) steps from kick to entry into B_target, of committed continuations
+    delay_weights: np.ndarray  # (D,) their weights
+    p: float  # P(enter B_target within run.steps)
+    p_ci: tuple[float, float]  # its interval, from the rate's
+    committor: float  # mean committor of kicked states, weighted
+    exposure: float  # steps of a window open to kicks that complete in it (window - mean lag)
+    cost: np.ndarray  # (3,) trajectory-steps of the basin, the windows and the commitment
+
+
+class KickWindow:
+    """Windows of the network from basin states (a :class:`rankjump.splitting.Process`)."""
+
+    def __init__(self, network: NetworkProcess, pool, kick: float):
+        self.network, self.pool = network, pool
+        self.target = float(math.log(1.0 / kick) / np.log(network.s0 / network.thr).min())
+
+    def start(self, key, n: int):
+        """n basin states drawn uniformly (with replacement) from the pool."""
+        size = len(self.pool.scale)
+        index = np.asarray(jax.random.randint(key, (n,), 0, size))
+        return jax.tree.map(lambda x: np.asarray(x)[index], self.pool)
+
+    def advance(self, keys, state, step0: int, n_steps: int):
+        return self.network.advance(keys, state, step0, n_steps)
+
+    def score(self, state) -> np.ndarray:
+        """The most advanced layer's progress u, capped at the kick level; below it, a state
+        whose largest one-step overshoot o is high scores up to OVERSHOOT_SHARE of the kick
+        level: max(u, share * level * min(o / OVERSHOOT_FULL, 1)) (NaN: diverged)."""
+        u = np.minimum(self.network.score(state), self.target)
+        o = self.network.overshoot(state)
+        ready = OVERSHOOT_SHARE * self.target * np.minimum(o / OVERSHOOT_FULL, 1.0)
+        return np.where(np.isnan(u), np.nan, np.maximum(u, ready))
+
+
+def basin_pool(network: NetworkProcess, key, n: int, burn_in: int, below: float):
+    """States of n replicas after ``burn_in`` steps from the start, keeping those whose score
+    (the most advanced layer's progress) stays below ``below`` and that did not diverge."""
+    state = network.start(key, n)
+    if burn_in:
+        state = network.advance(jax.random.split(key, n), state, 0, burn_in)
+    score = network.score(state)
+    keep = np.isfinite(score) & (score < below)
+    return jax.tree.map(lambda x: np.asarray(x)[keep], state)
+
+
+def _commit(network: NetworkProcess, states, key, steps: int, reps: int):
+    """Continues every state ``reps`` times for ``steps`` steps (a multiple of the network's
+    checkpoint stride); returns the (S, reps) entry step into the target set, -1 if none."""
+    n = len(states.scale)
+    states = jax.tree.map(lambda x: np.repeat(np.asarray(x), reps, axis=0), states)
+    keys = jax.random.split(key, n * reps)
+    entry = np.full(n * reps, -1)
+    every = network.structure.record_every
+    for k in range(steps // every):
+        states = network.advance(keys, states, 0, every)
+        inside = np.asarray(network.score(states)) >= 1.0
+        entry[(entry < 0) & inside] = (k + 1) * every
+    return entry.reshape(n, reps)
+
+
+@with_float64
+def rate_cell(cfg: Config, lam: float, eta: float, key, on_iteration=None) -> RateResult:
+    """The rate method on cell (lam, eta) of ``cfg`` (module docstring)."""
+    r, run = cfg.rare, cfg.run
+    window_net = NetworkProcess(
+        cfg.replace(run={"record_every": r.window_every, "steps": r.window}),
+        lam,
+        eta,
+        score="smallest_layer",
+    )
+    # The basin walk and the continuations use the run's checkpoint stride; score >= 1 exactly
+    # in B_target whatever the score.
+    commit_net = NetworkProcess(cfg, lam, eta, score="smallest_layer")
+    decay = float(np.log(window_net.s0 / window_net.thr).max() / (2 * eta * lam))
+    every = run.record_every
+    commit_steps = r.commit_steps or every * math.ceil(2 * decay / every)
+    key_pool, key_kicks, key_commit = jax.random.split(key, 3)
+    burn_in = every * math.ceil(r.burn_in / every)
+    kick_level = KickWindow(window_net, None, r.kick).target
+    basin = float(math.log(1 / BASIN) / np.log(window_net.s0 / window_net.thr).min())
+    pool = basin_pool(commit_net, key_pool, r.pool, burn_in, min(basin, 0.5 * kick_level))
+    if len(pool.scale) == 0:
+        raise ValueError(f"lam {lam:g}, eta {eta:g}: every basin replica kicked or diverged")
+    process = KickWindow(window_net, pool, r.kick)
+    kicks = ams(
+        process,
+        key_kicks,
+        replicas=r.replicas,
+        kill=r.kill,
+        runs=r.runs,
+        steps=r.window,
+        every=r.window_every,
+        max_iterations=r.max_iterations,
+        on_iteration=on_iteration,
+    )
+    react = kicks.reactive
+    first = np.argmax(react.scores >= process.target, axis=1)  # the checkpoint of the kick
+    # A kick takes `lag` steps from the last checkpoint below the overshoot band: a window exposes
+    # window - lag steps to kicks that complete inside it.
+    idx = np.arange(react.scores.shape[1])
+    left = (react.scores <= OVERSHOOT_SHARE * process.target) & (idx[None, :] < first[:, None])
+    lag = first - np.where(left.any(axis=1), idx.max() - np.argmax(left[:, ::-1], axis=1), 0)
+    lag = lag * r.window_every
+    w = react.weight
+    exposure = r.window - (float(np.average(lag, weights=w)) if w.sum() > 0 else 0.0)
+    states = jax.tree.map(lambda x: x[np.arange(len(first)), first], react.states)
+    states = states._replace(step=np.zeros_like(states.step))
+    entry = _commit(commit_net, states, key_commit, commit_steps, r.commit_reps)
+    committor = (entry >= 0).mean(axis=1)
+    committed = np.bincount(react.run, react.weight * committor, minlength=r.runs)
+    committed[~kicks.finished] = np.nan
+    rate = summarize(committed / exposure, kicks.summary.level)
+    ok = entry >= 0
+    delays = entry[ok].astype(float)
+    weights = np.repeat(react.weight[:, None], r.commit_reps, axis=1)[ok] / r.commit_reps
+
+    def prob(k: float) -> float:
+        if not np.isfinite(k) or not len(delays):
+            return 0.0 if k == 0 else math.nan
+        exposure = np.average(np.maximum(run.steps - delays, 0.0), weights=weights)
+        return float(-np.expm1(-k * exposure))
+
+    weighted = float(np.sum(react.weight * committor) / max(np.sum(react.weight), 1e-300))
+    cost = np.array([r.pool * burn_in, int(kicks.cost.sum()), entry.size * commit_steps])
+    return RateResult(
+        kicks,
+        committed,
+        rate,
+        delays,
+        weights,
+        prob(rate.mean),
+        (prob(rate.ci[0]), prob(rate.ci[1])),
+        weighted,
+        exposure,
+        cost,
+    )
+
+
+def as_cell(result: RateResult) -> AMSResult:
+    """The result in the shape ``rankjump rare`` stores for every method: the summary is that
+    of P(run.steps), a run's estimate is its r_m (per window) and its cost counts its windows,
+    its share of the basin walk and the continuations of its kicked states."""
+    kicks, p, (lo, hi) = result.kicks, result.p, result.p_ci
+    rel = result.rate.stderr / result.rate.mean if result.rate.mean > 0 else math.nan
+    log = (math.log(lo) if lo > 0 else -math.inf, math.log(hi) if hi > 0 else math.nan)
+    summary = Summary(p, p * rel, (lo, hi), log, result.rate.level)
+    runs = len(kicks.estimate)
+    per_state = result.cost[2] / max(len(kicks.reactive.run), 1)
+    shares = np.bincount(kicks.reactive.run, minlength=runs) * per_state
+    cost = kicks.cost + result.cost[0] // runs + shares.astype(np.int64)
+    empty = Reactive(*(np.zeros(0, t) for t in (np.int64, np.int64, float)), np.zeros((0, 1)), ())
+    return kicks._replace(estimate=result.committed, cost=cost, summary=summary, reactive=empty)
+
+
+def rate_variables(result: RateResult) -> dict[str, tuple[float, str]]:
+    """The method's own per-cell numbers: name -> (value, long name)."""
+    rate = result.rate
+    return {
+        "rate": (rate.mean, "committed kicks per step (mean over runs)"),
+        "rate_lo": (rate.ci[0], f"{rate.level:.0%} t interval on the rate, lower end"),
+        "rate_hi": (rate.ci[1], f"{rate.level:.0%} t interval on the rate, upper end"),
+        "kick_p": (result.kicks.summary.mean, "P(a kick within one window)"),
+        "committor": (result.committor, "fraction of kicked states entering B_target"),
+        "delay": (
+            float(np.average(result.delays, weights=result.delay_weights))
+            if len(result.delays)
+            else math.nan,
+            "mean steps from a kick to entry into B_target",
+        ),
+    }

@@ -1,0 +1,86 @@
+"""``rare.method = "rate"``: kicks out of the basin by splitting over short windows, their
+commitment, and P(T) from the rate; (slow) agreement with plain Monte Carlo where both run."""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import jax
+import numpy as np
+import pytest
+from scipy import stats
+
+from rankjump import ConfigError, binomial_ci, simulate
+from rankjump.demo import demo_config
+from rankjump.rare import rare
+from rankjump.rare_rate import rate_cell
+
+# The demo's network at eta 0.18, where kicks are frequent: small windows keep this fast.
+CFG = demo_config().replace(
+    optimizer={"eta": [0.18]},
+    run={"steps": 20000, "record_every": 1000, "trajectories": 64},
+    rare={
+        "method": "rate",
+        "replicas": 16,
+        "kill": 2,
+        "runs": 2,
+        "window": 100,
+        "pool": 64,
+        "burn_in": 1000,
+        "commit_reps": 2,
+    },
+)
+
+
+@functools.cache
+def _cell(cfg):
+    return rate_cell(cfg, 0.002, 0.18, jax.random.PRNGKey(0))
+
+
+def test_the_rate_result_is_consistent():
+    out = _cell(CFG)
+    window = CFG.rare.window
+    # A run's committed-kick probability is its kick probability times committors <= 1.
+    assert np.all(out.committed <= out.kicks.estimate + 1e-15)
+    assert out.rate.mean == pytest.approx(out.committed.mean() / out.exposure, rel=1e-12)
+    assert 0 < out.exposure <= window
+    # P(T) = 1 - exp(-k E[(T - D)^+]), recomputed from the delays.
+    exposure = np.average(np.maximum(CFG.run.steps - out.delays, 0), weights=out.delay_weights)
+    assert out.p == pytest.approx(-math.expm1(-out.rate.mean * exposure), rel=1e-12)
+    assert out.p_ci[0] <= out.p <= out.p_ci[1]
+    assert 0 < out.committor <= 1 and np.all(out.delays > 0) and np.all(out.cost > 0)
+
+
+def test_rare_writes_the_rate_variables():
+    ds = rare(CFG, progress=False).isel(lam=0, eta=0)
+    out = _cell(CFG)  # the same cell key: fold_in(PRNGKey(seed), 0) is not PRNGKey(0)
+    assert ds.attrs["method"] == "rate" and ds.attrs["score"] == "smallest_layer"
+    for name in ("rate", "rate_lo", "rate_hi", "kick_p", "committor", "delay"):
+        assert np.isfinite(float(ds[name])), name
+    assert float(ds["rate_lo"]) <= float(ds["rate"]) <= float(ds["rate_hi"])
+    assert float(ds["p_lo"]) <= float(ds["p"]) <= float(ds["p_hi"])
+    assert ds["run_cost"].values.min() > 0 and out.kicks.estimate.shape == (CFG.rare.runs,)
+
+
+def test_a_window_that_is_not_a_multiple_of_its_stride_is_refused():
+    with pytest.raises(ConfigError, match="rare.window = 101"):
+        CFG.replace(rare={"window": 101})
+
+
+@pytest.mark.slow
+def test_the_rate_method_agrees_with_plain_monte_carlo_on_the_network():
+    """eta 0.17, 20,000 steps: P about 0.027. z-test of the difference at 0.01."""
+    cfg = CFG.replace(
+        optimizer={"eta": [0.17]},
+        rare={"replicas": 50, "kill": 5, "runs": 8, "window": 400, "pool": 512, "burn_in": 5000},
+    )
+    out = rate_cell(cfg, 0.002, 0.17, jax.random.PRNGKey(1))
+    mc = simulate(cfg.replace(run={"trajectories": 4096, "chunk_size": 2048}), progress=False)
+    mc = mc.isel(lam=0, eta=0)
+    ok = ~mc["diverged"].values
+    hits, n = int((mc["rank"].values[ok].min(axis=1) <= 2).sum()), int(ok.sum())
+    p_mc = hits / n
+    se_rate = out.p * out.rate.stderr / out.rate.mean
+    z = (out.p - p_mc) / math.sqrt(se_rate**2 + p_mc * (1 - p_mc) / n)
+    assert abs(z) < stats.norm.ppf(0.995), (out.p, out.p_ci, p_mc, binomial_ci(hits, n))
