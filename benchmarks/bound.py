@@ -26,8 +26,7 @@ import time
 import jax
 import jax.numpy as jnp
 
-from rankjump.bench import BenchCase, bench_config
-from rankjump.bench import kernel_seconds as _kernel_seconds
+from rankjump.bench import BenchCase, bench_config, kernel_seconds
 from rankjump.dynamics.lanes import matvec, outer
 from rankjump.kernel import compiler_options, tile_for
 from rankjump.peers import sgemm_core_gflops, sgemm_peak_gflops, useful_flops_per_step
@@ -66,7 +65,7 @@ def loop_seconds(kind: str, w: int, lanes: int, steps: int, repeats: int) -> flo
 
 def kernel_rate(trajectories: int, steps: int, repeats: int) -> float:
     cfg = bench_config(HEADLINE, trajectories, steps)
-    return trajectories * steps / _kernel_seconds(cfg, repeats)
+    return trajectories * steps / kernel_seconds(cfg, repeats)
 
 
 def _worker(args) -> float:

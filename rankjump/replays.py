@@ -20,6 +20,7 @@ import numpy as np
 import xarray as xr
 
 from rankjump.config import loads_config
+from rankjump.config.sections import ENTRYWISE_KINDS
 from rankjump.dynamics import TaskArrays, make_dynamics
 from rankjump.kernel import interval_structure, split_lane_key
 from rankjump.precision import with_float64
@@ -226,7 +227,7 @@ def _samples(cfg, plan, traj: int, window: Window) -> dict:
     """The entries (and label noise) each step of the window sampled, drawn as the kernel draws
     them: trajectory ``traj``'s dynamics key, counter = the global step."""
     opt, task = cfg.optimizer, plan.task
-    if opt.kind not in ("sgd", "label_noise"):
+    if opt.kind not in ENTRYWISE_KINDS:
         empty = np.zeros((window.stop - window.start, 0), np.int32)
         return {
             "sample_row": (("sample_step", "batch"), empty),

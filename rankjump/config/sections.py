@@ -104,6 +104,10 @@ class NetworkConfig(Section):
             raise ConfigError('network.init_file is required with init = "file"')
 
 
+KINDS = ("sgd", "gd", "label_noise", "langevin", "sgd_momentum")  # optimizer.kind
+ENTRYWISE_KINDS = ("sgd", "label_noise", "sgd_momentum")  # those that sample observed entries
+
+
 @dataclass(frozen=True)
 class OptimizerConfig(Section):
     """The dynamics and the (lam, eta) grid.
@@ -123,7 +127,7 @@ class OptimizerConfig(Section):
     """
 
     _name = "optimizer"
-    kind: str = spec("sgd", str, choices=("sgd", "gd", "label_noise", "langevin", "sgd_momentum"))
+    kind: str = spec("sgd", str, choices=KINDS)
     batch_size: int = spec(1, int, lo=1)
     lam: tuple[float, ...] = spec((1e-3,), "floats", lo=0.0, grid=True)
     eta: tuple[float, ...] = spec((0.1,), "floats", lo=0.0, lo_open=True, grid=True)

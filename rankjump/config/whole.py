@@ -8,6 +8,7 @@ from typing import Any
 
 from rankjump.config.fields import ConfigError, unknown_message, unknown_section_message
 from rankjump.config.sections import (
+    ENTRYWISE_KINDS,
     NetworkConfig,
     OptimizerConfig,
     RankConfig,
@@ -54,9 +55,7 @@ class Config:
                 f"network.init_rank = {n.init_rank}: must be <= min(d_out, d_in, "
                 f"width) = {min(t.d_out, t.d_in, n.width)}"
             )
-        if self.optimizer.kind in ("sgd", "label_noise") and (
-            self.optimizer.batch_size > t.n_observed
-        ):
+        if self.optimizer.kind in ENTRYWISE_KINDS and (self.optimizer.batch_size > t.n_observed):
             raise ConfigError(
                 f"optimizer.batch_size = {self.optimizer.batch_size}: must be <= "
                 f"the number of observed entries ({t.n_observed})"
