@@ -22,10 +22,9 @@ from tqdm import tqdm
 
 from rankjump.config import Config, config_to_toml
 from rankjump.precision import with_float64
-from rankjump.rare_network import NetworkProcess
+from rankjump.rare_network import NetworkProcess, run_splitting
 from rankjump.rare_rate import as_cell, rate_cell, rate_variables
 from rankjump.results import provenance
-from rankjump.splitting import ams
 
 __all__ = ["RESULT_KIND", "rare"]
 
@@ -55,17 +54,7 @@ def _cell(cfg: Config, lam: float, eta: float, key, progress: bool | None):
             out, extra = as_cell(result), rate_variables(result)
         else:
             out, extra = (
-                ams(
-                    process,
-                    key,
-                    replicas=r.replicas,
-                    kill=r.kill,
-                    runs=r.runs,
-                    steps=run.steps,
-                    every=run.record_every,
-                    max_iterations=r.max_iterations,
-                    on_iteration=tick,
-                ),
+                run_splitting(process, key, r, run.steps, run.record_every, tick),
                 {},
             )
     return out, process, extra, time.perf_counter() - t0

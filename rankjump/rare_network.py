@@ -35,8 +35,9 @@ from rankjump.network import entry_vectors, param_norm2, stacked_singular_values
 from rankjump.precision import with_float64
 from rankjump.ranks import REL_FLOOR, count_above
 from rankjump.simulate import plan_run, shared_starts
+from rankjump.splitting import ams
 
-__all__ = ["SCORES", "NetworkProcess"]
+__all__ = ["SCORES", "NetworkProcess", "run_splitting"]
 
 SCORES = ("layer_mean", "largest_layer", "smallest_layer")
 
@@ -186,3 +187,19 @@ class NetworkProcess:
             return jnp.where(ok, value, jnp.nan)
 
         return jax.jit(score)
+
+
+def run_splitting(process, key, rare, steps: int, every: int, on_iteration=None):
+    """:func:`rankjump.splitting.ams` with the ``[rare]`` section's replicas, kill, runs and
+    iteration cap, over ``steps`` steps scored every ``every``."""
+    return ams(
+        process,
+        key,
+        replicas=rare.replicas,
+        kill=rare.kill,
+        runs=rare.runs,
+        steps=steps,
+        every=every,
+        max_iterations=rare.max_iterations,
+        on_iteration=on_iteration,
+    )

@@ -38,8 +38,8 @@ import numpy as np
 from rankjump.config import Config
 from rankjump.intervals import Summary, summarize
 from rankjump.precision import with_float64
-from rankjump.rare_network import NetworkProcess
-from rankjump.splitting import AMSResult, Reactive, ams
+from rankjump.rare_network import NetworkProcess, run_splitting
+from rankjump.splitting import AMSResult, Reactive
 
 BASIN = 0.7  # a state is in the basin while every layer's value is above BASIN x its start value
 # The window score's overshoot part: a kick is prepared by a step overshooting again and again
@@ -140,17 +140,7 @@ def rate_cell(cfg: Config, lam: float, eta: float, key, on_iteration=None) -> Ra
     if len(pool.scale) == 0:
         raise ValueError(f"lam {lam:g}, eta {eta:g}: every basin replica kicked or diverged")
     process = KickWindow(window_net, pool, r.kick)
-    kicks = ams(
-        process,
-        key_kicks,
-        replicas=r.replicas,
-        kill=r.kill,
-        runs=r.runs,
-        steps=r.window,
-        every=r.window_every,
-        max_iterations=r.max_iterations,
-        on_iteration=on_iteration,
-    )
+    kicks = run_splitting(process, key_kicks, r, r.window, r.window_every, on_iteration)
     react = kicks.reactive
     first = np.argmax(react.scores >= process.target, axis=1)  # the checkpoint of the kick
     # A kick takes `lag` steps from the last checkpoint below the overshoot band: a window exposes
