@@ -26,6 +26,8 @@ import numpy as np
 from jaxtyping import Array, Float, Int, UInt32
 from scipy import stats
 
+from rankjump.precision import float64_scope
+
 __all__ = ["Walk", "WalkState", "exact_probability"]
 
 
@@ -94,7 +96,8 @@ class Walk(NamedTuple):
 
     def score(self, state: WalkState) -> Float[Array, " n"]:
         """S, or (S - barrier) / sqrt(horizon + 1 - n), as float64, shape (n,)."""
-        return _score(state, self.barrier, self.horizon or 0)
+        with float64_scope():
+            return np.asarray(_score(state, self.barrier, self.horizon or 0))
 
 
 def exact_probability(steps: int, target: float, every: int = 1) -> float:
