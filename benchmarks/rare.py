@@ -166,11 +166,16 @@ def main() -> None:
         f"{net['rare_traj_steps_per_s']:.3g} (rare) vs {net['simulate_traj_steps_per_s']:.3g} "
         f"(simulate) traj-steps/s = {ratio:.2f}x"
     )
+    rate = rate_row(args.quick, net)
+    print(
+        f"{rate['process']}: p = {rate['p']:.3g} [{rate['p_ci'][0]:.3g}, {rate['p_ci'][1]:.3g}]"
+        f" (rate {rate['rate']:.3g} per step, committor {rate['committor']:.2f}); gain over"
+        f" Monte Carlo {rate['gain']:.2f}x; {rate['traj_steps_per_s']:.3g} traj-steps/s"
+    )
     if args.json:
+        figures = {"walk": rows, "walk_cost_per_decade": per_decade, "network": net, "rate": rate}
         with open(args.json, "w") as f:
-            json.dump(
-                {"walk": rows, "walk_cost_per_decade": per_decade, "network": net}, f, indent=1
-            )
+            json.dump(figures, f, indent=1)
 
 
 if __name__ == "__main__":

@@ -12,8 +12,9 @@ kick coming, so this method splits the event in three:
    :mod:`rankjump.rare_network`); the event is a layer's value at or below ``rare.kick`` times
    its start value.
 3. Commitment: each kicked state (the first checkpoint past the kick of every reactive path) is
-   continued ``rare.commit_reps`` times over ``commit_steps`` steps; the fraction that enters
-   B_{target} is its committor, and the steps it took are the delays D.
+   continued ``rare.commit_reps`` times over ``commit_steps`` steps, looked at every 100 steps
+   (or the largest divisor of ``run.record_every`` below); the fraction that enters B_{target}
+   is its committor, and the steps it took are the delays D.
 
 Run m's estimate of P(kick within a window, and the kick commits) is r_m = sum_j w_j c_j over its
 reactive paths j (weights w_j, estimated committors c_j): unbiased, as the reactive weights are
@@ -126,11 +127,13 @@ def rate_cell(cfg: Config, lam: float, eta: float, key, on_iteration=None) -> Ra
         eta,
         score="smallest_layer",
     )
-    # The basin walk and the continuations use the run's checkpoint stride; score >= 1 exactly
-    # in B_target whatever the score.
-    commit_net = NetworkProcess(cfg, lam, eta, score="smallest_layer")
+    # The basin walk and the continuations look every `every` steps (at most 100, so a delay is
+    # known to within 100 steps); score >= 1 exactly in B_target whatever the score.
+    every = math.gcd(run.record_every, 100)
+    commit_net = NetworkProcess(
+        cfg.replace(run={"record_every": every}), lam, eta, score="smallest_layer"
+    )
     decay = float(np.log(window_net.s0 / window_net.thr).max() / (2 * eta * lam))
-    every = run.record_every
     commit_steps = r.commit_steps or every * math.ceil(2 * decay / every)
     key_pool, key_kicks, key_commit = jax.random.split(key, 3)
     burn_in = every * math.ceil(r.burn_in / every)
