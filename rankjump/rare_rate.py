@@ -168,8 +168,8 @@ def rate_cell(cfg: Config, lam: float, eta: float, key, on_iteration=None) -> Ra
     def prob(k: float) -> float:
         if not np.isfinite(k) or not len(delays):
             return 0.0 if k == 0 else math.nan
-        exposure = np.average(np.maximum(run.steps - delays, 0.0), weights=weights)
-        return float(-np.expm1(-k * exposure))
+        open_steps = np.average(np.maximum(run.steps - delays, 0.0), weights=weights)
+        return float(-np.expm1(-k * open_steps))  # E[(T - D)^+] steps open to a kick
 
     weighted = float(np.sum(react.weight * committor) / max(np.sum(react.weight), 1e-300))
     cost = np.array([r.pool * burn_in, int(kicks.cost.sum()), entry.size * commit_steps])
