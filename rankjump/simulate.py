@@ -65,7 +65,7 @@ def run_chunks(
         empty without them).
     """
     if minima is None:
-        minima = MinimaCache(plan.cfg, plan.task, plan.chunk)
+        minima = MinimaCache.shared(plan.cfg, plan.task, plan.chunk)
     outputs, extras = [], []
     for c in chunks:
         lanes, n_valid = plan.chunk_lanes(c)
@@ -84,7 +84,7 @@ def _lane_starts(plan: Plan, lanes, n_valid: int, starts: Starts, minima):
     li = plan.lane_lam[lanes]
     if cfg.network.init == "gd_minimum" and cfg.network.gd_start == "per_trajectory":
         if minima is None:
-            minima = MinimaCache(cfg, plan.task, plan.chunk)
+            minima = MinimaCache.shared(cfg, plan.task, plan.chunk)
         found = minima.minima(list(zip(li.tolist(), plan.lane_traj[lanes].tolist(), strict=True)))
         weights = tuple(
             np.stack([m[0][l] for m in found]).astype(dtype)

@@ -87,6 +87,9 @@ def shared_starts(cfg: Config) -> Starts:
     return Starts(weights=weights, attrs=attrs)
 
 
+_SHARED: dict = {}  # MinimaCache.shared's caches, oldest first
+
+
 class MinimaCache:
     """Per-trajectory GD minima of one configuration (``gd_start = "per_trajectory"``), each
     computed once and kept: the same (lam, trajectory) start serves every eta cell.
@@ -100,6 +103,23 @@ class MinimaCache:
         self.cfg, self.task, self.block = cfg, task, block
         self.lams = start_lams(cfg)
         self._kept: dict = {}
+
+    @classmethod
+    def shared(cls, cfg: Config, task: Task, block: int) -> MinimaCache:
+        """The process's cache for this task, network, start lams and block: the jobs of a
+        sweep run in one process (and repeated simulations) find each minimum once. The last
+        eight such caches are kept."""
+        key = (cfg.task, cfg.network, tuple(start_lams(cfg).tolist()), block)
+        if key not in _SHARED:
+            _SHARED[key] = cls(cfg, task, block)
+            while len(_SHARED) > 8:
+                _SHARED.pop(next(iter(_SHARED)))
+        return _SHARED[key]
+
+    @staticmethod
+    def clear_shared() -> None:
+        """Forget every shared cache (the next run computes its minima again)."""
+        _SHARED.clear()
 
     def minima(self, pairs) -> list:
         """For each (lam index, trajectory) pair: ``(weights, (grad_norm, steps, loss))``."""

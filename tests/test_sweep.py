@@ -35,6 +35,7 @@ from rankjump.dynamics import TaskArrays, new_hyper
 from rankjump.kernel import compiled_chunk, new_lane_params
 from rankjump.plan import structure_for
 from rankjump.simulate import plan_run, run_chunks, shared_starts
+from rankjump.starts import MinimaCache
 from rankjump.sweep import JOBS, InlineExecutor
 from rankjump.tasks import make_task
 from rankjump.theory import mode_minima
@@ -297,6 +298,7 @@ def test_per_trajectory_gd_minima_start_at_known_ranks(tmp_path):
     assert cell.start_rank == modal
     assert cell.conditioned == int((start[0, 0] == modal).sum()) < cell.n
     # A sweep of it, recomputing the minima job by job, merges to the same result.
+    MinimaCache.clear_shared()
     _assert_same_result(sweep(PER_TRAJ, tmp_path / "sweep", progress=False), ds)
 
 
