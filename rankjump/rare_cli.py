@@ -73,10 +73,15 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     replaced = check_output_file(out)
     r = cfg.rare
+    how = (
+        f"windows of {r.window} steps scored every {r.window_every}, kick at {r.kick:g} x the "
+        f"start value, {r.pool} basin replicas after {r.burn_in} steps"
+        if r.method == "rate"
+        else f"score {r.score}, checkpoints every {cfg.run.record_every}"
+    )
     print(
         f"rankjump rare: {r.method}, {r.runs} runs x {r.replicas} replicas (kill {r.kill}), "
-        f"score {r.score}, horizon {cfg.run.steps} steps, checkpoints every "
-        f"{cfg.run.record_every}"
+        f"horizon {cfg.run.steps} steps, {how}"
     )
     ds = rare(cfg, progress=not args.quiet)
     save_result(ds, out)
