@@ -47,7 +47,15 @@ BASIN = 0.7  # a state is in the basin while every layer's value is above BASIN 
 # (docs/theory.md, section 6); o = OVERSHOOT_FULL counts as OVERSHOOT_SHARE of the way.
 OVERSHOOT_FULL, OVERSHOOT_SHARE = 8.0, 0.6
 
-__all__ = ["KickWindow", "RateResult", "as_cell", "basin_pool", "rate_cell", "rate_variables"]
+__all__ = [
+    "KickWindow",
+    "RateResult",
+    "as_cell",
+    "basin_pool",
+    "progress_at",
+    "rate_cell",
+    "rate_variables",
+]
 
 
 class RateResult(NamedTuple):
@@ -65,12 +73,18 @@ class RateResult(NamedTuple):
     cost: np.ndarray  # (3,) trajectory-steps of the basin, the windows and the commitment
 
 
+def progress_at(network: NetworkProcess, fraction: float) -> float:
+    """The progress score of the layer with the shortest way to the threshold when its vanishing
+    value is ``fraction`` of its start value (another layer at that fraction scores less)."""
+    return float(math.log(1.0 / fraction) / np.log(network.s0 / network.thr).min())
+
+
 class KickWindow:
     """Windows of the network from basin states (a :class:`rankjump.splitting.Process`)."""
 
     def __init__(self, network: NetworkProcess, pool, kick: float):
         self.network, self.pool = network, pool
-        self.target = float(math.log(1.0 / kick) / np.log(network.s0 / network.thr).min())
+        self.target = progress_at(network, kick)
 
     def start(self, key, n: int):
         """n basin states drawn uniformly (with replacement) from the pool."""
@@ -137,8 +151,7 @@ def rate_cell(cfg: Config, lam: float, eta: float, key, on_iteration=None) -> Ra
     commit_steps = r.commit_steps or every * math.ceil(2 * decay / every)
     key_pool, key_kicks, key_commit = jax.random.split(key, 3)
     burn_in = every * math.ceil(r.burn_in / every)
-    kick_level = KickWindow(window_net, None, r.kick).target
-    basin = float(math.log(1 / BASIN) / np.log(window_net.s0 / window_net.thr).min())
+    kick_level, basin = progress_at(window_net, r.kick), progress_at(window_net, BASIN)
     pool = basin_pool(commit_net, key_pool, r.pool, burn_in, min(basin, 0.5 * kick_level))
     if len(pool.scale) == 0:
         raise ValueError(f"lam {lam:g}, eta {eta:g}: every basin replica kicked or diverged")
