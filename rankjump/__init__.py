@@ -4,7 +4,15 @@ Importing rankjump leaves JAX's float64 flag (``jax_enable_x64``) as it finds it
 points that compute in float64 (GD minima; ``run.dtype = "float64"``) turn it on for their call
 only (:mod:`rankjump.precision`). Every array rankjump makes has an explicit dtype, so float32
 runs stay float32.
+
+Importing rankjump also splits the host CPU into one XLA device per core when JAX's backend has
+not started and nothing else chose a count (:mod:`rankjump.cores`; ``RANKJUMP_CPU_DEVICES=1``
+keeps one device), so that one process uses the whole machine.
 """
+
+from rankjump.cores import use_every_core
+
+use_every_core()
 
 from rankjump.schema import rankjump_version
 

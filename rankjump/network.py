@@ -11,8 +11,6 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int
 
-from rankjump.jacobi import jacobi_singular_values
-
 __all__ = [
     "Weights",
     "data_loss",
@@ -27,7 +25,6 @@ __all__ = [
     "param_norm2",
     "product",
     "representation_cost",
-    "stacked_singular_values",
 ]
 
 Weights = tuple[Float[Array, "m n"], ...]
@@ -48,31 +45,11 @@ def init_gaussian(key: Array, shapes, scale: float, dtype=jnp.float32) -> Weight
     )
 
 
-def stacked_singular_values(mats, method: str = "lapack") -> Float[Array, "m n"]:
-    """Singular values of several matrices of any shapes, batched in ONE call.
-
-    Each matrix is zero-padded to n x n (n the largest dimension): padding adds zero singular
-    values and leaves the others unchanged. One call rather than one per matrix matters on the
-    CPU: jaxlib's LAPACK kernels split a batch over XLA's intra-op thread pool and block waiting
-    for it, so two such calls running side by side can leave every worker waiting (the program
-    never returns). With several host devices that can still happen across devices; there
-    ``method = "jacobi"`` (:mod:`rankjump.jacobi`, no custom call, about 10x slower) is safe.
-
-    Returns:
-        (len(mats), n) singular values, each row descending.
-    """
-    n = max(max(m.shape) for m in mats)
-    padded = jnp.stack([jnp.pad(m, ((0, n - m.shape[0]), (0, n - m.shape[1]))) for m in mats])
-    if method == "jacobi":
-        return jacobi_singular_values(padded)
-    return jnp.linalg.svd(padded, compute_uv=False)
-
-
 def _orthonormal_stack(key: Array, dims, k: int, dtype) -> list:
     """Haar-random n x k orthonormal matrices, one for each n in dims.
 
     Modified Gram-Schmidt on Gaussian columns (the Q of a QR with positive diagonal, hence
-    Haar-distributed), in plain jax.numpy: no LAPACK call (see :func:`stacked_singular_values`).
+    Haar-distributed), in plain jax.numpy: no LAPACK call (see :mod:`rankjump.spectra`).
     """
     keys = jax.random.split(key, len(dims))
     out = []

@@ -112,7 +112,7 @@ def thresholds(cfg: Config, task: Task) -> list:
     ]
 
 
-def structure_for(cfg: Config, svd: str | None = None, devices=None) -> Structure:
+def structure_for(cfg: Config, devices=None) -> Structure:
     """The static settings of ``cfg`` on ``devices`` (default: all): they pick the program."""
     run, opt, net = cfg.run, cfg.optimizer, cfg.network
     devices = jax.devices() if devices is None else devices
@@ -129,18 +129,11 @@ def structure_for(cfg: Config, svd: str | None = None, devices=None) -> Structur
         k_max=cfg.k_max,
         init=net.init if net.init in ("gaussian", "balanced") else "given",
         init_rank=net.init_rank or 0,
-        svd=svd or _svd_method(platform),
         n_phases=opt.n_phases,
         platform=platform,
         rule=cfg.rank.rule,
     )
     return s._replace(tile=tile_lanes(shapes, run.dtype) if s.layout.cache_tiles else 0)
-
-
-def _svd_method(platform: str) -> str:
-    """LAPACK's batched SVD, except on a CPU split into several devices, used or not (see
-    :func:`rankjump.network.stacked_singular_values`)."""
-    return "jacobi" if platform == "cpu" and len(jax.devices("cpu")) > 1 else "lapack"
 
 
 def plan_run(cfg: Config, devices=None, chunk: int | None = None) -> Plan:

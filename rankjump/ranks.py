@@ -26,6 +26,7 @@ __all__ = [
     "Thresholds",
     "count_above",
     "network_rank",
+    "rank_cut",
     "ranks_of",
     "thresholds_for",
 ]
@@ -72,10 +73,19 @@ def thresholds_for(
     return Thresholds(layer=eps, end=eps**depth)
 
 
+def rank_cut(eps, s1, rel_floor: float):
+    """The size a singular value must reach to count: max(eps, rel_floor * s_1), s_1 the largest
+    singular value of its matrix (and at least the dtype's smallest normal number, so that a
+    zero matrix has rank 0)."""
+    s1 = jnp.asarray(s1)
+    return jnp.maximum(jnp.maximum(eps, rel_floor * s1), jnp.finfo(s1.dtype).tiny)
+
+
 def count_above(s, eps, rel_floor: float):
-    """Number of singular values ``s`` (descending, last axis) above max(eps, rel_floor * s[0])."""
-    cut = jnp.maximum(eps, rel_floor * s[..., :1])
-    return jnp.sum(s > cut, axis=-1).astype(jnp.int32)
+    """Number of singular values ``s`` (descending, last axis) at or above
+    :func:`rank_cut` (``eps``, ``s[0]``)."""
+    cut = rank_cut(eps, s[..., :1], rel_floor)
+    return jnp.sum(s >= cut, axis=-1).astype(jnp.int32)
 
 
 def network_rank(layer_rank, end_rank, rule: str):

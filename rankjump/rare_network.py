@@ -31,10 +31,11 @@ import numpy as np
 from rankjump.config import Config, ConfigError
 from rankjump.dynamics import State, TaskArrays, materialize, new_hyper, new_state
 from rankjump.kernel import compiled_advance
-from rankjump.network import entry_vectors, param_norm2, stacked_singular_values
+from rankjump.network import entry_vectors, param_norm2
 from rankjump.precision import with_float64
-from rankjump.ranks import REL_FLOOR, count_above
+from rankjump.ranks import REL_FLOOR, rank_cut
 from rankjump.simulate import plan_run, shared_starts
+from rankjump.spectra import bidiagonal, count_above, lanes_last_tiles, selected, stack_square
 from rankjump.splitting import ams
 
 __all__ = ["SCORES", "NetworkProcess", "run_splitting"]
@@ -166,18 +167,19 @@ class NetworkProcess:
         span = jnp.log(s0 / self.thr)
         thr, limit, name = self.thr, self.diverge_norm2, self.score_name
         floor = REL_FLOOR[self.structure.dtype]
-        index, svd = self.target_rank, self.structure.svd
+        index, tile, depth = self.target_rank, self.structure.tile, len(self.start_weights)
+        which = [(l, j) for l in range(depth) for j in (1, index + 1)]
+
+        def spectral(weights):
+            d, e = bidiagonal(stack_square(weights))
+            values = selected(d, e, which).reshape(depth, 2, -1)
+            ranks = count_above(d, e, rank_cut(thr, values[:, 0], floor))
+            return values[:, 1], jnp.max(ranks, axis=0)
 
         def score(weights, scale):
-            def one(ms, c):
-                w = materialize(new_state(weights=ms, scale=c))
-                svs = stacked_singular_values(list(w), svd)
-                ranks = jnp.stack(
-                    [count_above(svs[l, : min(x.shape)], thr, floor) for l, x in enumerate(w)]
-                )
-                return svs[:, index], jnp.max(ranks), param_norm2(w)
-
-            sv, rank, n2 = jax.vmap(one)(weights, scale)
+            w = jax.vmap(lambda ms, c: materialize(new_state(weights=ms, scale=c)))(weights, scale)
+            n2 = jax.vmap(param_norm2)(w)
+            sv, rank = lanes_last_tiles(spectral, w, tile)  # (n, L), (n,)
             u = jnp.clip(jnp.log(s0 / jnp.maximum(sv, 1e-300)) / span, 0.0, 0.999999)
             progress = {"layer_mean": jnp.mean, "largest_layer": jnp.min}.get(name, jnp.max)(
                 u, axis=-1

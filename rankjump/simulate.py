@@ -141,7 +141,7 @@ def run_lanes_of(
     on_interval = _progress_listener(progress, n_valid * s.record_every, k0)
     with PROGRESS.listening(on_interval), jax.default_matmul_precision("highest"):
         # highest: no TF32 on GPUs, so CPU and GPU agree
-        rec, final = compiled_chunk(s)(
+        rec, final = compiled_chunk(s, mesh)(
             jax.device_put(lane_keys(plan.cfg.run.seed, plan.lane_traj[lanes]), on_lanes),
             jax.device_put(lane_starts, on_lanes),
             jax.device_put(plan.lane_params(lanes), on_lanes),

@@ -9,11 +9,17 @@ program shapes, hence compilations.
 
 from __future__ import annotations
 
-import jax
-import numpy as np
-import pytest
+import os
 
-from rankjump import Config
+# One CPU device per test worker (pytest-xdist runs a worker per core); the tests that split the
+# CPU into several devices run a fresh interpreter (tests/test_sharding.py, tests/test_cores.py).
+os.environ.setdefault("RANKJUMP_CPU_DEVICES", "1")
+
+import jax  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from rankjump import Config  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)  # float64 references in the tests (module docstring)
 

@@ -43,7 +43,7 @@ def test_four_devices_equal_one():
         env=env,
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=300,
         check=False,
     )
     assert out.returncode == 0, out.stderr[-2000:]

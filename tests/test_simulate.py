@@ -82,7 +82,7 @@ def _single_lane(cfg):
     """The un-vmapped one-trajectory program and its inputs, rebuilt as simulate builds them."""
     task = make_task(cfg.task)
     net, opt, run = cfg.network, cfg.optimizer, cfg.run
-    s = structure_for(cfg, svd="lapack")
+    s = structure_for(cfg)
     dtype = jnp.dtype(run.dtype)
     arrays = TaskArrays.of(task, dtype)
 

@@ -14,6 +14,7 @@ import functools
 
 import jax
 import jax.numpy as jnp
+from jax.sharding import Mesh, PartitionSpec
 
 from rankjump.dynamics import Hyper, State, TaskArrays, new_state
 from rankjump.kernel.layout import options_for
@@ -152,36 +153,49 @@ def run_lanes(
     if opt is None:
         opt = jax.vmap(s.dynamics(task).init_opt)(weights)
     state = new_state(weights=weights, scale=scale, step=k0 * s.record_every, opt=opt)
-    alive = jnp.ones(keys.shape[0], bool)
-    one_record = jax.vmap(lambda st, a, p, lam: record(st, a, p, lam, task, s))
     lam0 = _phase_hyper(params.hyper, boundaries, k0 * s.record_every).lam
-    state0, rec0 = one_record(state, alive, params, lam0)
 
     def body(carry, k):
+        # The start's record is the first iteration's (one copy of the record in the program).
         state, alive = carry
         hyper = _phase_hyper(params.hyper, boundaries, k * s.record_every)
-        state = advance(state, key_dyn, hyper, task, s)
-        state, rec = one_record(state, alive, params, hyper.lam)
-        jax.debug.callback(PROGRESS.tick, k)
+        state = jax.lax.cond(
+            k < k0, lambda st: st, lambda st: advance(st, key_dyn, hyper, task, s), state
+        )
+        state, rec = record(state, alive, params, jnp.where(k < k0, lam0, hyper.lam), task, s)
+        jax.lax.cond(k < k0, lambda: None, lambda: jax.debug.callback(PROGRESS.tick, k))
         return (state, rec.alive), rec
 
-    ks = k0 + jnp.arange(s.n_intervals)
-    (state, _), recs = jax.lax.scan(body, (state0, rec0.alive), ks)
-    records = jax.tree_util.tree_map(
-        lambda a, b: jnp.concatenate([a[:, None], jnp.moveaxis(b, 0, 1)], 1), rec0, recs
-    )
+    ks = k0 + jnp.arange(-1, s.n_intervals)
+    alive = jnp.ones(keys.shape[0], bool)
+    (state, _), recs = jax.lax.scan(body, (state, alive), ks)
+    records = jax.tree_util.tree_map(lambda b: jnp.moveaxis(b, 0, 1), recs)
     return records, state
 
 
 @functools.lru_cache(maxsize=32)
-def compiled_chunk(s: Structure):
+def compiled_chunk(s: Structure, mesh: Mesh | None = None):
     """The jit-compiled program for one chunk of lanes:
-    ``(keys, starts, params, task, boundaries, k0) -> (records, final state)``."""
+    ``(keys, starts, params, task, boundaries, k0) -> (records, final state)``.
+
+    With a ``mesh`` of several devices (axis ``"lanes"``), each device runs the program on its
+    own share of the lanes (``shard_map``; lanes are independent, so no device waits for
+    another), the task, schedule and ``k0`` replicated.
+    """
 
     def chunk(keys, starts, params, task, boundaries, k0):
         _TRACES["count"] += 1
         return run_lanes(keys, starts, params, task, boundaries, k0, s)
 
+    if mesh is not None and mesh.size > 1:
+        lanes, whole = PartitionSpec("lanes"), PartitionSpec()
+        chunk = jax.shard_map(
+            chunk,
+            mesh=mesh,
+            in_specs=(lanes, lanes, lanes, whole, whole, whole),
+            out_specs=lanes,
+            check_vma=False,
+        )
     return jax.jit(chunk, compiler_options=options_for(s))
 
 

@@ -38,7 +38,7 @@ MIN_TILE = 32
 CPU_OPTIONS = {
     # YNNPACK fusions turn the lanes-last multiply-reduce loops into library calls that
     # materialize every product (about 8x slower than XLA's own loops).
-    "xla_cpu_experimental_ynn_fusion_type": "",
+    "xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_DOT",
     # Without region analysis, copy insertion copies the middle layers at every step (the loop
     # carry is overwritten while the backward chain still reads it).
     "xla_cpu_copy_insertion_use_region_analysis": True,

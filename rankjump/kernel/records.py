@@ -1,8 +1,13 @@
-"""One lane's checkpoint record: ranks under the rank rule, singular values, losses, balance.
+"""A chunk's checkpoint records: ranks under the rank rule, singular values, losses, balance.
 
 A non-finite or exploding network is marked dead at its first such checkpoint: its records
 are NaN (reals) or -1 (ranks) from then on, and its weights and optimizer state are zeroed so
 that it costs no more than a live lane.
+
+Ranks and singular values come from :mod:`rankjump.spectra` (Householder bidiagonalization,
+Sturm counts and bisection, lanes last, in cache tiles): no LAPACK call, so the program runs on
+a CPU split into several devices, and it costs a fraction of a full singular value decomposition
+of every layer and of A_theta.
 """
 
 from __future__ import annotations
@@ -12,60 +17,91 @@ import jax.numpy as jnp
 
 from rankjump.dynamics import State, TaskArrays, materialize
 from rankjump.kernel.types import LaneParams, Record, Structure
-from rankjump.network import (
-    data_loss,
-    imbalance,
-    param_norm2,
-    product,
-    stacked_singular_values,
-)
-from rankjump.ranks import REL_FLOOR, ranks_of
+from rankjump.network import data_loss, imbalance, param_norm2, product
+from rankjump.ranks import REL_FLOOR, network_rank, rank_cut
+from rankjump.spectra import bidiagonal, count_above, lanes_last_tiles, selected, stack_square
 
-__all__ = ["record"]
+__all__ = ["record", "spectral_record"]
+
+
+def spectral_record(weights, end, thr_layer, thr_end, s: Structure):
+    """Ranks and singular values of a chunk (lanes last: weights (rows, cols, lanes), end =
+    A_theta (d_out, d_in, lanes), thresholds (lanes,)).
+
+    The layers and A_theta are zero-padded to one square size (padding adds zero singular values
+    only) and reduced together; one bisection finds every value the record needs.
+
+    Returns:
+        ``(layer_rank (L, lanes), end_rank (lanes,), sv (k, lanes), layer_sv (L, n, lanes))``:
+        sv the k = min(k_max, d_out, d_in) largest values of A_theta, layer_sv every layer's
+        values zero-padded to the largest layer's count (n = 0 unless ``s.layer_sv``).
+    """
+    floor = REL_FLOOR[s.dtype]
+    d, e = bidiagonal(stack_square([*weights, end]))  # (size, L + 1, lanes)
+    depth = len(weights)
+    n_sv = max(min(w.shape[:2]) for w in weights) if s.layer_sv else 0
+    k = min(s.k_max, *end.shape[:2])
+    which = [(l, j) for l in range(depth) for j in range(1, max(n_sv, 1) + 1)]
+    which += [(depth, j) for j in range(1, k + 1)]
+    values = selected(d, e, which)
+    per_layer = values[: depth * max(n_sv, 1)].reshape(depth, max(n_sv, 1), -1)
+    sv = values[depth * max(n_sv, 1) :]
+    s1 = jnp.concatenate([per_layer[:, 0], sv[:1]])  # (L + 1, lanes)
+    cut = rank_cut(jnp.stack([thr_layer] * depth + [thr_end]), s1, floor)
+    ranks = count_above(d, e, cut)
+    return ranks[:depth], ranks[depth], sv, per_layer[:, :n_sv]
 
 
 def record(state: State, alive, p: LaneParams, lam, task: TaskArrays, s: Structure):
-    """One lane's checkpoint record of the weights ``scale * M`` at lam ``lam``.
+    """The checkpoint record of a chunk (lanes first) of weights ``scale * M`` at lam ``lam``
+    (one value per lane).
 
     Returns:
-        ``(state, record)``: the state (zeroed when the lane is dead) and its :class:`Record`.
+        ``(state, record)``: the state (zeroed on dead lanes) and its :class:`Record`, lanes
+        first.
     """
-    weights = materialize(state)
-    n2 = param_norm2(weights)
-    dl = data_loss(weights, task.rows, task.cols, task.y)
-    alive = alive & jnp.isfinite(n2) & jnp.isfinite(dl) & (n2 <= p.diverge_norm2)
 
-    def kept(x):
-        return jnp.where(alive, x, jnp.zeros_like(x))
+    def scalars(state, alive, limit):
+        weights = materialize(state)
+        n2 = param_norm2(weights)
+        dl = data_loss(weights, task.rows, task.cols, task.y)
+        alive = alive & jnp.isfinite(n2) & jnp.isfinite(dl) & (n2 <= limit)
 
-    weights = tuple(kept(w) for w in weights)
-    state = state._replace(
-        weights=tuple(kept(m) for m in state.weights), opt=jax.tree_util.tree_map(kept, state.opt)
+        def kept(x):
+            return jnp.where(alive, x, jnp.zeros_like(x))
+
+        weights = tuple(kept(w) for w in weights)
+        state = state._replace(
+            weights=tuple(kept(m) for m in state.weights),
+            opt=jax.tree_util.tree_map(kept, state.opt),
+        )
+        return state, alive, weights, product(weights), n2, dl, imbalance(weights)
+
+    state, alive, weights, end, n2, dl, imb = jax.vmap(scalars)(state, alive, p.diverge_norm2)
+
+    def spectral(args):
+        return spectral_record(*args, s)
+
+    layer_rank, end_rank, sv, layer_sv = lanes_last_tiles(
+        spectral, (weights, end, p.thr_layer, p.thr_end), s.tile
     )
-    floor = REL_FLOOR[s.dtype]
-    svs = stacked_singular_values([*weights, product(weights)], s.svd)
-    sv = svs[-1, : min(s.shapes[0][1], s.shapes[-1][0])]
-    layer_svs = [svs[l, : min(w.shape)] for l, w in enumerate(weights)]
-    net_rank, layer_rank, end_rank = ranks_of(layer_svs, sv, p.thr_layer, p.thr_end, floor, s.rule)
     nan = jnp.asarray(jnp.nan, n2.dtype)
 
     def real(x):
-        return jnp.where(alive, x, nan)
+        return jnp.where(alive.reshape(alive.shape + (1,) * (x.ndim - 1)), x, nan)
 
     def rank(x):
-        return jnp.where(alive, x, -1)
+        return jnp.where(alive.reshape(alive.shape + (1,) * (x.ndim - 1)), x, -1)
 
-    n_sv = max(min(shape) for shape in s.shapes) if s.layer_sv else 0
-    layer_sv = svs[: len(weights), :n_sv]  # rows zero-padded past a layer's own count
     return state, Record(
-        rank=rank(net_rank),
+        rank=rank(network_rank(layer_rank, end_rank, s.rule)),
         layer_rank=rank(layer_rank),
         end_rank=rank(end_rank),
-        sv=real(sv[: s.k_max]),
+        sv=real(sv),
         loss=real(dl + lam * n2),
         data_loss=real(dl),
         param_norm2=real(n2),
-        imbalance=real(imbalance(weights)),
+        imbalance=real(imb),
         alive=alive,
         layer_sv=real(layer_sv),
     )

@@ -28,7 +28,6 @@ class Structure(NamedTuple):
     k_max: int
     init: str  # "gaussian" | "balanced" (drawn per trajectory) | "given" (a start per lane)
     init_rank: int
-    svd: str  # "lapack", or "jacobi" on a CPU split into several devices
     n_phases: int = 1  # constant phases of the lam / eta schedule
     tile: int = 0  # lanes stepped together while their weights stay in cache (0: the whole chunk)
     platform: str = "cpu"  # of the devices the program runs on
