@@ -125,7 +125,7 @@ def kernel_seconds(cfg: Config, repeats: int) -> float:
     import jax.numpy as jnp
 
     from rankjump.dynamics import TaskArrays, new_hyper, new_state
-    from rankjump.kernel import compiled_advance
+    from rankjump.kernel import compiled_advance, lane_mesh
     from rankjump.network import init_gaussian
     from rankjump.plan import structure_for
     from rankjump.tasks import make_task
@@ -133,7 +133,7 @@ def kernel_seconds(cfg: Config, repeats: int) -> float:
     run, opt = cfg.run, cfg.optimizer
     dtype = jnp.dtype(run.dtype)
     s = structure_for(cfg)
-    n = min(run.chunk_size, run.trajectories)
+    n = min(run.chunk_size * len(jax.devices()), run.trajectories)  # as simulate's calls
     task = make_task(cfg.task)
     arrays = TaskArrays.of(task, dtype)
     keys = jax.random.split(jax.random.PRNGKey(run.seed), n)
@@ -143,7 +143,7 @@ def kernel_seconds(cfg: Config, repeats: int) -> float:
     hyper = new_hyper(
         lam=opt.lam[0], eta=opt.eta[0], label_noise=opt.label_noise, dtype=dtype, lanes=(n,)
     )
-    program = compiled_advance(s)
+    program = compiled_advance(s, lane_mesh(n))  # every device steps its share
 
     def all_chunks():
         for _ in range(-(-run.trajectories // n)):

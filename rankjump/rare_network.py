@@ -30,7 +30,7 @@ import numpy as np
 
 from rankjump.config import Config, ConfigError
 from rankjump.dynamics import State, TaskArrays, materialize, new_hyper, new_state
-from rankjump.kernel import compiled_advance
+from rankjump.kernel import compiled_advance, lane_mesh
 from rankjump.network import entry_vectors, param_norm2
 from rankjump.precision import with_float64
 from rankjump.ranks import REL_FLOOR, rank_cut
@@ -126,7 +126,7 @@ class NetworkProcess:
             lanes=(n,),
         )
         state = jax.tree_util.tree_map(jnp.asarray, state)
-        program = compiled_advance(s)
+        program = compiled_advance(s, lane_mesh(n))
         with jax.default_matmul_precision("highest"):
             for _ in range(n_steps // s.record_every):
                 state = program(state, jnp.asarray(keys), hyper, self.arrays)

@@ -141,14 +141,20 @@ def run_lanes_of(
     on_interval = _progress_listener(progress, n_valid * s.record_every, k0)
     with PROGRESS.listening(on_interval), jax.default_matmul_precision("highest"):
         # highest: no TF32 on GPUs, so CPU and GPU agree
-        rec, final = compiled_chunk(s, mesh)(
-            jax.device_put(lane_keys(plan.cfg.run.seed, plan.lane_traj[lanes]), on_lanes),
-            jax.device_put(lane_starts, on_lanes),
-            jax.device_put(plan.lane_params(lanes), on_lanes),
-            jax.device_put(TaskArrays.of(plan.task, dtype), replicated),
-            jax.device_put(jnp.asarray(opt.schedule_steps, jnp.int32), replicated),
-            jax.device_put(jnp.asarray(k0, jnp.int32), replicated),
-        )
+        try:
+            rec, final = compiled_chunk(s, mesh)(
+                jax.device_put(lane_keys(plan.cfg.run.seed, plan.lane_traj[lanes]), on_lanes),
+                jax.device_put(lane_starts, on_lanes),
+                jax.device_put(plan.lane_params(lanes), on_lanes),
+                jax.device_put(TaskArrays.of(plan.task, dtype), replicated),
+                jax.device_put(jnp.asarray(opt.schedule_steps, jnp.int32), replicated),
+                jax.device_put(jnp.asarray(k0, jnp.int32), replicated),
+            )
+        except jax.errors.JaxRuntimeError as err:
+            # Ctrl-C while the progress callback runs arrives wrapped: hand it on as itself.
+            if "KeyboardInterrupt" in str(err):
+                raise KeyboardInterrupt from None
+            raise
         records = jax.tree_util.tree_map(lambda x: np.asarray(x)[:n_valid], rec)
     on_interval(k0 + s.n_intervals - 1)  # complete the count if callbacks were dropped
     return records, extra, final

@@ -14,6 +14,7 @@ import functools
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.sharding import Mesh, PartitionSpec
 
 from rankjump.dynamics import Hyper, State, TaskArrays, new_state
@@ -28,6 +29,7 @@ __all__ = [
     "Progress",
     "compiled_advance",
     "compiled_chunk",
+    "lane_mesh",
     "run_lanes",
     "set_listener",
     "split_lane_key",
@@ -200,13 +202,31 @@ def compiled_chunk(s: Structure, mesh: Mesh | None = None):
 
 
 @functools.lru_cache(maxsize=32)
-def compiled_advance(s: Structure):
+def compiled_advance(s: Structure, mesh: Mesh | None = None):
     """The stepping alone, jit-compiled: one interval of a lanes-first chunk, no checkpoint,
     ``(state, key_dyn, hyper, task) -> state``, each lane from its own ``state.step`` (the
     benchmark times it against peers that only step, too; splitting advances replicas with
-    it)."""
+    it). With a ``mesh`` of several devices each steps its share of the lanes
+    (:func:`lane_mesh`)."""
 
     def program(state, key_dyn, hyper, task):
         return advance(state, key_dyn, hyper, task, s)
 
+    if mesh is not None and mesh.size > 1:
+        lanes = PartitionSpec("lanes")
+        program = jax.shard_map(
+            program,
+            mesh=mesh,
+            in_specs=(lanes, lanes, lanes, PartitionSpec()),
+            out_specs=lanes,
+            check_vma=False,
+        )
     return jax.jit(program, compiler_options=options_for(s))
+
+
+def lane_mesh(n: int, devices=None) -> Mesh:
+    """A mesh (axis ``"lanes"``) over as many of ``devices`` (default: all) as divide ``n``
+    lanes evenly."""
+    devices = jax.devices() if devices is None else list(devices)
+    count = max(k for k in range(1, len(devices) + 1) if n % k == 0)
+    return Mesh(np.array(devices[:count]), ("lanes",))
