@@ -16,6 +16,10 @@ For each configuration, in one run:
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
+import sys
 from dataclasses import dataclass
 
 from rankjump.config import Config, loads_config
@@ -27,6 +31,8 @@ __all__ = [
     "BenchCase",
     "bench_config",
     "cases",
+    "checkpoint_ratio",
+    "cores_ratio",
     "kernel_seconds",
     "main_bench",
     "run_bench",
@@ -153,6 +159,49 @@ def kernel_seconds(cfg: Config, repeats: int) -> float:
     return best_time(lambda: None, all_chunks, repeats)  # its warm-up run compiles
 
 
+def checkpoint_ratio(cfg: Config, repeats: int, every: int = 100) -> dict:
+    """The whole ``simulate`` call with one checkpoint at the end against the same call with a
+    checkpoint every ``every`` steps, timed side by side (best of ``repeats`` each)."""
+    one, _ = simulate_seconds(cfg.replace(run={"record_every": cfg.run.steps}), repeats)
+    fine, _ = simulate_seconds(cfg.replace(run={"record_every": every}), repeats)
+    return {"record_every": every, "one_checkpoint_s": one, "fine_s": fine, "ratio": one / fine}
+
+
+_PROCESS = """
+import rankjump
+from rankjump.bench import BenchCase, bench_config
+cfg = bench_config(BenchCase("headline", 20, 4, 1), {traj}, {steps})
+rankjump.simulate(cfg.replace(run={{"record_every": {every}}}), progress=False)
+"""
+
+
+def cores_ratio(trajectories: int, steps: int, every: int = 1000) -> dict:
+    """One process end to end (start, compile, run: ``simulate`` of the headline) on every core
+    it may use, against the same process pinned to one core with ``taskset``, one after the
+    other. Empty when there is one core or no ``taskset``."""
+    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    if len(cores) < 2 or shutil.which("taskset") is None:
+        return {}
+    code = _PROCESS.format(traj=trajectories, steps=steps, every=every)
+    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "RANKJUMP_CPU_DEVICES")}
+
+    def run(prefix):
+        return seconds(
+            lambda: subprocess.run([*prefix, sys.executable, "-c", code], env=env, check=True)
+        )
+
+    every_core = run(())
+    one_core = run(("taskset", "-c", str(cores[0])))
+    return {
+        "cores": len(cores),
+        "trajectories": trajectories,
+        "steps": steps,
+        "every_core_s": every_core,
+        "one_core_s": one_core,
+        "ratio": one_core / every_core,
+    }
+
+
 @with_float64
 def run_bench(
     quick: bool = False,
@@ -207,7 +256,31 @@ def run_bench(
         log(_row(case.name, entry))
     if "headline" in out["entries"]:
         out["headline"] = out["entries"]["headline"]
+        headline = next(c for c in selected or cases(quick) if c.name == "headline")
+        traj, steps = (1024, 1000) if quick else (4096, 5000)
+        out["checkpoints"] = checkpoint_ratio(bench_config(headline, traj, steps), repeats)
+        log(_checkpoint_line(out["checkpoints"]))
+        out["cores"] = cores_ratio(4096, 5000 if quick else 20000)
+        log(_cores_line(out["cores"]))
     return out
+
+
+def _checkpoint_line(c: dict) -> str:
+    return (
+        f"checkpoints: simulate with record_every = {c['record_every']} at {c['ratio']:.2f}x the "
+        f"same call with one checkpoint ({c['fine_s']:.2f} s against {c['one_checkpoint_s']:.2f} "
+        "s, headline)"
+    )
+
+
+def _cores_line(c: dict) -> str:
+    if not c:
+        return "cores: one core (or no taskset): nothing to compare"
+    return (
+        f"cores: one process end to end on {c['cores']} cores at {c['ratio']:.2f}x the same "
+        f"process pinned to one core ({c['every_core_s']:.1f} s against {c['one_core_s']:.1f} s; "
+        f"simulate of the headline, {c['trajectories']} x {c['steps']} steps)"
+    )
 
 
 def _row(name: str, e: dict) -> str:

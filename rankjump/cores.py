@@ -19,17 +19,11 @@ import os
 
 import jax
 
-__all__ = ["ENV", "cores_available", "use_every_core"]
+from rankjump.timing import available_cores
+
+__all__ = ["ENV", "use_every_core"]
 
 ENV = "RANKJUMP_CPU_DEVICES"
-
-
-def cores_available() -> int:
-    """The cores this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def use_every_core() -> int | None:
@@ -42,7 +36,7 @@ def use_every_core() -> int | None:
     if jax.config.jax_num_cpu_devices != -1:
         return None
     try:
-        count = int(wanted) if wanted else cores_available()
+        count = int(wanted) if wanted else available_cores()
     except ValueError:
         raise ValueError(f"{ENV} = {wanted!r}: must be a whole number of devices") from None
     if count < 1:

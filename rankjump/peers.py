@@ -11,10 +11,9 @@ useful arithmetic, :mod:`rankjump.flops`) against a measured float32 matmul peak
 - :func:`torch_batched`: all trajectories at once. Weights as (T, rows, cols) tensors, A by a
   ``torch.bmm`` chain, each trajectory's B entries gathered by advanced indexing, the loss summed
   over trajectories of per-trajectory batch means (the sum keeps the trajectories' gradients
-  apart), autograd, the same SGD step. One thread by default: rankjump's XLA CPU program runs the
-  kernel on one core (measured at the headline configuration: CPU time / wall time = 1.00, and
-  pinning it to one core with taskset left its rate unchanged), so one torch thread is the fair
-  peer; ``threads=None`` uses every core the process may run on.
+  apart), autograd, the same SGD step. Every core the process may run on by default (as many
+  torch threads), as rankjump's kernel steps on one CPU device per core (:mod:`rankjump.cores`);
+  ``threads=1`` gives the one-thread figure.
 
 Both run the step loops of :mod:`rankjump.peer_steps`, docs/theory.md's step exactly, with B
 entries drawn uniformly with replacement (all observed entries for ``kind = "gd"``). They start
@@ -171,7 +170,7 @@ def torch_batched(
     *,
     seed: int = 0,
     repeats: int = 3,
-    threads: int | None = 1,
+    threads: int | None = None,
     clock: Callable[[], float] = time.perf_counter,
 ) -> PeerResult:
     """Throughput of the all-trajectories-at-once PyTorch version (bmm chain + autograd).
@@ -182,9 +181,8 @@ def torch_batched(
         steps: SGD steps per timed run.
         seed: seeds the init and the entry indices (torch.Generator).
         repeats: timed runs after the warm-up; the minimum counts.
-        threads: torch intra-op threads. 1 (default) matches rankjump's XLA CPU kernel, which
-            runs on one core; None uses every core this process may run on
-            (:func:`available_cores`).
+        threads: torch intra-op threads; None (default) uses every core this process may run
+            on (:func:`available_cores`), as rankjump's kernel does.
         clock: the timer (``time.perf_counter``; see :func:`rankjump.timing.best_time`).
     """
     kind = _check_kind(cfg)

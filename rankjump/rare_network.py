@@ -163,8 +163,6 @@ class NetworkProcess:
 
     @functools.cached_property
     def _score(self):
-        s0 = jnp.asarray(self.s0)
-        span = jnp.log(s0 / self.thr)
         thr, limit, name = self.thr, self.diverge_norm2, self.score_name
         floor = REL_FLOOR[self.structure.dtype]
         index, tile, depth = self.target_rank, self.structure.tile, len(self.start_weights)
@@ -175,6 +173,11 @@ class NetworkProcess:
             values = selected(d, e, which).reshape(depth, 2, -1)
             ranks = count_above(d, e, rank_cut(thr, values[:, 0], floor))
             return values[:, 1], jnp.max(ranks, axis=0)
+
+        # The start's values as the score computes them, so the start scores exactly 0.
+        start = tuple(jnp.asarray(w)[..., None] for w in self.start_weights)
+        s0 = jax.jit(spectral)(start)[0][:, 0]
+        span = jnp.log(s0 / self.thr)
 
         def score(weights, scale):
             w = jax.vmap(lambda ms, c: materialize(new_state(weights=ms, scale=c)))(weights, scale)

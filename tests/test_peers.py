@@ -184,14 +184,14 @@ def test_timed_peers_smoke():
     threads_before = torch.get_num_threads()
     naive = peers.torch_naive(cfg, 20, repeats=1)
     assert (naive.name, naive.trajectories, naive.steps, naive.threads) == ("torch_naive", 1, 20, 1)
-    batched = peers.torch_batched(cfg, 8, 10, repeats=1)
+    batched = peers.torch_batched(cfg, 8, 10, repeats=1, threads=1)
     assert (batched.name, batched.trajectories, batched.steps, batched.threads) == (
         "torch_batched",
         8,
         10,
         1,
     )
-    every = peers.torch_batched(cfg, 8, 5, repeats=1, threads=None)
+    every = peers.torch_batched(cfg, 8, 5, repeats=1)  # every core by default
     assert every.threads == peers.available_cores()
     assert torch.get_num_threads() == threads_before  # restored
 
