@@ -178,28 +178,29 @@ rankjump.simulate(cfg.replace(run={{"record_every": {every}}}), progress=False)
 def cores_ratio(trajectories: int, steps: int, every: int = 1000) -> dict:
     """One process end to end (start, compile, run: ``simulate`` of the headline) on every core
     it may use, against the same process pinned to one core with ``taskset``, one after the
-    other. Empty when there is one core or no ``taskset``."""
+    other; and the same two processes with ``every`` steps only (start and compile: the serial
+    part), which splits each time into that part and the run. Empty when there is one core or
+    no ``taskset``."""
     cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
     if len(cores) < 2 or shutil.which("taskset") is None:
         return {}
-    code = _PROCESS.format(traj=trajectories, steps=steps, every=every)
     env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "RANKJUMP_CPU_DEVICES")}
 
-    def run(prefix):
+    def run(prefix, n_steps):
+        code = _PROCESS.format(traj=trajectories, steps=n_steps, every=every)
         return seconds(
             lambda: subprocess.run([*prefix, sys.executable, "-c", code], env=env, check=True)
         )
 
-    every_core = run(())
-    one_core = run(("taskset", "-c", str(cores[0])))
-    return {
-        "cores": len(cores),
-        "trajectories": trajectories,
-        "steps": steps,
-        "every_core_s": every_core,
-        "one_core_s": one_core,
-        "ratio": one_core / every_core,
-    }
+    pinned = ("taskset", "-c", str(cores[0]))
+    out = {"cores": len(cores), "trajectories": trajectories, "steps": steps}
+    out["every_core_s"], out["one_core_s"] = run((), steps), run(pinned, steps)
+    out["every_core_start_s"], out["one_core_start_s"] = run((), every), run(pinned, every)
+    out["ratio"] = out["one_core_s"] / out["every_core_s"]
+    out["run_ratio"] = (out["one_core_s"] - out["one_core_start_s"]) / (
+        out["every_core_s"] - out["every_core_start_s"]
+    )
+    return out
 
 
 @with_float64
@@ -209,6 +210,7 @@ def run_bench(
     peers: bool = True,
     selected: list[BenchCase] | None = None,
     log=print,
+    side_by_side: bool = True,
 ) -> dict:
     """Run the benchmark; returns the JSON-ready result (``headline`` plus one entry a case)."""
     try:
@@ -256,6 +258,7 @@ def run_bench(
         log(_row(case.name, entry))
     if "headline" in out["entries"]:
         out["headline"] = out["entries"]["headline"]
+    if "headline" in out["entries"] and side_by_side:
         headline = next(c for c in selected or cases(quick) if c.name == "headline")
         traj, steps = (1024, 1000) if quick else (4096, 5000)
         out["checkpoints"] = checkpoint_ratio(bench_config(headline, traj, steps), repeats)
@@ -279,7 +282,9 @@ def _cores_line(c: dict) -> str:
     return (
         f"cores: one process end to end on {c['cores']} cores at {c['ratio']:.2f}x the same "
         f"process pinned to one core ({c['every_core_s']:.1f} s against {c['one_core_s']:.1f} s; "
-        f"simulate of the headline, {c['trajectories']} x {c['steps']} steps)"
+        f"simulate of the headline, {c['trajectories']} x {c['steps']} steps); of which start "
+        f"and compile {c['every_core_start_s']:.1f} s against {c['one_core_start_s']:.1f} s, "
+        f"the run {c['run_ratio']:.2f}x"
     )
 
 

@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 from conftest import np_entry_grads, np_product, small_config
 
-from rankjump.bench import BenchCase, bench_config, cases, run_bench
+from rankjump.bench import (
+    BenchCase,
+    bench_config,
+    cases,
+    checkpoint_ratio,
+    cores_ratio,
+    run_bench,
+)
 from rankjump.flops import flops_per_step
 from rankjump.network import layer_shapes
 from rankjump.timing import best_time
@@ -152,6 +159,7 @@ def test_run_bench_reports_rates_and_flops(np_rng):
         peers=False,
         selected=[BenchCase("headline", 6, 3, 1)],
         log=lines.append,
+        side_by_side=False,  # checkpoint_ratio below; cores_ratio in the slow test
     )
     head = out["headline"]
     assert head["rankjump"] > 0 and math.isfinite(head["rankjump"])
@@ -163,6 +171,25 @@ def test_run_bench_reports_rates_and_flops(np_rng):
     counted = _counted_flops("sgd", 6, 6, 6, 3, 1, np_rng)
     assert math.isclose(head["gflops"], head["rankjump"] * counted / 1e9, rel_tol=1e-12)
     assert lines and lines[-1].startswith("headline")
+
+
+def test_checkpoint_ratio_times_both_calls():
+    cfg = bench_config(BenchCase("small", 6, 3, 1), 16, 200)
+    out = checkpoint_ratio(cfg, repeats=1, every=50)
+    assert out["record_every"] == 50
+    assert out["one_checkpoint_s"] > 0 and out["fine_s"] > 0
+    assert math.isclose(out["ratio"], out["one_checkpoint_s"] / out["fine_s"])
+
+
+@pytest.mark.slow
+def test_cores_ratio_runs_both_processes():
+    out = cores_ratio(64, 200, every=100)
+    if not out:
+        pytest.skip("one core or no taskset")
+    assert out["cores"] >= 2
+    for key in ("every_core_s", "one_core_s", "every_core_start_s", "one_core_start_s"):
+        assert out[key] > 0
+    assert math.isclose(out["ratio"], out["one_core_s"] / out["every_core_s"])
 
 
 # ------------------------------------------------------------------ timing
