@@ -10,7 +10,15 @@ For each configuration, in one run:
   (:mod:`rankjump.peers`; skipped with a note when torch is not installed:
   ``pip install '.[bench]'``), and the kernel's ratios to them;
 - achieved GFLOP/s by the analytic count of useful arithmetic, against the sgemm peak of the
-  machine (both cores) and of one core, both measured in the run.
+  machine (both cores) and of one core, both measured in the run;
+- checkpoints: the headline's ``simulate`` with ``record_every = 100`` against the same call with
+  one checkpoint (:func:`checkpoint_ratio`);
+- cores: one process end to end on every core against the same process pinned to one core with
+  ``taskset`` (:func:`cores_ratio`).
+
+The kernel and ``simulate`` use every CPU device (one per core, :mod:`rankjump.cores`); the
+batched peer uses as many torch threads, the naive peer one (a 20 x 20 product gains nothing
+from more).
 """
 
 from __future__ import annotations

@@ -36,8 +36,10 @@ MIN_TILE = 32
 
 # XLA:CPU settings for a lanes-last chunk program:
 CPU_OPTIONS = {
-    # YNNPACK fusions turn the lanes-last multiply-reduce loops into library calls that
-    # materialize every product (about 8x slower than XLA's own loops).
+    # YNNPACK fusions of reductions and element-wise ops turn the lanes-last multiply-reduce
+    # loops into library calls that materialize every product (about 8x slower than XLA's own
+    # loops); its dot fusions stay: the checkpoint record's small batched matrix products run
+    # 3x faster through them (benchmarks/README.md, checkpoints).
     "xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_DOT",
     # Without region analysis, copy insertion copies the middle layers at every step (the loop
     # carry is overwritten while the backward chain still reads it).
