@@ -173,6 +173,7 @@ def test_run_bench_reports_rates_and_flops(np_rng):
     assert lines and lines[-1].startswith("headline")
 
 
+@pytest.mark.slow
 def test_checkpoint_ratio_times_both_calls():
     cfg = bench_config(BenchCase("small", 6, 3, 1), 16, 200)
     out = checkpoint_ratio(cfg, repeats=1, every=50)

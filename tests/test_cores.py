@@ -1,7 +1,7 @@
-"""``import rankjump`` splits the CPU into one XLA device per available core (rankjump.cores),
-and several devices run checkpoints side by side, without deadlock, with results identical to
-one device. Each case runs a fresh interpreter: the device count is fixed when JAX's backend
-starts.
+"""``import rankjump`` splits the CPU into one XLA device per available core (rankjump.cores).
+Each case runs a fresh interpreter: the device count is fixed when JAX's backend starts. That
+several devices run checkpoints side by side, without deadlock and with results identical to one
+device, is tests/test_sharding.py's.
 """
 
 from __future__ import annotations
@@ -59,33 +59,3 @@ def test_a_bad_count_is_refused_by_name():
     out = _run(COUNT, RANKJUMP_CPU_DEVICES="two")
     assert out.returncode != 0
     assert "RANKJUMP_CPU_DEVICES = 'two'" in out.stderr
-
-
-CHECKPOINTS = """
-import jax
-import numpy as np
-import rankjump as rj
-from conftest import small_config
-
-assert len(jax.devices()) == 2, jax.devices()
-cfg = small_config(
-    task={"d_out": 8, "d_in": 7, "rank": 2, "observed": 0.5},
-    network={"depth": 4, "width": 6},
-    optimizer={"lam": [1e-3], "eta": [0.05, 0.1]},
-    run={"trajectories": 50, "steps": 200, "record_every": 10, "chunk_size": 16,
-         "dtype": "float32"},
-)
-two = rj.simulate(cfg, progress=False)
-one = rj.simulate(cfg, progress=False, devices=jax.devices()[:1])
-for name in ("rank", "layer_rank", "end_rank", "sv", "loss", "param_norm2", "imbalance"):
-    assert np.array_equal(two[name].values, one[name].values, equal_nan=True), name
-print("identical", int(two["rank"].shape[-1]))
-"""
-
-
-def test_checkpoints_on_two_devices_finish_and_equal_one():
-    """21 checkpoints of 100 lanes on two CPU devices, under a timeout: a deadlock between the
-    devices (as LAPACK calls had) fails here within two minutes instead of hanging the suite."""
-    out = _run(CHECKPOINTS, timeout=120, RANKJUMP_CPU_DEVICES="2")
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.split() == ["identical", "21"]
