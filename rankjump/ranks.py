@@ -17,6 +17,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from rankjump.spectra import bidiagonal, selected, stack_square
+from rankjump.spectra import count_above as count_bidiagonal
 from rankjump.theory import absorption_radius
 
 __all__ = [
@@ -28,6 +30,7 @@ __all__ = [
     "network_rank",
     "rank_cut",
     "ranks_of",
+    "spectral_ranks",
     "thresholds_for",
 ]
 
@@ -79,6 +82,29 @@ def rank_cut(eps, s1, rel_floor: float):
     zero matrix has rank 0)."""
     s1 = jnp.asarray(s1)
     return jnp.maximum(jnp.maximum(eps, rel_floor * s1), jnp.finfo(s1.dtype).tiny)
+
+
+def spectral_ranks(mats, thresholds, rel_floor: float, values=()):
+    """Ranks and chosen singular values of lanes-last matrices, without LAPACK
+    (:mod:`rankjump.spectra`).
+
+    Args:
+        mats: M matrices (rows, cols, lanes...) of any shapes.
+        thresholds: (M, ...) each matrix's threshold eps, broadcasting against the lanes.
+        rel_floor: the dtype's relative floor (:data:`REL_FLOOR`).
+        values: (matrix, j) pairs of singular values wanted, j = 1 the largest.
+
+    Returns:
+        ``(ranks (M, lanes...), values (len(values), lanes...))``: each rank the count of
+        singular values at or above :func:`rank_cut` (eps, the matrix's s_1).
+    """
+    d, e = bidiagonal(stack_square(mats))
+    tops = [(m, 1) for m in range(len(mats))]
+    which = tops + [v for v in dict.fromkeys(values) if v not in tops]
+    got = selected(d, e, which)
+    ranks = count_bidiagonal(d, e, rank_cut(thresholds, got[: len(mats)], rel_floor))
+    index = {w: i for i, w in enumerate(which)}
+    return ranks, got[np.array([index[v] for v in values], dtype=int)]
 
 
 def count_above(s, eps, rel_floor: float):

@@ -33,9 +33,9 @@ from rankjump.dynamics import State, TaskArrays, materialize, new_hyper, new_sta
 from rankjump.kernel import compiled_advance, lane_mesh
 from rankjump.network import entry_vectors, param_norm2
 from rankjump.precision import with_float64
-from rankjump.ranks import REL_FLOOR, rank_cut
+from rankjump.ranks import REL_FLOOR, spectral_ranks
 from rankjump.simulate import plan_run, shared_starts
-from rankjump.spectra import bidiagonal, count_above, lanes_last_tiles, selected, stack_square
+from rankjump.spectra import lanes_last_tiles
 from rankjump.splitting import ams
 
 __all__ = ["SCORES", "NetworkProcess", "run_splitting"]
@@ -166,13 +166,12 @@ class NetworkProcess:
         thr, limit, name = self.thr, self.diverge_norm2, self.score_name
         floor = REL_FLOOR[self.structure.dtype]
         index, tile, depth = self.target_rank, self.structure.tile, len(self.start_weights)
-        which = [(l, j) for l in range(depth) for j in (1, index + 1)]
+        wanted = [(l, index + 1) for l in range(depth)]
 
         def spectral(weights):
-            d, e = bidiagonal(stack_square(weights))
-            values = selected(d, e, which).reshape(depth, 2, -1)
-            ranks = count_above(d, e, rank_cut(thr, values[:, 0], floor))
-            return values[:, 1], jnp.max(ranks, axis=0)
+            thresholds = jnp.full((depth, 1), thr, weights[0].dtype)
+            ranks, values = spectral_ranks(weights, thresholds, floor, wanted)
+            return values, jnp.max(ranks, axis=0)
 
         # The start's values as the score computes them, so the start scores exactly 0.
         start = tuple(jnp.asarray(w)[..., None] for w in self.start_weights)

@@ -18,8 +18,8 @@ import jax.numpy as jnp
 from rankjump.dynamics import State, TaskArrays, materialize
 from rankjump.kernel.types import LaneParams, Record, Structure
 from rankjump.network import data_loss, imbalance, param_norm2, product
-from rankjump.ranks import REL_FLOOR, network_rank, rank_cut
-from rankjump.spectra import bidiagonal, count_above, lanes_last_tiles, selected, stack_square
+from rankjump.ranks import REL_FLOOR, network_rank, spectral_ranks
+from rankjump.spectra import lanes_last_tiles
 
 __all__ = ["record", "spectral_record"]
 
@@ -28,28 +28,23 @@ def spectral_record(weights, end, thr_layer, thr_end, s: Structure):
     """Ranks and singular values of a chunk (lanes last: weights (rows, cols, lanes), end =
     A_theta (d_out, d_in, lanes), thresholds (lanes,)).
 
-    The layers and A_theta are zero-padded to one square size (padding adds zero singular values
-    only) and reduced together; one bisection finds every value the record needs.
+    The layers and A_theta are reduced together, and one bisection finds every value the record
+    needs (:func:`rankjump.ranks.spectral_ranks`).
 
     Returns:
         ``(layer_rank (L, lanes), end_rank (lanes,), sv (k, lanes), layer_sv (L, n, lanes))``:
         sv the k = min(k_max, d_out, d_in) largest values of A_theta, layer_sv every layer's
         values zero-padded to the largest layer's count (n = 0 unless ``s.layer_sv``).
     """
-    floor = REL_FLOOR[s.dtype]
-    d, e = bidiagonal(stack_square([*weights, end]))  # (size, L + 1, lanes)
     depth = len(weights)
     n_sv = max(min(w.shape[:2]) for w in weights) if s.layer_sv else 0
     k = min(s.k_max, *end.shape[:2])
-    which = [(l, j) for l in range(depth) for j in range(1, max(n_sv, 1) + 1)]
-    which += [(depth, j) for j in range(1, k + 1)]
-    values = selected(d, e, which)
-    per_layer = values[: depth * max(n_sv, 1)].reshape(depth, max(n_sv, 1), -1)
-    sv = values[depth * max(n_sv, 1) :]
-    s1 = jnp.concatenate([per_layer[:, 0], sv[:1]])  # (L + 1, lanes)
-    cut = rank_cut(jnp.stack([thr_layer] * depth + [thr_end]), s1, floor)
-    ranks = count_above(d, e, cut)
-    return ranks[:depth], ranks[depth], sv, per_layer[:, :n_sv]
+    wanted = [(l, j) for l in range(depth) for j in range(1, n_sv + 1)]
+    wanted += [(depth, j) for j in range(1, k + 1)]
+    thresholds = jnp.stack([thr_layer] * depth + [thr_end])
+    ranks, values = spectral_ranks([*weights, end], thresholds, REL_FLOOR[s.dtype], wanted)
+    layer_sv = values[: depth * n_sv].reshape(depth, n_sv, *values.shape[1:])
+    return ranks[:depth], ranks[depth], values[depth * n_sv :], layer_sv
 
 
 def record(state: State, alive, p: LaneParams, lam, task: TaskArrays, s: Structure):
