@@ -24,23 +24,18 @@ from more).
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import sys
 from dataclasses import dataclass
 
 from rankjump.config import Config, loads_config
 from rankjump.flops import flops_per_step, sgemm_core_gflops, sgemm_peak_gflops
 from rankjump.precision import with_float64
+from rankjump.side_by_side import checkpoint_line, checkpoint_ratio, cores_line, cores_ratio
 from rankjump.timing import best_time, seconds
 
 __all__ = [
     "BenchCase",
     "bench_config",
     "cases",
-    "checkpoint_ratio",
-    "cores_ratio",
     "kernel_seconds",
     "main_bench",
     "run_bench",
@@ -167,50 +162,6 @@ def kernel_seconds(cfg: Config, repeats: int) -> float:
     return best_time(lambda: None, all_chunks, repeats)  # its warm-up run compiles
 
 
-def checkpoint_ratio(cfg: Config, repeats: int, every: int = 100) -> dict:
-    """The whole ``simulate`` call with one checkpoint at the end against the same call with a
-    checkpoint every ``every`` steps, timed side by side (best of ``repeats`` each)."""
-    one, _ = simulate_seconds(cfg.replace(run={"record_every": cfg.run.steps}), repeats)
-    fine, _ = simulate_seconds(cfg.replace(run={"record_every": every}), repeats)
-    return {"record_every": every, "one_checkpoint_s": one, "fine_s": fine, "ratio": one / fine}
-
-
-_PROCESS = """
-import rankjump
-from rankjump.bench import BenchCase, bench_config
-cfg = bench_config(BenchCase("headline", 20, 4, 1), {traj}, {steps})
-rankjump.simulate(cfg.replace(run={{"record_every": {every}}}), progress=False)
-"""
-
-
-def cores_ratio(trajectories: int, steps: int, every: int = 1000) -> dict:
-    """One process end to end (start, compile, run: ``simulate`` of the headline) on every core
-    it may use, against the same process pinned to one core with ``taskset``, one after the
-    other; and the same two processes with ``every`` steps only (start and compile: the serial
-    part), which splits each time into that part and the run. Empty when there is one core or
-    no ``taskset``."""
-    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
-    if len(cores) < 2 or shutil.which("taskset") is None:
-        return {}
-    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "RANKJUMP_CPU_DEVICES")}
-
-    def run(prefix, n_steps):
-        code = _PROCESS.format(traj=trajectories, steps=n_steps, every=every)
-        return seconds(
-            lambda: subprocess.run([*prefix, sys.executable, "-c", code], env=env, check=True)
-        )
-
-    pinned = ("taskset", "-c", str(cores[0]))
-    out = {"cores": len(cores), "trajectories": trajectories, "steps": steps}
-    out["every_core_s"], out["one_core_s"] = run((), steps), run(pinned, steps)
-    out["every_core_start_s"], out["one_core_start_s"] = run((), every), run(pinned, every)
-    out["ratio"] = out["one_core_s"] / out["every_core_s"]
-    out["run_ratio"] = (out["one_core_s"] - out["one_core_start_s"]) / (
-        out["every_core_s"] - out["every_core_start_s"]
-    )
-    return out
-
-
 @with_float64
 def run_bench(
     quick: bool = False,
@@ -270,30 +221,10 @@ def run_bench(
         headline = next(c for c in selected or cases(quick) if c.name == "headline")
         traj, steps = (1024, 1000) if quick else (4096, 5000)
         out["checkpoints"] = checkpoint_ratio(bench_config(headline, traj, steps), repeats)
-        log(_checkpoint_line(out["checkpoints"]))
+        log(checkpoint_line(out["checkpoints"]))
         out["cores"] = cores_ratio(4096, 5000 if quick else 20000)
-        log(_cores_line(out["cores"]))
+        log(cores_line(out["cores"]))
     return out
-
-
-def _checkpoint_line(c: dict) -> str:
-    return (
-        f"checkpoints: simulate with record_every = {c['record_every']} at {c['ratio']:.2f}x the "
-        f"same call with one checkpoint ({c['fine_s']:.2f} s against {c['one_checkpoint_s']:.2f} "
-        "s, headline)"
-    )
-
-
-def _cores_line(c: dict) -> str:
-    if not c:
-        return "cores: one core (or no taskset): nothing to compare"
-    return (
-        f"cores: one process end to end on {c['cores']} cores at {c['ratio']:.2f}x the same "
-        f"process pinned to one core ({c['every_core_s']:.1f} s against {c['one_core_s']:.1f} s; "
-        f"simulate of the headline, {c['trajectories']} x {c['steps']} steps); of which start "
-        f"and compile {c['every_core_start_s']:.1f} s against {c['one_core_start_s']:.1f} s, "
-        f"the run {c['run_ratio']:.2f}x"
-    )
 
 
 def _row(name: str, e: dict) -> str:
