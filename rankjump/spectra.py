@@ -118,16 +118,15 @@ def _count(d2, e2, c):
 
 def largest(d, e, k: int):
     """The ``k`` largest singular values of the bidiagonal (d, e) (lanes last): (k, lanes...),
-    descending, zero past min(m, n); by bisection on Sturm counts to the dtype's precision
-    (absolute error about eps * s_1, the accuracy the bidiagonal form itself has)."""
-    j = jnp.arange(1, k + 1).reshape((k,) + (1,) * (d.ndim - 1))
-    return _bisect(jnp.abs(d)[:, None], jnp.abs(e)[:, None], j)
+    descending, zero past min(m, n) (:func:`selected` of one matrix)."""
+    return selected(d[:, None], e[:, None], [(0, j) for j in range(1, k + 1)])
 
 
 def selected(d, e, which):
     """Chosen singular values of a stack of bidiagonals (d (k, M, lanes...), e (k - 1, M,
     lanes...)): ``which`` is a static sequence of (matrix, j) pairs, j = 1 the largest. Returns
-    (len(which), lanes...): one bisection for all of them."""
+    (len(which), lanes...): one bisection on Sturm counts for all of them, to the dtype's
+    precision (absolute error about eps * s_1, the accuracy the bidiagonal form itself has)."""
     mats = np.array([m for m, _ in which])
     j = np.array([j for _, j in which]).reshape((-1,) + (1,) * (d.ndim - 2))
     return _bisect(jnp.abs(d)[:, mats], jnp.abs(e)[:, mats], jnp.asarray(j))
