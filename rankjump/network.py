@@ -15,6 +15,7 @@ __all__ = [
     "Weights",
     "data_loss",
     "entry_grad",
+    "entry_sharpness",
     "entry_vectors",
     "halving_sum",
     "imbalance",
@@ -147,6 +148,19 @@ def entry_grad(weights: Weights, i, j, y) -> tuple[Float[Array, ""], Weights]:
     pred, a, b = entry_vectors(weights, i, j)
     r = pred - y
     return r, tuple(2 * r * jnp.outer(al, bl) for al, bl in zip(a, b, strict=True))
+
+
+def entry_sharpness(weights: Weights, i, j) -> tuple[Float[Array, ""], Float[Array, ""]]:
+    """(A[i, j], h) with h = ||dA[i, j] / dtheta||^2 = sum_l ||a_l||^2 ||b_l||^2.
+
+    A single-entry SGD step on e = (i, j) moves every W_l by -2 eta r_e a_l b_l^T, so to first
+    order it turns the residual r_e into (1 - 2 eta h_e) r_e: the step flips the residual's sign
+    when eta h_e > 1/2 and amplifies it when eta h_e > 1 (the edge of stability,
+    :func:`rankjump.starts.eta_edge`; docs/theory.md, section 6).
+    """
+    pred, a, b = entry_vectors(weights, i, j)
+    h = sum(jnp.sum(al * al) * jnp.sum(bl * bl) for al, bl in zip(a, b, strict=True))
+    return pred, h
 
 
 def imbalance(weights: Weights) -> Float[Array, ""]:

@@ -76,6 +76,7 @@ def rare(cfg: Config, progress: bool | None = None) -> xr.Dataset:
     root = jax.random.PRNGKey(run.seed)
     cells, extras, wall = [], [], 0.0
     start_rank, target_rank = np.zeros(n_lam, int), np.zeros(n_lam, int)
+    edge = np.zeros(n_lam)
     for i, lam in enumerate(opt.lam):
         for j, eta in enumerate(opt.eta):
             key = jax.random.fold_in(root, i * n_eta + j)
@@ -92,7 +93,10 @@ def rare(cfg: Config, progress: bool | None = None) -> xr.Dataset:
             cells.append(out)
             wall += seconds
             start_rank[i], target_rank[i] = process.start_rank, process.target_rank
+            edge[i] = process.eta_edge
     ds = _dataset(cfg, cells, (n_lam, n_eta, n_runs), start_rank, target_rank, wall)
+    edge_text = "1 / max_e h_e at the start: the edge of stability (rankjump.starts.eta_edge)"
+    ds["eta_edge"] = ("lam", edge, {"long_name": edge_text})
     for name in extras[0]:
         values = np.reshape([e[name][0] for e in extras], (n_lam, n_eta))
         ds[name] = (("lam", "eta"), values, {"long_name": extras[0][name][1]})

@@ -31,12 +31,13 @@ import numpy as np
 from rankjump.config import Config, ConfigError
 from rankjump.dynamics import State, TaskArrays, materialize, new_hyper, new_state
 from rankjump.kernel import compiled_advance, lane_mesh
-from rankjump.network import entry_vectors, param_norm2
+from rankjump.network import entry_sharpness, param_norm2
 from rankjump.precision import with_float64
 from rankjump.ranks import REL_FLOOR, spectral_ranks
 from rankjump.simulate import plan_run, shared_starts
 from rankjump.spectra import lanes_last_tiles
 from rankjump.splitting import ams
+from rankjump.starts import eta_edge
 
 __all__ = ["SCORES", "NetworkProcess", "run_splitting"]
 
@@ -81,6 +82,7 @@ class NetworkProcess:
         starts = shared_starts(cfg)
         self.start_weights = tuple(np.asarray(w[li], self.dtype) for w in starts.weights)
         self.start_rank = int(starts.attrs["start_rank"][li])
+        self.eta_edge = eta_edge(self.start_weights, plan.task)
         target = cfg.rare.target_rank
         self.target_rank = self.start_rank - 1 if target is None else target
         if self.target_rank >= self.start_rank:
@@ -134,9 +136,9 @@ class NetworkProcess:
 
     @with_float64
     def overshoot(self, state: State) -> np.ndarray:
-        """(n,) the largest one-step change of a prediction over the observed entries,
-        max_e eta * h_e * |r_e|, with h_e = sum_l ||dA[i, j] / dW_l||^2 and r_e the residual
-        of entry e = (i, j): above about 2 a step on e overshoots (the edge of stability)."""
+        """(n,) max_e eta * h_e * |r_e| over the observed entries e = (i, j): half the largest
+        change of a prediction by one step on its own entry (h_e: :func:`entry_sharpness`, r_e
+        the residual)."""
         return np.asarray(self._overshoot(tuple(state.weights), state.scale))
 
     @functools.cached_property
@@ -148,8 +150,7 @@ class NetworkProcess:
             w = materialize(new_state(weights=ms, scale=c))
 
             def entry(i, j, target):
-                pred, a, b = entry_vectors(w, i, j)
-                h = sum(jnp.sum(al * al) * jnp.sum(bl * bl) for al, bl in zip(a, b, strict=True))
+                pred, h = entry_sharpness(w, i, j)
                 return eta * h * jnp.abs(pred - target)
 
             return jnp.max(jax.vmap(entry)(rows, cols, y))

@@ -49,6 +49,7 @@ PER_LAM_ATTRS = (
     "gd_steps",
     "gd_loss",
     "start_rank",
+    "eta_edge",
 )
 
 

@@ -23,7 +23,7 @@ from rankjump.plan import Plan, check_memory, lane_keys, plan_run, record_bytes
 from rankjump.precision import with_float64
 from rankjump.ranks import REL_FLOOR
 from rankjump.results import build_dataset
-from rankjump.starts import MinimaCache, Starts, shared_starts
+from rankjump.starts import MinimaCache, Starts, eta_edge, shared_starts
 
 __all__ = [
     "GD_VARS",
@@ -192,6 +192,10 @@ def assemble(
         "rank_rule": cfg.rank.rule,
         **starts.attrs,
     }
+    if starts.weights is not None:
+        attrs["eta_edge"] = [
+            eta_edge([w[k] for w in starts.weights], plan.task) for k in range(len(plan.thresholds))
+        ]
     n_lam, n_eta = len(cfg.optimizer.lam), len(cfg.optimizer.eta)
     per_traj = {
         name: (("lam", "traj"), values.reshape(n_lam, n_eta, -1)[:, 0])

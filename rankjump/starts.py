@@ -24,6 +24,7 @@ __all__ = [
     "MinimaCache",
     "NotConvergedError",
     "Starts",
+    "eta_edge",
     "gd_minimum",
     "load_weights",
     "save_weights",
@@ -57,6 +58,23 @@ def _start_rank(weights, thr, rule: str) -> int:
     svs = [np.linalg.svd(m, compute_uv=False) for m in weights]
     end_sv = np.linalg.svd(end, compute_uv=False)
     return int(ranks_of(svs, end_sv, thr.layer, thr.end, REL_FLOOR["float64"], rule)[0])
+
+
+def eta_edge(weights, task: Task) -> float:
+    """1 / max_e h_e over the observed entries e of one network (NumPy, float64).
+
+    h_e = ||dA[i, j] / dtheta||^2 (:func:`rankjump.network.entry_sharpness`). Above this learning
+    rate a single-entry SGD step on the stiffest entry amplifies its residual, r_e -> (1 - 2 eta
+    h_e) r_e with |1 - 2 eta h_e| > 1, instead of shrinking it (docs/theory.md, section 6).
+    """
+    weights = [np.asarray(w, np.float64) for w in weights]
+    h = np.zeros(len(task.rows))
+    for l in range(len(weights)):
+        # dA[i, j] / dW_l = a b^T: a = row i of W_L..W_{l+1}, b = column j of W_{l-1}..W_1.
+        left = functools.reduce(np.matmul, weights[:l:-1], np.eye(len(weights[-1])))
+        right = functools.reduce(lambda acc, w: w @ acc, weights[:l], np.eye(len(weights[0].T)))
+        h += np.sum(left**2, axis=1)[task.rows] * np.sum(right**2, axis=0)[task.cols]
+    return float(1.0 / h.max())
 
 
 @with_float64

@@ -56,6 +56,9 @@ def test_the_estimate_is_the_mean_of_runs_whose_reactive_weights_sum_to_them():
 def test_the_process_score_is_one_exactly_in_the_target_set():
     process = NetworkProcess(CFG, 0.002, 0.17)
     assert (process.start_rank, process.target_rank) == (3, 2)
+    # The demo's minimum sits at the edge of stability eta = 1 / max_e h_e = 0.099 (theory.md).
+    assert process.eta_edge == pytest.approx(0.0990, abs=5e-5)
+    assert float(_rare(CFG)["eta_edge"].sel(lam=0.002)) == process.eta_edge
     state = process.start(jax.random.PRNGKey(0), 2)
     assert np.all(process.score(state) == 0.0)  # no progress at the start
     # Shrink the third singular direction of every layer below the threshold: rank 2 reached.
