@@ -267,7 +267,7 @@ class RareConfig(Section):
     max_iterations: int = spec(100_000, int, lo=1)
     window: int = spec(2000, int, lo=2)
     window_every: int = spec(4, int, lo=1)
-    kick: float = spec(0.05, float, lo=0.0, lo_open=True, hi=1.0)
+    kick: float = spec(0.3, float, lo=0.0, lo_open=True, hi=1.0)
     burn_in: int = spec(5000, int, lo=0)
     pool: int = spec(1024, int, lo=1)
     commit_steps: int | None = spec(None, int, lo=1, optional=True)
