@@ -9,13 +9,28 @@ program shapes, hence compilations.
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 
 # One CPU device per test worker (pytest-xdist runs a worker per core); the tests that split the
 # CPU into several devices run a fresh interpreter (tests/test_sharding.py, tests/test_cores.py).
 os.environ.setdefault("RANKJUMP_CPU_DEVICES", "1")
 
 import jax  # noqa: E402
+
+# A persistent XLA compilation cache of this test process, removed when it exits: the tests
+# build the same small programs again and again (a new jax.jit of the same step, the GD minimum
+# program of each configuration), and a hit skips XLA's compile of the very same program. The
+# chunk programs (they call back to the host) are never cached: tests share their shapes
+# instead. Processes the tests start (sweeps, notebooks) compile for themselves.
+if not jax.config.jax_compilation_cache_dir:
+    _XLA_CACHE = tempfile.mkdtemp(prefix="rankjump-tests-xla-")
+    atexit.register(shutil.rmtree, _XLA_CACHE, ignore_errors=True)
+    jax.config.update("jax_compilation_cache_dir", _XLA_CACHE)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
@@ -23,9 +38,22 @@ from rankjump import Config  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)  # float64 references in the tests (module docstring)
 
+# pytest-xdist (--dist loadfile, --no-loadscope-reorder) hands out whole files in collection
+# order, each to the first free worker: the longest files go first, so that the two workers
+# finish together instead of one running a long file alone at the end.
+LONGEST_FIRST = (
+    "test_notebooks.py",
+    "test_simulate.py",
+    "test_dynamics.py",
+    "test_reliability.py",
+)
+
 
 def pytest_collection_modifyitems(config, items):
-    """Leave ``@pytest.mark.slow`` tests out unless a marker expression is given (``-m slow``)."""
+    """Put the longest files first (LONGEST_FIRST); leave ``@pytest.mark.slow`` tests out
+    unless a marker expression is given (``-m slow``)."""
+    order = {name: k for k, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: order.get(item.path.name, len(order)))  # stable
     if config.getoption("markexpr"):
         return
     slow = [item for item in items if item.get_closest_marker("slow")]

@@ -49,7 +49,8 @@ def test_a_grid_value_given_twice_is_refused(field):
 def test_unsorted_grid_lists_are_sorted_and_run_as_sorted(tmp_path, capsys):
     cfg = small_config(optimizer={"lam": [0.02, 0.01], "eta": [0.08, 0.05]})
     assert cfg.optimizer.lam == (0.01, 0.02) and cfg.optimizer.eta == (0.05, 0.08)
-    path = _write_config(tmp_path / "c.toml", small_config())
+    # Chunks of 4 lanes: small_config's program shape, shared with the other runs here.
+    path = _write_config(tmp_path / "c.toml", small_config(run={"chunk_size": 4}))
     text = path.read_text().replace("lam = [0.01]", "lam = [0.02, 0.01]")
     path.write_text(text.replace("eta = [0.05]", "eta = [0.08, 0.05]"))
     code, _, _ = _run(["simulate", str(path), "--out", str(tmp_path / "r.nc"), "--quiet"], capsys)
@@ -81,7 +82,9 @@ def extreme_files(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("extreme")
     files = {}
     for name, etas in (("all diverged", [20.0, 30.0]), ("one cell empty", [0.05, 20.0])):
-        ds = simulate(small_config(optimizer={"eta": etas}), progress=False)
+        # Chunks of 4 lanes: small_config's program shape, shared with the other runs here.
+        cfg = small_config(optimizer={"eta": etas}, run={"chunk_size": 4})
+        ds = simulate(cfg, progress=False)
         files[name] = save_result(ds, tmp / f"{len(files)}.nc")
         files[f"{name}, one checkpoint"] = save_result(
             ds.isel(checkpoint=[0]), tmp / f"{len(files)}.nc"

@@ -32,7 +32,8 @@ from rankjump import (
 )
 from rankjump.cli import main
 from rankjump.dynamics import TaskArrays, new_hyper
-from rankjump.kernel import compiled_chunk, new_lane_params
+from rankjump.kernel import compiled_chunk, new_lane_params, split_lane_key
+from rankjump.network import init_gaussian
 from rankjump.plan import structure_for
 from rankjump.simulate import plan_run, run_chunks, shared_starts
 from rankjump.starts import MinimaCache
@@ -179,16 +180,21 @@ def _lane_inputs(cfg, lam, eta):
 def test_two_phase_schedule_equals_phase_one_then_phase_two():
     ds = simulate(SCHEDULED, progress=False).isel(lam=0, eta=0)
     lam, eta = SCHEDULED.optimizer.lam[0], SCHEDULED.optimizer.eta[0]
-    s = structure_for(SCHEDULED)._replace(n_intervals=2, n_phases=1)
+    # Both phases run one program: two intervals, one phase, given starts.
+    s = structure_for(SCHEDULED)._replace(n_intervals=2, n_phases=1, init="given")
     no_schedule = jnp.zeros(0, jnp.int32)
-    # Phase one: 100 steps at (3 lam, 2 eta) from the Gaussian starts.
+    # Phase one: 100 steps at (3 lam, 2 eta) from the Gaussian starts, drawn here as the kernel
+    # draws them (checkpoint 0 below checks that they are simulate's).
     keys, params, arrays = _lane_inputs(SCHEDULED, 3 * lam, 2 * eta)
-    rec1, weights = compiled_chunk(s)(keys, None, params, arrays, no_schedule, jnp.int32(0))
+
+    def gaussian(key):
+        return init_gaussian(split_lane_key(key)[0], s.shapes, 1.0, jnp.float64)
+
+    starts = tuple(SCHEDULED.network.init_scale * w for w in jax.vmap(gaussian)(keys))
+    rec1, weights = compiled_chunk(s)(keys, starts, params, arrays, no_schedule, jnp.int32(0))
     # Phase two: from phase one's final weights, intervals 2 and 3 (the keys continue there).
     keys, params, arrays = _lane_inputs(SCHEDULED, lam, eta)
-    rec2, _ = compiled_chunk(s._replace(init="given"))(
-        keys, weights, params, arrays, no_schedule, jnp.int32(2)
-    )
+    rec2, _ = compiled_chunk(s)(keys, weights, params, arrays, no_schedule, jnp.int32(2))
     for name in ("rank", "layer_rank", "end_rank", "sv", "data_loss", "param_norm2", "imbalance"):
         got = np.concatenate(
             [np.asarray(getattr(rec1, name)), np.asarray(getattr(rec2, name))[:, 1:]], 1
