@@ -9,11 +9,13 @@ import zipfile
 from pathlib import Path
 from typing import NamedTuple
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from rankjump.config import Config, ConfigError
 from rankjump.minima import GDMinimum, NotConvergedError, gd_minimum
-from rankjump.network import layer_shapes
+from rankjump.network import entry_sharpness, layer_shapes
 from rankjump.plan import thresholds
 from rankjump.precision import with_float64
 from rankjump.ranks import REL_FLOOR, ranks_of
@@ -60,20 +62,16 @@ def _start_rank(weights, thr, rule: str) -> int:
     return int(ranks_of(svs, end_sv, thr.layer, thr.end, REL_FLOOR["float64"], rule)[0])
 
 
+@with_float64
 def eta_edge(weights, task: Task) -> float:
-    """1 / max_e h_e over the observed entries e of one network (NumPy, float64).
+    """1 / max_e h_e over the observed entries e of one network, in float64.
 
     h_e = ||dA[i, j] / dtheta||^2 (:func:`rankjump.network.entry_sharpness`). Above this learning
     rate a single-entry SGD step on the stiffest entry amplifies its residual, r_e -> (1 - 2 eta
     h_e) r_e with |1 - 2 eta h_e| > 1, instead of shrinking it (docs/theory.md, section 6).
     """
-    weights = [np.asarray(w, np.float64) for w in weights]
-    h = np.zeros(len(task.rows))
-    for l in range(len(weights)):
-        # dA[i, j] / dW_l = a b^T: a = row i of W_L..W_{l+1}, b = column j of W_{l-1}..W_1.
-        left = functools.reduce(np.matmul, weights[:l:-1], np.eye(len(weights[-1])))
-        right = functools.reduce(lambda acc, w: w @ acc, weights[:l], np.eye(len(weights[0].T)))
-        h += np.sum(left**2, axis=1)[task.rows] * np.sum(right**2, axis=0)[task.cols]
+    weights = tuple(jnp.asarray(np.asarray(w, np.float64)) for w in weights)
+    h = jax.vmap(lambda i, j: entry_sharpness(weights, i, j)[1])(task.rows, task.cols)
     return float(1.0 / h.max())
 
 
