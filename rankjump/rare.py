@@ -103,6 +103,13 @@ def rare(cfg: Config, progress: bool | None = None) -> xr.Dataset:
     return ds
 
 
+def _commit_text(r) -> str:
+    """How a rate result's kicked states were continued (its attrs["commit"])."""
+    if r.commit == "split":
+        return f"split: one AMS run per window run, score {r.commit_score}"
+    return f"continue: {r.commit_reps} continuations of each kicked state"
+
+
 def _dataset(cfg, cells, shape, start_rank, target_rank, wall) -> xr.Dataset:
     n_lam, n_eta, n_runs = shape
     n_ckpt = cfg.run.n_checkpoints  # the start and every record_every steps
@@ -164,6 +171,7 @@ def _dataset(cfg, cells, shape, start_rank, target_rank, wall) -> xr.Dataset:
             "config": config_to_toml(cfg),
             "method": cfg.rare.method,
             "score": "smallest_layer" if cfg.rare.method == "rate" else cfg.rare.score,
+            **({"commit": _commit_text(cfg.rare)} if cfg.rare.method == "rate" else {}),
             "start_rank": start_rank.tolist(),
             "target_rank": target_rank.tolist(),
             "level": level,

@@ -14,10 +14,15 @@ u_l = log(s_l0 / s_l) / log(s_l0 / thr), clipped to [0, 1):
 - "layer_mean": the mean of u_l over layers;
 - "largest_layer": the smallest u_l (the layer furthest from its threshold);
 - "smallest_layer": the largest u_l (the layer nearest its threshold: it sees the kick that
-  starts a jump, :mod:`rankjump.rare_rate`).
+  starts a jump, :mod:`rankjump.rare_rate`);
+- "lead_mean": the mean of the two above, (max_l u_l + mean_l u_l) / 2: it follows the kicked
+  layer down and then the others after it, so replicas whose kicked layer is already at its
+  threshold are still told apart (with "smallest_layer" they tie at the cap and die together).
 
 A diverged replica (non-finite or ||theta||^2 above ``run.diverge_norm2``) scores NaN: it never
-reaches the target and is killed first.
+reaches the target and is killed first. With ``basin`` set, a replica whose every layer's value
+is back at or above ``basin`` times its start value scores -inf: the event becomes "enter
+B_{target} before falling back into the basin", and the engine stops such a replica.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rankjump.config import Config, ConfigError
+from rankjump.config.sections import SCORE_NAMES
 from rankjump.dynamics import State, TaskArrays, materialize, new_hyper, new_state
 from rankjump.kernel import compiled_advance, lane_mesh
 from rankjump.network import entry_sharpness, param_norm2
@@ -41,7 +47,7 @@ from rankjump.starts import eta_edge
 
 __all__ = ["SCORES", "NetworkProcess", "run_splitting"]
 
-SCORES = ("layer_mean", "largest_layer", "smallest_layer")
+SCORES = SCORE_NAMES
 
 
 class NetworkProcess:
@@ -52,10 +58,19 @@ class NetworkProcess:
             ``gd_start = "shared"``, or "file"), no schedule, and ``rank.rule = "all_layers"``.
         lam, eta: the cell (values of ``optimizer.lam`` and ``optimizer.eta``).
         score: one of :data:`SCORES` (default ``rare.score``).
+        basin: if given, a state whose every layer's value is at least ``basin`` times its
+            start value scores -inf (back in the basin: it stops).
     """
 
     @with_float64
-    def __init__(self, cfg: Config, lam: float, eta: float, score: str | None = None):
+    def __init__(
+        self,
+        cfg: Config,
+        lam: float,
+        eta: float,
+        score: str | None = None,
+        basin: float | None = None,
+    ):
         net, opt, run = cfg.network, cfg.optimizer, cfg.run
         if not (net.init == "file" or (net.init == "gd_minimum" and net.gd_start == "shared")):
             raise ConfigError(
@@ -90,6 +105,7 @@ class NetworkProcess:
                 f"rare.target_rank = {self.target_rank}: the start (rank {self.start_rank}) is "
                 "already in that set; choose a smaller target rank"
             )
+        self.basin = basin
         self.hyper = (lam, eta, opt.label_noise, opt.temperature)
         self.diverge_norm2 = run.diverge_norm2
         self.target = 1.0
@@ -164,7 +180,7 @@ class NetworkProcess:
 
     @functools.cached_property
     def _score(self):
-        thr, limit, name = self.thr, self.diverge_norm2, self.score_name
+        thr, limit, name, basin = self.thr, self.diverge_norm2, self.score_name, self.basin
         floor = REL_FLOOR[self.structure.dtype]
         index, tile, depth = self.target_rank, self.structure.tile, len(self.start_weights)
         wanted = [(l, index + 1) for l in range(depth)]
@@ -184,10 +200,15 @@ class NetworkProcess:
             n2 = jax.vmap(param_norm2)(w)
             sv, rank = lanes_last_tiles(spectral, w, tile)  # (n, L), (n,)
             u = jnp.clip(jnp.log(s0 / jnp.maximum(sv, 1e-300)) / span, 0.0, 0.999999)
-            progress = {"layer_mean": jnp.mean, "largest_layer": jnp.min}.get(name, jnp.max)(
-                u, axis=-1
-            )
+            progress = {
+                "layer_mean": lambda: jnp.mean(u, axis=-1),
+                "largest_layer": lambda: jnp.min(u, axis=-1),
+                "smallest_layer": lambda: jnp.max(u, axis=-1),
+                "lead_mean": lambda: (jnp.max(u, axis=-1) + jnp.mean(u, axis=-1)) / 2,
+            }[name]()
             value = jnp.where(rank <= index, 1.0, progress)
+            if basin is not None:
+                value = jnp.where(jnp.all(sv >= basin * s0, axis=-1), -jnp.inf, value)
             ok = jnp.isfinite(n2) & (n2 <= limit)
             return jnp.where(ok, value, jnp.nan)
 

@@ -11,15 +11,24 @@ kick coming, so this method splits the event in three:
    states, scored every ``rare.window_every`` steps by the most advanced layer ("smallest_layer",
    :mod:`rankjump.rare_network`); the event is a layer's value at or below ``rare.kick`` times
    its start value.
-3. Commitment: each kicked state (the first checkpoint past the kick of every reactive path) is
-   continued ``rare.commit_reps`` times over ``commit_steps`` steps, looked at every 100 steps
-   (or the largest divisor of ``run.record_every`` below); the fraction that enters B_{target}
-   is its committor, and the steps it took are the delays D.
+3. Commitment: the kicked states (the first checkpoint past the kick of every reactive path)
+   are continued over ``commit_steps`` steps, looked at every 100 steps (or the largest divisor
+   of ``run.record_every`` below); entering B_{target} before falling back into the basin
+   (every layer's value back above BASIN times its start value) commits, and the steps it took
+   are the delays D. A kick that falls back and kicks again is a new kick, counted by the rate,
+   so a continuation stops when it falls back. With ``rare.commit = "split"`` (the default) run
+   m's commitment is itself an AMS run (``rare.replicas``, ``rare.kill``, scored by
+   ``rare.commit_score``) whose replicas start from run m's kicked states drawn in proportion to
+   their weights: it estimates their mean committor c_m however small. With ``"continue"``
+   each kicked state j is continued ``rare.commit_reps`` times and its committor c_j is the
+   fraction that enters.
 
 Run m's estimate of P(kick within a window, and the kick commits) is r_m = sum_j w_j c_j over its
-reactive paths j (weights w_j, estimated committors c_j): unbiased, as the reactive weights are
-(:class:`rankjump.splitting.Reactive`). The rate of committed kicks is k = mean(r_m) / window,
-with a t interval over the runs, and with kicks at a constant rate from the start,
+reactive paths j (weights w_j), or (sum_j w_j) c_m when the commitment is split: unbiased in both
+cases, as the reactive weights are (:class:`rankjump.splitting.Reactive`) and c_m is unbiased for
+the weighted mean committor of run m's kicked states given them. The rate of committed kicks is
+k = mean(r_m) / window, with a t interval over the runs, and with kicks at a constant rate from
+the start,
 
     P(enter B_{target} within T) = 1 - exp(-k * E[(T - D)^+]),
 
@@ -34,13 +43,14 @@ import math
 from typing import NamedTuple
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from rankjump.config import Config
 from rankjump.intervals import Summary, summarize
 from rankjump.precision import with_float64
 from rankjump.rare_network import NetworkProcess, run_splitting
-from rankjump.splitting import AMSResult, Reactive
+from rankjump.splitting import AMSResult, Reactive, ams
 
 BASIN = 0.7  # a state is in the basin while every layer's value is above BASIN x its start value
 # The window score's overshoot part: a kick is prepared by a step overshooting again and again
@@ -71,6 +81,8 @@ class RateResult(NamedTuple):
     committor: float  # mean committor of kicked states, weighted
     exposure: float  # steps of a window open to kicks that complete in it (window - mean lag)
     cost: np.ndarray  # (3,) trajectory-steps of the basin, the windows and the commitment
+    commit_cost: np.ndarray  # (M,) trajectory-steps of the commitment of each run's kicks
+    floored: int  # commitment runs stopped at rare.commit_floor (estimate 0)
 
 
 def progress_at(network: NetworkProcess, fraction: float) -> float:
@@ -112,23 +124,82 @@ def basin_pool(network: NetworkProcess, key, n: int, burn_in: int, below: float)
     if burn_in:
         state = network.advance(jax.random.split(key, n), state, 0, burn_in)
     score = network.score(state)
-    keep = np.isfinite(score) & (score < below)
+    keep = ~np.isnan(score) & (score < below)  # -inf: back in the basin
     return jax.tree.map(lambda x: np.asarray(x)[keep], state)
 
 
 def _commit(network: NetworkProcess, states, key, steps: int, reps: int):
     """Continues every state ``reps`` times for ``steps`` steps (a multiple of the network's
-    checkpoint stride); returns the (S, reps) entry step into the target set, -1 if none."""
+    checkpoint stride); returns the (S, reps) entry step into the target set, -1 if none or if
+    the continuation fell back into the basin first."""
     n = len(states.scale)
     states = jax.tree.map(lambda x: np.repeat(np.asarray(x), reps, axis=0), states)
     keys = jax.random.split(key, n * reps)
     entry = np.full(n * reps, -1)
+    back = np.zeros(n * reps, bool)  # fell back into the basin (or diverged) first
     every = network.structure.record_every
     for k in range(steps // every):
         states = network.advance(keys, states, 0, every)
-        inside = np.asarray(network.score(states)) >= 1.0
-        entry[(entry < 0) & inside] = (k + 1) * every
+        score = np.asarray(network.score(states))
+        back |= np.isnan(score) | (score == -np.inf)
+        entry[(entry < 0) & ~back & (score >= 1.0)] = (k + 1) * every
     return entry.reshape(n, reps)
+
+
+class _Commitment(NamedTuple):
+    committed: np.ndarray  # (M,) r_m
+    delays: np.ndarray  # (D,) steps from kick to entry
+    weights: np.ndarray  # (D,) their weights (summing over a run to its r_m)
+    cost: np.ndarray  # (M,) trajectory-steps
+    floored: int = 0  # commitment runs stopped at rare.commit_floor
+
+
+def _commit_continue(network, react, states, key, steps: int, reps: int, runs: int):
+    """``rare.commit = "continue"``: every kicked state continued ``reps`` times."""
+    entry = _commit(network, states, key, steps, reps)
+    committor = (entry >= 0).mean(axis=1)
+    ok = entry >= 0
+    weights = np.repeat(react.weight[:, None], reps, axis=1)[ok] / reps
+    cost = np.bincount(react.run, minlength=runs) * reps * steps
+    committed = np.bincount(react.run, react.weight * committor, minlength=runs)
+    return _Commitment(committed, entry[ok].astype(float), weights, cost)
+
+
+def _commit_split(network, react, states, key, steps: int, runs: int, rare, on_iteration):
+    """``rare.commit = "split"``: one AMS run per kick run that found kicks, its replicas drawn
+    from that run's kicked states in proportion to their weights."""
+    kicked = np.bincount(react.run, react.weight, minlength=runs)  # P(kick in a window), per run
+    have = np.nonzero(kicked > 0)[0]
+    committed, cost = np.zeros(runs), np.zeros(runs, np.int64)
+    if not len(have):
+        return _Commitment(committed, np.zeros(0), np.zeros(0), cost)
+
+    def starts(i, key, n):
+        own = np.nonzero(react.run == have[i])[0]
+        p = react.weight[own] / react.weight[own].sum()
+        pick = own[np.asarray(jax.random.choice(key, len(own), (n,), p=jnp.asarray(p)))]
+        return jax.tree.map(lambda x: np.asarray(x)[pick], states)
+
+    every = network.structure.record_every
+    out = ams(
+        network,
+        key,
+        replicas=rare.replicas,
+        kill=rare.kill,
+        runs=len(have),
+        steps=steps,
+        every=every,
+        max_iterations=rare.max_iterations,
+        on_iteration=on_iteration,
+        starts=starts,
+        floor=rare.commit_floor,
+    )
+    committed[have] = kicked[have] * out.estimate
+    cost[have] = out.cost
+    first = np.argmax(out.reactive.scores >= 1.0, axis=1)  # checkpoint of entry into B_target
+    weights = kicked[have][out.reactive.run] * out.reactive.weight
+    floored = int(out.floored.sum())
+    return _Commitment(committed, first.astype(float) * every, weights, cost, floored)
 
 
 @with_float64
@@ -145,7 +216,7 @@ def rate_cell(cfg: Config, lam: float, eta: float, key, on_iteration=None) -> Ra
     # known to within 100 steps); score >= 1 exactly in B_target whatever the score.
     every = math.gcd(run.record_every, 100)
     commit_net = NetworkProcess(
-        cfg.replace(run={"record_every": every}), lam, eta, score="smallest_layer"
+        cfg.replace(run={"record_every": every}), lam, eta, score=r.commit_score, basin=BASIN
     )
     decay = float(np.log(window_net.s0 / window_net.thr).max() / (2 * eta * lam))
     commit_steps = r.commit_steps or every * math.ceil(2 * decay / every)
@@ -169,14 +240,19 @@ def rate_cell(cfg: Config, lam: float, eta: float, key, on_iteration=None) -> Ra
     exposure = r.window - (float(np.average(lag, weights=w)) if w.sum() > 0 else 0.0)
     states = jax.tree.map(lambda x: x[np.arange(len(first)), first], react.states)
     states = states._replace(step=np.zeros_like(states.step))
-    entry = _commit(commit_net, states, key_commit, commit_steps, r.commit_reps)
-    committor = (entry >= 0).mean(axis=1)
-    committed = np.bincount(react.run, react.weight * committor, minlength=r.runs)
+    if r.commit == "split":
+        done = int(kicks.iterations.max(initial=0))
+        tick = None if on_iteration is None else lambda q, f, z: on_iteration(done + q, f, z)
+        commitment = _commit_split(
+            commit_net, react, states, key_commit, commit_steps, r.runs, r, tick
+        )
+    else:
+        commitment = _commit_continue(
+            commit_net, react, states, key_commit, commit_steps, r.commit_reps, r.runs
+        )
+    committed, delays, weights = commitment.committed, commitment.delays, commitment.weights
     committed[~kicks.finished] = np.nan
     rate = summarize(committed / exposure, kicks.summary.level)
-    ok = entry >= 0
-    delays = entry[ok].astype(float)
-    weights = np.repeat(react.weight[:, None], r.commit_reps, axis=1)[ok] / r.commit_reps
 
     def prob(k: float) -> float:
         if not np.isfinite(k) or not len(delays):
@@ -184,8 +260,8 @@ def rate_cell(cfg: Config, lam: float, eta: float, key, on_iteration=None) -> Ra
         open_steps = np.average(np.maximum(run.steps - delays, 0.0), weights=weights)
         return float(-np.expm1(-k * open_steps))  # E[(T - D)^+] steps open to a kick
 
-    weighted = float(np.sum(react.weight * committor) / max(np.sum(react.weight), 1e-300))
-    cost = np.array([r.pool * burn_in, int(kicks.cost.sum()), entry.size * commit_steps])
+    weighted = float(np.nansum(committed) / max(np.sum(react.weight), 1e-300))
+    cost = np.array([r.pool * burn_in, int(kicks.cost.sum()), int(commitment.cost.sum())])
     return RateResult(
         kicks,
         committed,
@@ -197,6 +273,8 @@ def rate_cell(cfg: Config, lam: float, eta: float, key, on_iteration=None) -> Ra
         weighted,
         exposure,
         cost,
+        commitment.cost,
+        commitment.floored,
     )
 
 
@@ -209,9 +287,7 @@ def as_cell(result: RateResult) -> AMSResult:
     log = (math.log(lo) if lo > 0 else -math.inf, math.log(hi) if hi > 0 else math.nan)
     summary = Summary(p, p * rel, (lo, hi), log, result.rate.level)
     runs = len(kicks.estimate)
-    per_state = result.cost[2] / max(len(kicks.reactive.run), 1)
-    shares = np.bincount(kicks.reactive.run, minlength=runs) * per_state
-    cost = kicks.cost + result.cost[0] // runs + shares.astype(np.int64)
+    cost = kicks.cost + result.cost[0] // runs + result.commit_cost
     empty = Reactive(*(np.zeros(0, t) for t in (np.int64, np.int64, float)), np.zeros((0, 1)), ())
     return kicks._replace(estimate=result.committed, cost=cost, summary=summary, reactive=empty)
 
@@ -225,6 +301,10 @@ def rate_variables(result: RateResult) -> dict[str, tuple[float, str]]:
         "rate_hi": (rate.ci[1], f"{rate.level:.0%} t interval on the rate, upper end"),
         "kick_p": (result.kicks.summary.mean, "P(a kick within one window)"),
         "committor": (result.committor, "fraction of kicked states entering B_target"),
+        "commit_floored": (
+            float(result.floored),
+            "commitment runs stopped at rare.commit_floor (estimate 0, bias below the floor)",
+        ),
         "delay": (
             float(np.average(result.delays, weights=result.delay_weights))
             if len(result.delays)

@@ -14,6 +14,11 @@ common start c = 0. At iteration q:
   checkpoint's state with a fresh key to step T;
 - the estimate is p_hat = prod_q (1 - K_q / N) * #{level >= target} / N.
 
+A path stops at its first checkpoint at or above the target, or scored -inf or NaN (the process
+says it can no longer reach the target, e.g. it diverged or fell back where it started from): it
+is not simulated further, and its later checkpoints repeat that state and score. Its level is
+then decided, so the estimate is the same as if it went on.
+
 Lockstep: the M runs are lanes of one batch. Each iteration, every unfinished run kills and
 clones its own replicas, then the clones of all runs advance together: one ``advance`` call per
 checkpoint stride holds every clone branched before it (first paths: all branched at the start),
@@ -57,7 +62,8 @@ class Process(Protocol):
         """
 
     def score(self, state: Any) -> Float[Array, " n"]:
-        """The score of each replica, shape (n,); the event is score >= target (NaN: never)."""
+        """The score of each replica, shape (n,); the event is score >= target. NaN or -inf:
+        the replica can never reach the target from this state (the engine stops it)."""
 
 
 class Reactive(NamedTuple):
@@ -91,6 +97,7 @@ class AMSResult(NamedTuple):
     cost: np.ndarray  # (M,) replica-steps
     summary: Summary
     reactive: Reactive
+    floored: np.ndarray | None = None  # (M,) bool: stopped at weight < floor (estimate 0)
 
 
 def kill_rule(maxima: np.ndarray, kill: int) -> tuple[np.ndarray, np.ndarray]:
@@ -121,7 +128,7 @@ def _pieces(count: int, top: int):
         yield np.minimum(np.arange(start, start + size), count - 1), min(size, count - start)
 
 
-def _check(replicas, kill, runs, steps, every, target, max_iterations, level, first_run):
+def _check(replicas, kill, runs, steps, every, target, max_iterations, level, first_run, floor):
     """Raises a one-line ValueError naming the first invalid argument."""
     ints = dict(replicas=replicas, kill=kill, runs=runs, steps=steps, every=every)
     for name, value in {**ints, "max_iterations": max_iterations, "first_run": first_run}.items():
@@ -135,6 +142,7 @@ def _check(replicas, kill, runs, steps, every, target, max_iterations, level, fi
         (steps % max(every, 1) == 0 < steps, f"steps must be a multiple of every, got {steps}"),
         (max_iterations >= 1, f"max_iterations must be >= 1, got {max_iterations}"),
         (0 < level < 1, f"level must lie in (0, 1), got {level}"),
+        (0 <= floor < 1, f"floor must lie in [0, 1), got {floor}"),
         (first_run >= 0, f"first_run must be >= 0, got {first_run}"),
         (target is not None and math.isfinite(target), f"target must be finite, got {target}"),
     ]
@@ -155,8 +163,10 @@ def ams(
     target: float | None = None,
     max_iterations: int = 10_000,
     level: float = 0.95,
+    floor: float = 0.0,
     first_run: int = 0,
     on_iteration: Callable[[int, int, float], None] | None = None,
+    starts: Callable[[int, Any, int], Any] | None = None,
 ) -> AMSResult:
     """Estimates P(max of the score over checkpoints 1..K >= target) by M independent AMS runs.
 
@@ -173,9 +183,15 @@ def ams(
         target: The event is score >= target; defaults to ``process.target``.
         max_iterations: Iterations after which an unfinished run stops and is flagged.
         level: Confidence level of the summary intervals.
+        floor: A run whose weight prod_q (1 - K_q / N) falls below ``floor`` stops with
+            estimate 0 (flagged ``floored``): its estimate could have been at most that weight,
+            so the mean is biased low by less than ``floor`` (0: never).
         first_run: Index of the first run, to split one experiment over several calls.
         on_iteration: Called after each iteration with (iteration, finished runs, the lowest
             level z_q of the unfinished runs), e.g. to drive a progress bar.
+        starts: Draws run m's starting states as ``starts(first_run + m, key, N)`` instead of
+            ``process.start(key, N)``, for runs that start from different distributions (the
+            estimate of run m is then that of its own start).
 
     Returns:
         An :class:`AMSResult`.
@@ -184,7 +200,7 @@ def ams(
         ValueError: For an invalid argument, or a target already reached at the start.
     """
     target = getattr(process, "target", None) if target is None else target
-    _check(replicas, kill, runs, steps, every, target, max_iterations, level, first_run)
+    _check(replicas, kill, runs, steps, every, target, max_iterations, level, first_run, floor)
     target, n, n_ckpt = float(target), replicas, steps // every
     key = jnp.asarray(key)
     key = jax.random.key_data(key) if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) else key
@@ -201,7 +217,8 @@ def ams(
         return out
 
     for m in range(runs):  # checkpoint 0: run m starts from start(fold_in(key_start, m), N)
-        start = process.start(jax.random.fold_in(key_start, first_run + m), n)
+        run_key = jax.random.fold_in(key_start, first_run + m)
+        start = process.start(run_key, n) if starts is None else starts(first_run + m, run_key, n)
         score0 = np.asarray(process.score(start), np.float64)
         if score0.shape != (n,):
             raise ValueError(f"process.score must return shape ({n},), got {score0.shape}")
@@ -216,11 +233,20 @@ def ams(
     cost = np.zeros(runs, np.int64)
 
     def extend(cm, ci, branch, keys):
-        """Simulates lanes (cm, ci) from their checkpoint `branch` to K, in lockstep."""
+        """Simulates lanes (cm, ci) from their checkpoint `branch` to K, in lockstep; a lane
+        stops at a checkpoint at or above the target or scored -inf (NaN), and its later
+        checkpoints repeat that state and score."""
         order = np.argsort(branch, kind="stable")
         cm, ci, branch, keys = cm[order], ci[order], branch[order], keys[order]
+        stopped = (branch > 0) & (scores[cm, ci, branch] >= target)
         for j in range(int(branch.min()) + 1, n_ckpt + 1):
-            for lanes, real in _pieces(int(np.searchsorted(branch, j)), top):  # branch < j
+            begun = np.arange(int(np.searchsorted(branch, j)))  # branch < j
+            still = begun[stopped[begun]]
+            for buf in [*store, scores]:
+                buf[cm[still], ci[still], j] = buf[cm[still], ci[still], j - 1]
+            going = begun[~stopped[begun]]
+            for lanes, real in _pieces(len(going), top):
+                lanes = going[lanes]
                 m, i, live = cm[lanes], ci[lanes], lanes[:real]
                 old = treedef.unflatten([b[m, i, j - 1] for b in store])
                 new = process.advance(keys[lanes], old, (j - 1) * every, every)
@@ -228,6 +254,7 @@ def ams(
                 score = np.where(np.isnan(score), -np.inf, score)  # NaN never reaches
                 for buf, x in zip([*store, scores], [*jax.tree.leaves(new), score], strict=True):
                     buf[cm[live], ci[live], j] = np.asarray(x)[:real]
+                stopped[live] = (score[:real] >= target) | (score[:real] == -np.inf)
                 cost[:] += np.bincount(cm[live], minlength=runs) * every
 
     m_all, i_all = (a.ravel() for a in np.indices((runs, n)))
@@ -235,7 +262,7 @@ def ams(
 
     maxima = scores[:, :, 1:].max(axis=2)  # the level of a path leaves out checkpoint 0
     estimate, log_w, iterations = np.full(runs, np.nan), np.zeros(runs), np.zeros(runs, np.int64)
-    finished, extinct = np.zeros(runs, bool), np.zeros(runs, bool)
+    finished, extinct, floored = (np.zeros(runs, bool) for _ in range(3))
     killed_hist, level_hist, hits = [], [], []
     for q in range(max_iterations + 1):
         active = ~finished
@@ -255,6 +282,11 @@ def ams(
         level_hist.append(np.where(active, z, np.nan))
         log_w[active] += np.log1p(-n_dead[active] / n)
         iterations[active] += 1
+        low = active & (log_w < math.log(floor)) if floor > 0 else np.zeros(runs, bool)
+        estimate[low], floored[low], finished[low] = 0.0, True, True
+        active &= ~low
+        if not active.any():
+            continue
 
         # Clone: killed slot i of run m copies a survivor drawn uniformly, then branches at the
         # survivor's first checkpoint with score > z_q and is advanced only after it.
@@ -277,4 +309,4 @@ def ams(
     killed = np.array(killed_hist, np.int64).reshape(-1, runs).T
     levels = np.array(level_hist, np.float64).reshape(-1, runs).T
     per_run = (estimate, finished, extinct, iterations, killed, levels, cost)
-    return AMSResult(*per_run, summarize(estimate, level), reactive)
+    return AMSResult(*per_run, summarize(estimate, level), reactive, floored)

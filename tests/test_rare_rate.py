@@ -14,7 +14,8 @@ from scipy import stats
 from rankjump import ConfigError, binomial_ci, simulate
 from rankjump.demo import demo_config
 from rankjump.rare import rare
-from rankjump.rare_rate import rate_cell
+from rankjump.rare_network import NetworkProcess
+from rankjump.rare_rate import BASIN, rate_cell
 
 # The demo's network at eta 0.18, where kicks are frequent: small windows keep this fast.
 CFG = demo_config().replace(
@@ -56,6 +57,7 @@ def test_rare_writes_the_rate_variables():
     ds = rare(CFG, progress=False).isel(lam=0, eta=0)
     out = _cell(CFG)  # the same cell key: fold_in(PRNGKey(seed), 0) is not PRNGKey(0)
     assert ds.attrs["method"] == "rate" and ds.attrs["score"] == "smallest_layer"
+    assert ds.attrs["commit"] == "split: one AMS run per window run, score lead_mean"
     for name in ("rate", "rate_lo", "rate_hi", "kick_p", "committor", "delay"):
         assert np.isfinite(float(ds[name])), name
     assert float(ds["rate_lo"]) <= float(ds["rate"]) <= float(ds["rate_hi"])
@@ -87,3 +89,36 @@ def test_the_rate_method_agrees_with_plain_monte_carlo_on_the_network():
     se_rate = out.p * out.rate.stderr / out.rate.mean
     z = (out.p - p_mc) / math.sqrt(se_rate**2 + p_mc * (1 - p_mc) / n)
     assert abs(z) < stats.norm.ppf(0.995), (out.p, out.p_ci, p_mc, binomial_ci(hits, n))
+
+
+@pytest.mark.slow
+def test_split_and_continued_commitment_agree_run_by_run():
+    """The same kick stage (same key), its kicked states committed both ways: run m's r_m is
+    unbiased for sum_j w_j c_j of its own kicked states either way, so the paired differences
+    have mean 0 (t test over the runs at significance 0.01)."""
+    cfg = CFG.replace(rare={"runs": 8, "replicas": 32, "kill": 4})
+    key = jax.random.PRNGKey(2)
+    split = rate_cell(cfg.replace(rare={"commit": "split"}), 0.002, 0.18, key)
+    kept = rate_cell(cfg.replace(rare={"commit": "continue", "commit_reps": 4}), 0.002, 0.18, key)
+    np.testing.assert_array_equal(split.kicks.estimate, kept.kicks.estimate)  # one kick stage
+    both = split.kicks.estimate > 0
+    assert both.sum() >= 6 and kept.committed[both].min() > 0
+    assert stats.ttest_rel(split.committed[both], kept.committed[both]).pvalue > 0.01
+
+
+def test_lead_mean_and_the_basin_rule_on_kicked_states():
+    """"lead_mean" is the mean of "smallest_layer" and "layer_mean"; with ``basin`` the start
+    (every layer at its start value) scores -inf, a kicked state does not."""
+    out = _cell(CFG)
+    kicked = jax.tree.map(lambda x: np.asarray(x)[:, -1], out.kicks.reactive.states)
+    score = {
+        name: NetworkProcess(CFG, 0.002, 0.18, score=name).score(kicked)
+        for name in ("smallest_layer", "layer_mean", "lead_mean")
+    }
+    assert len(score["lead_mean"]) > 0 and np.all(score["smallest_layer"] > 0)
+    np.testing.assert_allclose(
+        score["lead_mean"], (score["smallest_layer"] + score["layer_mean"]) / 2, rtol=1e-6
+    )
+    back = NetworkProcess(CFG, 0.002, 0.18, basin=BASIN)
+    assert np.all(back.score(back.start(None, 3)) == -np.inf)
+    assert np.all(back.score(kicked) > -np.inf)

@@ -200,8 +200,13 @@ def test_reactive_paths_are_walk_paths(plain):
     assert r.scores.shape == (len(r.run), n_ckpt + 1)  # checkpoints 0..K
     assert np.all(r.scores[:, 1:].max(axis=1) >= 12) and np.all(r.scores[:, 0] == 0)
     np.testing.assert_array_equal(r.states.position, r.scores)
-    steps = np.broadcast_to(every * np.arange(n_ckpt + 1), r.scores.shape)
-    np.testing.assert_array_equal(r.states.step, steps)
+    # A path stops at its first checkpoint at the target and then repeats it.
+    first = np.argmax(r.scores >= 12, axis=1)
+    ckpt = np.broadcast_to(np.arange(n_ckpt + 1), r.scores.shape)
+    np.testing.assert_array_equal(r.states.step, every * np.minimum(ckpt, first[:, None]))
+    after = ckpt > first[:, None]
+    np.testing.assert_array_equal(r.scores[after], np.repeat(r.scores.max(axis=1), after.sum(1)))
+    assert after.any() and (first < n_ckpt).any()  # some paths did stop early
     moves = np.diff(r.scores, axis=1)
     assert np.all(np.abs(moves) <= every) and np.all(moves % 2 == 0)  # no jump at a branch
     weights = np.bincount(r.run, weights=r.weight, minlength=SMALL["runs"])
@@ -216,7 +221,24 @@ def test_advance_batches_and_cost(plain):
     assert np.all(n_steps == SMALL["every"]) and np.all(step0 % SMALL["every"] == 0)
     assert ok.all()  # a clone is advanced only from its branching checkpoint's state
     assert result.cost.sum() == np.sum(distinct * n_steps)  # padding lanes are not counted
-    assert np.all(result.cost >= SMALL["replicas"] * SMALL["steps"])
+
+
+def test_paths_stop_at_the_target_and_at_minus_infinity():
+    """Clock paths reach 20 at step 20 of 40: they stop there (cost N * 20 a run, later
+    checkpoints repeat the state). Scored -inf from the first checkpoint on, they stop after it."""
+    n, every = SMALL["replicas"], SMALL["every"]
+    reached = ams(Clock(target=20.0), KEY, **SMALL)
+    np.testing.assert_array_equal(reached.estimate, 1.0)
+    np.testing.assert_array_equal(reached.cost, n * 20)
+    np.testing.assert_array_equal(reached.reactive.states[0, 5:], 20)
+
+    class Lost(Clock):  # 0 at the start, -inf after
+        def score(self, state):
+            return np.where(state > 0, -np.inf, 0.0)
+
+    never = ams(Lost(target=1.0), KEY, **SMALL)
+    assert never.extinct.all()
+    np.testing.assert_array_equal(never.cost, n * every)
 
 
 def test_lockstep_equals_runs_alone(plain):
@@ -227,6 +249,48 @@ def test_lockstep_equals_runs_alone(plain):
         assert alone.iterations[0] == result.iterations[m]
         assert alone.cost[0] == result.cost[m]
         np.testing.assert_array_equal(alone.killed[0], result.killed[m, : alone.killed.shape[1]])
+
+
+def test_runs_may_start_from_their_own_distributions():
+    """``starts(m, key, n)``: even runs start every walker at 0, odd runs draw each walker at 0
+    or 4 with probability 1/2 each. A run's estimate is unbiased for its own start's probability
+    (for a random start, the mean over it): two-sided z tests at significance 0.001 each."""
+    seen = []
+
+    def starts(m, key, n):
+        seen.append(m)
+        if m % 2 == 0:
+            position = jnp.zeros((n,), jnp.int32)
+        else:
+            position = 4 * jax.random.bernoulli(key, 0.5, (n,)).astype(jnp.int32)
+        return Walk(16).start(key, n)._replace(position=position)
+
+    args = {**SMALL, "runs": 64}
+    result = ams(Walk(16), KEY, **args, first_run=5, starts=starts)
+    assert seen == list(range(5, 5 + 64)) and result.finished.all()
+    exact = {
+        1: exact_probability(40, 16, every=4),  # from 0 (run 5 + m even: m odd)
+        0: (exact_probability(40, 16, every=4) + exact_probability(40, 12, every=4)) / 2,
+    }
+    for parity, p in exact.items():
+        x = result.estimate[parity::2]
+        assert abs(x.mean() - p) < 3.29 * x.std(ddof=1) / math.sqrt(len(x)), (parity, x.mean(), p)
+    # The test has the power to see a start ignored: the mixed runs are far from p(from 0).
+    x = result.estimate[0::2]
+    assert abs(x.mean() - exact[1]) > 3.29 * x.std(ddof=1) / math.sqrt(len(x))
+
+
+def test_a_floor_stops_runs_whose_weight_falls_below_it():
+    """Runs stop with estimate 0 once prod (1 - K_q / N) < floor; the others are unchanged (keys
+    are per run), and a stopped run's full estimate was below the floor (the bound on the bias)."""
+    full = ams(Walk(16), KEY, **SMALL)
+    cut = ams(Walk(16), KEY, **SMALL, floor=0.012)
+    low = cut.floored
+    assert low.any() and not low.all() and cut.finished.all()
+    np.testing.assert_array_equal(cut.estimate[~low], full.estimate[~low])
+    np.testing.assert_array_equal(cut.estimate[low], 0.0)
+    assert np.all(full.estimate[low] < 0.012)
+    assert not ams(Walk(16), KEY, **SMALL, floor=1e-30).floored.any()
 
 
 def test_extinction_reports_zero():

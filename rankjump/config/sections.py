@@ -106,6 +106,8 @@ class NetworkConfig(Section):
 
 KINDS = ("sgd", "gd", "label_noise", "langevin", "sgd_momentum")  # optimizer.kind
 ENTRYWISE_KINDS = ("sgd", "label_noise", "sgd_momentum")  # those that sample observed entries
+# rare.score, rare.commit_score (rankjump.rare_network.SCORES)
+SCORE_NAMES = ("layer_mean", "largest_layer", "smallest_layer", "lead_mean")
 
 
 @dataclass(frozen=True)
@@ -246,15 +248,20 @@ class RareConfig(Section):
     ``score``: how close a replica is to the target set (the estimate is unbiased for any score;
     the score sets its variance): "layer_mean" the mean over layers of how far each layer's
     vanishing singular value has fallen, on a log scale, from its start toward the threshold;
-    "largest_layer" the same for the largest of them (the layer furthest from the target).
+    "largest_layer" the same for the largest of them (the layer furthest from the target);
+    "smallest_layer" for the smallest; "lead_mean" the mean of "smallest_layer" and "layer_mean".
     ``target_rank``: default one below the start rank.
 
     ``method = "rate"`` (:mod:`rankjump.rare_rate`) estimates instead the rate of kicks out of
     the start's basin: windows of ``window`` steps (scored every ``window_every``) start from
     ``pool`` basin states (after ``burn_in`` steps); a kick is a layer's vanishing value below
-    ``kick`` times its start value; ``commit_reps`` continuations of each kicked state over
-    ``commit_steps`` steps (default: twice the pure weight-decay time to the threshold) say
-    whether it enters B_{target_rank}; P(run.steps) follows from the rate.
+    ``kick`` times its start value; the kicked states are continued over ``commit_steps`` steps
+    (default: twice the pure weight-decay time to the threshold) to see whether they enter
+    B_{target_rank} before falling back into the basin: ``commit = "split"`` by one AMS run per
+    window run (``replicas``, ``kill``, scored by ``commit_score``; a run whose weight falls
+    below ``commit_floor`` stops at 0, a bias below that in the committor), ``"continue"`` by
+    ``commit_reps`` plain continuations of each kicked state;
+    P(run.steps) follows from the rate.
     """
 
     _name = "rare"
@@ -262,7 +269,7 @@ class RareConfig(Section):
     replicas: int = spec(100, int, lo=2, hi=1_000_000)
     kill: int = spec(10, int, lo=1)
     runs: int = spec(10, int, lo=2, hi=100_000)
-    score: str = spec("layer_mean", str, choices=("layer_mean", "largest_layer", "smallest_layer"))
+    score: str = spec("layer_mean", str, choices=SCORE_NAMES)
     target_rank: int | None = spec(None, int, lo=0, optional=True)
     max_iterations: int = spec(100_000, int, lo=1)
     window: int = spec(2000, int, lo=2)
@@ -271,6 +278,9 @@ class RareConfig(Section):
     burn_in: int = spec(5000, int, lo=0)
     pool: int = spec(1024, int, lo=1)
     commit_steps: int | None = spec(None, int, lo=1, optional=True)
+    commit: str = spec("split", str, choices=("split", "continue"))
+    commit_score: str = spec("lead_mean", str, choices=SCORE_NAMES)
+    commit_floor: float = spec(1e-6, float, lo=0.0, hi=0.5)
     commit_reps: int = spec(2, int, lo=1)
 
     def _check(self):
