@@ -102,7 +102,7 @@ def test_split_and_continued_commitment_agree_run_by_run():
     kept = rate_cell(cfg.replace(rare={"commit": "continue", "commit_reps": 4}), 0.002, 0.18, key)
     np.testing.assert_array_equal(split.kicks.estimate, kept.kicks.estimate)  # one kick stage
     both = split.kicks.estimate > 0
-    assert both.sum() >= 6 and kept.committed[both].min() > 0
+    assert both.sum() >= 6 and (kept.committed[both] > 0).sum() >= 6
     assert stats.ttest_rel(split.committed[both], kept.committed[both]).pvalue > 0.01
 
 
