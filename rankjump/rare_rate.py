@@ -27,8 +27,8 @@ Run m's estimate of P(kick within a window, and the kick commits) is r_m = sum_j
 reactive paths j (weights w_j), or (sum_j w_j) c_m when the commitment is split: unbiased in both
 cases, as the reactive weights are (:class:`rankjump.splitting.Reactive`) and c_m is unbiased for
 the weighted mean committor of run m's kicked states given them. The rate of committed kicks is
-k = mean(r_m) / window, with a t interval over the runs, and with kicks at a constant rate from
-the start,
+k = mean(r_m) / exposure (the window less the mean lag of a kick), with a t interval over the
+runs, and with kicks at a constant rate from the start,
 
     P(enter B_{target} within T) = 1 - exp(-k * E[(T - D)^+]),
 
