@@ -338,6 +338,7 @@ def test_on_iteration_reports_every_iteration_until_all_runs_finish():
         (dict(replicas=32.0), "replicas"),
         (dict(max_iterations=0), "max_iterations"),
         (dict(level=1.0), "level"),
+        (dict(floor=1.0), "floor"),
         (dict(first_run=-1), "first_run"),
         (dict(target=math.nan), "target"),
         (dict(target=-1.0), "already reached"),
