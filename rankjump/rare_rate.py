@@ -11,17 +11,13 @@ kick coming, so this method splits the event in three:
    states, scored every ``rare.window_every`` steps by the most advanced layer ("smallest_layer",
    :mod:`rankjump.rare_network`); the event is a layer's value at or below ``rare.kick`` times
    its start value.
-3. Commitment: the kicked states (the first checkpoint past the kick of every reactive path)
-   are continued over ``commit_steps`` steps, looked at every 100 steps (or the largest divisor
-   of ``run.record_every`` below); entering B_{target} before falling back into the basin
-   (every layer's value back above BASIN times its start value) commits, and the steps it took
-   are the delays D. A kick that falls back and kicks again is a new kick, counted by the rate,
-   so a continuation stops when it falls back. With ``rare.commit = "split"`` (the default) run
-   m's commitment is itself an AMS run (``rare.replicas``, ``rare.kill``, scored by
-   ``rare.commit_score``) whose replicas start from run m's kicked states drawn in proportion to
-   their weights: it estimates their mean committor c_m however small. With ``"continue"``
-   each kicked state j is continued ``rare.commit_reps`` times and its committor c_j is the
-   fraction that enters.
+3. Commitment (:mod:`rankjump.rare_commit`): the kicked states (the first checkpoint past the
+   kick of every reactive path) are continued over ``commit_steps`` steps, looked at every 100
+   steps (or the largest divisor of ``run.record_every`` below); entering B_{target} before
+   falling back into the basin (every layer's value back above BASIN times its start value)
+   commits, and the steps it took are the delays D. ``rare.commit = "split"`` (the default)
+   splits again, one AMS run per window run scored by ``rare.commit_score``, so that small
+   committors are measured; ``"continue"`` continues each kicked state ``rare.commit_reps`` times.
 
 Run m's estimate of P(kick within a window, and the kick commits) is r_m = sum_j w_j c_j over its
 reactive paths j (weights w_j), or (sum_j w_j) c_m when the commitment is split: unbiased in both
@@ -43,14 +39,14 @@ import math
 from typing import NamedTuple
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from rankjump.config import Config
 from rankjump.intervals import Summary, summarize
 from rankjump.precision import with_float64
+from rankjump.rare_commit import commit_continue, commit_split
 from rankjump.rare_network import NetworkProcess, run_splitting
-from rankjump.splitting import AMSResult, Reactive, ams
+from rankjump.splitting import AMSResult, Reactive
 
 BASIN = 0.7  # a state is in the basin while every layer's value is above BASIN x its start value
 # The window score's overshoot part: a kick is prepared by a step overshooting again and again
@@ -128,80 +124,6 @@ def basin_pool(network: NetworkProcess, key, n: int, burn_in: int, below: float)
     return jax.tree.map(lambda x: np.asarray(x)[keep], state)
 
 
-def _commit(network: NetworkProcess, states, key, steps: int, reps: int):
-    """Continues every state ``reps`` times for ``steps`` steps (a multiple of the network's
-    checkpoint stride); returns the (S, reps) entry step into the target set, -1 if none or if
-    the continuation fell back into the basin first."""
-    n = len(states.scale)
-    states = jax.tree.map(lambda x: np.repeat(np.asarray(x), reps, axis=0), states)
-    keys = jax.random.split(key, n * reps)
-    entry = np.full(n * reps, -1)
-    back = np.zeros(n * reps, bool)  # fell back into the basin (or diverged) first
-    every = network.structure.record_every
-    for k in range(steps // every):
-        states = network.advance(keys, states, 0, every)
-        score = np.asarray(network.score(states))
-        back |= np.isnan(score) | (score == -np.inf)
-        entry[(entry < 0) & ~back & (score >= 1.0)] = (k + 1) * every
-    return entry.reshape(n, reps)
-
-
-class _Commitment(NamedTuple):
-    committed: np.ndarray  # (M,) r_m
-    delays: np.ndarray  # (D,) steps from kick to entry
-    weights: np.ndarray  # (D,) their weights (summing over a run to its r_m)
-    cost: np.ndarray  # (M,) trajectory-steps
-    floored: int = 0  # commitment runs stopped at rare.commit_floor
-
-
-def _commit_continue(network, react, states, key, steps: int, reps: int, runs: int):
-    """``rare.commit = "continue"``: every kicked state continued ``reps`` times."""
-    entry = _commit(network, states, key, steps, reps)
-    committor = (entry >= 0).mean(axis=1)
-    ok = entry >= 0
-    weights = np.repeat(react.weight[:, None], reps, axis=1)[ok] / reps
-    cost = np.bincount(react.run, minlength=runs) * reps * steps
-    committed = np.bincount(react.run, react.weight * committor, minlength=runs)
-    return _Commitment(committed, entry[ok].astype(float), weights, cost)
-
-
-def _commit_split(network, react, states, key, steps: int, runs: int, rare, on_iteration):
-    """``rare.commit = "split"``: one AMS run per kick run that found kicks, its replicas drawn
-    from that run's kicked states in proportion to their weights."""
-    kicked = np.bincount(react.run, react.weight, minlength=runs)  # P(kick in a window), per run
-    have = np.nonzero(kicked > 0)[0]
-    committed, cost = np.zeros(runs), np.zeros(runs, np.int64)
-    if not len(have):
-        return _Commitment(committed, np.zeros(0), np.zeros(0), cost)
-
-    def starts(i, key, n):
-        own = np.nonzero(react.run == have[i])[0]
-        p = react.weight[own] / react.weight[own].sum()
-        pick = own[np.asarray(jax.random.choice(key, len(own), (n,), p=jnp.asarray(p)))]
-        return jax.tree.map(lambda x: np.asarray(x)[pick], states)
-
-    every = network.structure.record_every
-    out = ams(
-        network,
-        key,
-        replicas=rare.replicas,
-        kill=rare.kill,
-        runs=len(have),
-        steps=steps,
-        every=every,
-        max_iterations=rare.max_iterations,
-        on_iteration=on_iteration,
-        starts=starts,
-        floor=rare.commit_floor,
-    )
-    committed[have] = kicked[have] * out.estimate
-    cost[have] = out.cost
-    first = np.argmax(out.reactive.scores >= 1.0, axis=1)  # checkpoint of entry into B_target
-    weights = kicked[have][out.reactive.run] * out.reactive.weight
-    floored = int(out.floored.sum())
-    return _Commitment(committed, first.astype(float) * every, weights, cost, floored)
-
-
 @with_float64
 def rate_cell(cfg: Config, lam: float, eta: float, key, on_iteration=None) -> RateResult:
     """The rate method on cell (lam, eta) of ``cfg`` (module docstring)."""
@@ -243,11 +165,9 @@ def rate_cell(cfg: Config, lam: float, eta: float, key, on_iteration=None) -> Ra
     if r.commit == "split":
         done = int(kicks.iterations.max(initial=0))
         tick = None if on_iteration is None else lambda q, f, z: on_iteration(done + q, f, z)
-        commitment = _commit_split(
-            commit_net, react, states, key_commit, commit_steps, r.runs, r, tick
-        )
+        commitment = commit_split(commit_net, react, states, key_commit, commit_steps, r, tick)
     else:
-        commitment = _commit_continue(
+        commitment = commit_continue(
             commit_net, react, states, key_commit, commit_steps, r.commit_reps, r.runs
         )
     committed, delays, weights = commitment.committed, commitment.delays, commitment.weights
