@@ -37,7 +37,7 @@ from rankjump.config import Config, ConfigError
 from rankjump.config.sections import SCORE_NAMES
 from rankjump.dynamics import State, TaskArrays, materialize, new_hyper, new_state
 from rankjump.kernel import compiled_advance, lane_mesh
-from rankjump.network import entry_sharpness, param_norm2
+from rankjump.network import entry_vectors, param_norm2
 from rankjump.precision import with_float64
 from rankjump.ranks import REL_FLOOR, spectral_ranks
 from rankjump.simulate import plan_run, shared_starts
@@ -151,25 +151,55 @@ class NetworkProcess:
         return state
 
     @with_float64
-    def overshoot(self, state: State) -> np.ndarray:
-        """(n,) max_e eta * h_e * |r_e| over the observed entries e = (i, j): half the largest
-        change of a prediction by one step on its own entry (h_e: :func:`entry_sharpness`, r_e
-        the residual)."""
-        return np.asarray(self._overshoot(tuple(state.weights), state.scale))
+    def lookahead(self, state: State, draws: int = 2, top: int = 3) -> np.ndarray:
+        """(n, draws): column d - 1 is the most advanced layer's progress (as the score
+        "smallest_layer" reads it, not clipped) after the best sequence of d more SGD steps,
+        each on one of the ``top`` observed entries of largest overshoot eta * h_e * |r_e| at
+        that point (h_e: :func:`rankjump.network.entry_sharpness`, r_e the residual), with no
+        other step between them. A kick is a few such draws within a few dozen steps
+        (docs/theory.md, section 6): this says how many draws away from one a state is."""
+        # On one device: states from `advance` may be sharded over the host's devices, and a
+        # sharded program with LAPACK's SVD in it has been seen to hang there.
+        weights = tuple(np.asarray(w) for w in state.weights)
+        return np.asarray(self._lookahead(draws, top)(weights, np.asarray(state.scale)))
 
-    @functools.cached_property
-    def _overshoot(self):
+    @functools.lru_cache(maxsize=4)
+    def _lookahead(self, draws: int, top: int):
         rows, cols, y = self.arrays
-        eta = self.hyper[1]
+        lam, eta = self.hyper[:2]
+        decay = 1.0 - 2.0 * eta * lam
+        index = self.target_rank
+        s0 = jnp.asarray(self.s0)
+        span = jnp.log(s0 / self.thr)
+
+        def progress(w):
+            sv = jnp.stack([jnp.linalg.svd(x, compute_uv=False)[index] for x in w])
+            return jnp.max(jnp.log(s0 / jnp.maximum(sv, 1e-300)) / span)
+
+        def grads(w):
+            pred, a, b = jax.vmap(lambda i, j: entry_vectors(w, i, j))(rows, cols)
+            h = sum(jnp.sum(al * al, -1) * jnp.sum(bl * bl, -1) for al, bl in zip(a, b))
+            r = pred - y
+            return r, jnp.argsort(-eta * h * jnp.abs(r))[:top], a, b
+
+        def step(w, r, a, b, e):  # the SGD step on entry e (rankjump.dynamics.entrywise)
+            g = 2.0 * eta * r[e]
+            return tuple(decay * x - g * jnp.outer(al[e], bl[e]) for x, al, bl in zip(w, a, b))
+
+        def best(w, d):  # (d,) best progress after 1..d more draws
+            r, chosen, a, b = grads(w)
+
+            def after(e):
+                w1 = step(w, r, a, b, e)
+                here = progress(w1)[None]
+                if d == 1:
+                    return here
+                return jnp.concatenate([here, best(w1, d - 1)])
+
+            return jnp.max(jax.vmap(after)(chosen), axis=0)
 
         def one(ms, c):
-            w = materialize(new_state(weights=ms, scale=c))
-
-            def entry(i, j, target):
-                pred, h = entry_sharpness(w, i, j)
-                return eta * h * jnp.abs(pred - target)
-
-            return jnp.max(jax.vmap(entry)(rows, cols, y))
+            return best(materialize(new_state(weights=ms, scale=c)), draws)
 
         return jax.jit(jax.vmap(one))
 

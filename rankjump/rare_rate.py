@@ -9,8 +9,9 @@ kick coming, so this method splits the event in three:
    the basin's stationary states.
 2. Kicks: :func:`rankjump.splitting.ams` over windows of ``rare.window`` steps started from basin
    states, scored every ``rare.window_every`` steps by the most advanced layer ("smallest_layer",
-   :mod:`rankjump.rare_network`); the event is a layer's value at or below ``rare.kick`` times
-   its start value.
+   :mod:`rankjump.rare_network`) and, before a kick, by how far one or two draws of the entries
+   that overshoot most would take it (:meth:`KickWindow.score`); the event is a layer's value at
+   or below ``rare.kick`` times its start value.
 3. Commitment (:mod:`rankjump.rare_commit`): the kicked states (the first checkpoint past the
    kick of every reactive path) are continued over ``commit_steps`` steps, looked at every 100
    steps (or the largest divisor of ``run.record_every`` below); entering B_{target} before
@@ -49,9 +50,10 @@ from rankjump.rare_network import NetworkProcess, run_splitting
 from rankjump.splitting import AMSResult, Reactive
 
 BASIN = 0.7  # a state is in the basin while every layer's value is above BASIN x its start value
-# The window score's overshoot part: a kick is prepared by a step overshooting again and again
-# (docs/theory.md, section 6); o = OVERSHOOT_FULL counts as OVERSHOOT_SHARE of the way.
-OVERSHOOT_FULL, OVERSHOOT_SHARE = 8.0, 0.6
+# The window score's look-ahead part: a kick is a few draws, within a few dozen steps, of the
+# entries that overshoot most (docs/theory.md, section 6). A state from which LOOK_DRAWS such
+# draws (among the LOOK_TOP of largest overshoot) would kick counts LOOK_SHARE of the way.
+LOOK_DRAWS, LOOK_TOP, LOOK_SHARE = 2, 3, 0.9
 
 __all__ = [
     "KickWindow",
@@ -104,12 +106,13 @@ class KickWindow:
         return self.network.advance(keys, state, step0, n_steps)
 
     def score(self, state) -> np.ndarray:
-        """The most advanced layer's progress u, capped at the kick level; below it, a state
-        whose largest one-step overshoot o is high scores up to OVERSHOOT_SHARE of the kick
-        level: max(u, share * level * min(o / OVERSHOOT_FULL, 1)) (NaN: diverged)."""
+        """The most advanced layer's progress u, capped at the kick level K; below it, the
+        progress u_d after the best d = 1..LOOK_DRAWS draws
+        (:meth:`rankjump.rare_network.NetworkProcess.lookahead`) counts LOOK_SHARE of the way:
+        max(u, LOOK_SHARE * K * mean_d clip(u_d / K, 0, 1)) (NaN: diverged)."""
         u = np.minimum(self.network.score(state), self.target)
-        o = self.network.overshoot(state)
-        ready = OVERSHOOT_SHARE * self.target * np.minimum(o / OVERSHOOT_FULL, 1.0)
+        ahead = self.network.lookahead(state, draws=LOOK_DRAWS, top=LOOK_TOP) / self.target
+        ready = LOOK_SHARE * self.target * np.clip(ahead, 0.0, 1.0).mean(axis=1)
         return np.where(np.isnan(u), np.nan, np.maximum(u, ready))
 
 
@@ -152,10 +155,12 @@ def rate_cell(cfg: Config, lam: float, eta: float, key, on_iteration=None) -> Ra
     kicks = run_splitting(process, key_kicks, r, r.window, r.window_every, on_iteration)
     react = kicks.reactive
     first = np.argmax(react.scores >= process.target, axis=1)  # the checkpoint of the kick
-    # A kick takes `lag` steps from the last checkpoint below the overshoot band: a window exposes
-    # window - lag steps to kicks that complete inside it.
+    # A kick takes `lag` steps from the last checkpoint more than about two draws away from it
+    # (look-ahead below half its share): a window exposes window - lag steps to kicks that
+    # complete inside it.
     idx = np.arange(react.scores.shape[1])
-    left = (react.scores <= OVERSHOOT_SHARE * process.target) & (idx[None, :] < first[:, None])
+    far = react.scores <= LOOK_SHARE / 2 * process.target
+    left = far & (idx[None, :] < first[:, None])
     lag = first - np.where(left.any(axis=1), idx.max() - np.argmax(left[:, ::-1], axis=1), 0)
     lag = lag * r.window_every
     w = react.weight

@@ -7,12 +7,17 @@ import functools
 import math
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from scipy import stats
 
 from rankjump import ConfigError, binomial_ci, simulate
 from rankjump.demo import demo_config
+from rankjump.dynamics import TaskArrays, materialize, new_hyper, new_state
+from rankjump.dynamics.entrywise import sgd_update
+from rankjump.network import entry_sharpness
+from rankjump.precision import with_float64
 from rankjump.rare import rare
 from rankjump.rare_network import NetworkProcess
 from rankjump.rare_rate import BASIN, rate_cell
@@ -122,3 +127,48 @@ def test_lead_mean_and_the_basin_rule_on_kicked_states():
     back = NetworkProcess(CFG, 0.002, 0.18, basin=BASIN)
     assert np.all(back.score(back.start(None, 3)) == -np.inf)
     assert np.all(back.score(kicked) > -np.inf)
+
+
+@with_float64
+def _best_after_draws(net, weights, draws, top):
+    """Brute force of ``NetworkProcess.lookahead`` for one network: every sequence of ``draws``
+    steps (the project's own SGD step, :func:`sgd_update`), each on one of the ``top`` entries
+    of largest overshoot, in float64; the best progress after 1..draws of them."""
+    rows, cols, y = (np.asarray(x, np.float64) for x in net.arrays)
+    lam, eta = net.hyper[:2]
+    task = TaskArrays(rows=jnp.asarray(rows, int), cols=jnp.asarray(cols, int), y=jnp.asarray(y))
+    update = sgd_update(task, len(weights), 1, False)
+    hyper = new_hyper(lam=lam, eta=eta, dtype=jnp.float64)
+    span = np.log(net.s0 / net.thr)
+
+    def progress(w):
+        sv = np.array([np.linalg.svd(x, compute_uv=False)[net.target_rank] for x in w])
+        return float(np.max(np.log(net.s0 / sv) / span))
+
+    def best(w, d):
+        o = [eta * float(h) * abs(float(p) - t) for p, h, t in (
+            (*entry_sharpness(w, int(i), int(j)), t) for i, j, t in zip(rows, cols, y))]
+        out = np.full(d, -np.inf)
+        for e in np.argsort(o)[::-1][:top]:
+            state = new_state(weights=w)
+            sample = (jnp.array([e]), jnp.zeros((1, 0)))
+            w1 = tuple(np.asarray(x) for x in materialize(update(sample, state, hyper)))
+            here = [progress(w1)] + (list(best(w1, d - 1)) if d > 1 else [])
+            out = np.maximum(out, here)
+        return out
+
+    return best(tuple(np.asarray(x, np.float64) for x in weights), draws)
+
+
+@pytest.mark.parametrize("draws, top", [(1, 3), (2, 2)])
+def test_lookahead_is_the_best_of_the_steps_on_the_entries_of_largest_overshoot(draws, top):
+    """The window score's look-ahead against a brute force through the project's own SGD step:
+    on basin states at eta 0.18 (where a draw can kick), and its entries' order of overshoot."""
+    net = NetworkProcess(CFG, 0.002, 0.18)
+    state = net.start(None, 3)
+    state = net.advance(jax.random.split(jax.random.PRNGKey(4), 3), state, 0, 1000)
+    got = net.lookahead(state, draws=draws, top=top)
+    assert got.shape == (3, draws)
+    for n in range(3):
+        w = materialize(jax.tree.map(lambda x: np.asarray(x)[n], state))
+        np.testing.assert_allclose(got[n], _best_after_draws(net, w, draws, top), atol=1e-5)
