@@ -104,7 +104,7 @@ def test_split_and_continued_commitment_agree_run_by_run():
     cfg = CFG.replace(rare={"runs": 8, "replicas": 32, "kill": 4})
     key = jax.random.PRNGKey(2)
     split = rate_cell(cfg.replace(rare={"commit": "split"}), 0.002, 0.18, key)
-    kept = rate_cell(cfg.replace(rare={"commit": "continue", "commit_reps": 4}), 0.002, 0.18, key)
+    kept = rate_cell(cfg.replace(rare={"commit": "continue", "commit_reps": 8}), 0.002, 0.18, key)
     np.testing.assert_array_equal(split.kicks.estimate, kept.kicks.estimate)  # one kick stage
     both = split.kicks.estimate > 0
     assert both.sum() >= 6 and (kept.committed[both] > 0).sum() >= 6
