@@ -161,7 +161,20 @@ class NetworkProcess:
         # On one device: states from `advance` may be sharded over the host's devices, and a
         # sharded program with LAPACK's SVD in it has been seen to hang there.
         weights = tuple(np.asarray(w) for w in state.weights)
-        return np.asarray(self._lookahead(draws, top)(weights, np.asarray(state.scale)))
+        scale = np.asarray(state.scale)
+        # Diverged lanes (NaN, as the score) look ahead from the start instead: LAPACK would
+        # complain of their non-finite values on stderr.
+        with np.errstate(over="ignore", invalid="ignore"):
+            norm2 = sum(np.sum(w.astype(np.float64) ** 2, axis=(-2, -1)) for w in weights)
+            bad = ~(norm2 * scale.astype(np.float64) ** 2 <= self.diverge_norm2)
+        if bad.any():
+            weights = tuple(
+                np.where(bad[:, None, None], w0, w)
+                for w, w0 in zip(weights, self.start_weights, strict=True)
+            )
+            scale = np.where(bad, 1, scale).astype(scale.dtype)
+        out = np.asarray(self._lookahead(draws, top)(weights, scale))
+        return np.where(bad[:, None], np.nan, out)
 
     @functools.lru_cache(maxsize=4)
     def _lookahead(self, draws: int, top: int):

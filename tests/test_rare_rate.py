@@ -172,3 +172,16 @@ def test_lookahead_is_the_best_of_the_steps_on_the_entries_of_largest_overshoot(
     for n in range(3):
         w = materialize(jax.tree.map(lambda x: np.asarray(x)[n], state))
         np.testing.assert_allclose(got[n], _best_after_draws(net, w, draws, top), atol=1e-5)
+
+
+def test_lookahead_of_diverged_lanes_is_nan_and_leaves_the_others_alone():
+    """Diverged lanes (non-finite, or past run.diverge_norm2) read NaN, as in the score."""
+    net = NetworkProcess(CFG, 0.002, 0.18)
+    clean = net.lookahead(net.start(None, 3))
+    state = net.start(None, 3)
+    weights = [np.array(w) for w in state.weights]
+    weights[1][1] = np.nan
+    weights[0][2] *= 1e4  # finite, but past run.diverge_norm2
+    got = net.lookahead(state._replace(weights=tuple(weights)))
+    assert np.all(np.isnan(got[1:])) and np.all(np.isfinite(got[0]))
+    np.testing.assert_array_equal(got[0], clean[0])
