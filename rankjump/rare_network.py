@@ -176,8 +176,14 @@ class NetworkProcess:
         out = np.asarray(self._lookahead(draws, top)(weights, scale))
         return np.where(bad[:, None], np.nan, out)
 
-    @functools.lru_cache(maxsize=4)
     def _lookahead(self, draws: int, top: int):
+        """The compiled look-ahead for (draws, top), built once per process."""
+        programs = self.__dict__.setdefault("_lookahead_programs", {})
+        if (draws, top) not in programs:
+            programs[draws, top] = self._build_lookahead(draws, top)
+        return programs[draws, top]
+
+    def _build_lookahead(self, draws: int, top: int):
         rows, cols, y = self.arrays
         lam, eta = self.hyper[:2]
         decay = 1.0 - 2.0 * eta * lam
@@ -191,13 +197,16 @@ class NetworkProcess:
 
         def grads(w):
             pred, a, b = jax.vmap(lambda i, j: entry_vectors(w, i, j))(rows, cols)
-            h = sum(jnp.sum(al * al, -1) * jnp.sum(bl * bl, -1) for al, bl in zip(a, b))
+            h = sum(
+                jnp.sum(al * al, -1) * jnp.sum(bl * bl, -1) for al, bl in zip(a, b, strict=True)
+            )
             r = pred - y
             return r, jnp.argsort(-eta * h * jnp.abs(r))[:top], a, b
 
         def step(w, r, a, b, e):  # the SGD step on entry e (rankjump.dynamics.entrywise)
             g = 2.0 * eta * r[e]
-            return tuple(decay * x - g * jnp.outer(al[e], bl[e]) for x, al, bl in zip(w, a, b))
+            new = zip(w, a, b, strict=True)
+            return tuple(decay * x - g * jnp.outer(al[e], bl[e]) for x, al, bl in new)
 
         def best(w, d):  # (d,) best progress after 1..d more draws
             r, chosen, a, b = grads(w)

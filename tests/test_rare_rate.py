@@ -112,7 +112,7 @@ def test_split_and_continued_commitment_agree_run_by_run():
 
 
 def test_lead_mean_and_the_basin_rule_on_kicked_states():
-    """"lead_mean" is the mean of "smallest_layer" and "layer_mean"; with ``basin`` the start
+    """ "lead_mean" is the mean of "smallest_layer" and "layer_mean"; with ``basin`` the start
     (every layer at its start value) scores -inf, a kicked state does not."""
     out = _cell(CFG)
     kicked = jax.tree.map(lambda x: np.asarray(x)[:, -1], out.kicks.reactive.states)
@@ -145,9 +145,12 @@ def _best_after_draws(net, weights, draws, top):
         sv = np.array([np.linalg.svd(x, compute_uv=False)[net.target_rank] for x in w])
         return float(np.max(np.log(net.s0 / sv) / span))
 
+    def overshoot(w, i, j, t):
+        pred, h = entry_sharpness(w, int(i), int(j))
+        return eta * float(h) * abs(float(pred) - t)
+
     def best(w, d):
-        o = [eta * float(h) * abs(float(p) - t) for p, h, t in (
-            (*entry_sharpness(w, int(i), int(j)), t) for i, j, t in zip(rows, cols, y))]
+        o = [overshoot(w, i, j, t) for i, j, t in zip(rows, cols, y, strict=True)]
         out = np.full(d, -np.inf)
         for e in np.argsort(o)[::-1][:top]:
             state = new_state(weights=w)
@@ -170,7 +173,12 @@ def test_lookahead_is_the_best_of_the_steps_on_the_entries_of_largest_overshoot(
     got = net.lookahead(state, draws=draws, top=top)
     assert got.shape == (3, draws)
     for n in range(3):
-        w = materialize(jax.tree.map(lambda x: np.asarray(x)[n], state))
+        w = materialize(
+            state._replace(
+                weights=tuple(np.asarray(x)[n] for x in state.weights),
+                scale=np.asarray(state.scale)[n],
+            )
+        )
         np.testing.assert_allclose(got[n], _best_after_draws(net, w, draws, top), atol=1e-5)
 
 
