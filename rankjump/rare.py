@@ -43,9 +43,10 @@ def _cell(cfg: Config, lam: float, eta: float, key, progress: bool | None):
         leave=False,
     )
 
-    def tick(iteration: int, finished: int, level: float) -> None:
+    def tick(iteration: int, finished: int, level: float, stage: str = "") -> None:
         bar.update(iteration - bar.n)
-        bar.set_postfix_str(f"runs done {finished}/{r.runs}, lowest level {level:.3f}", False)
+        done = f"{stage}: runs done" if stage else "runs done"
+        bar.set_postfix_str(f"{done} {finished}/{r.runs}, lowest level {level:.3f}", False)
 
     t0 = time.perf_counter()
     with bar:

@@ -67,7 +67,8 @@ def commit_split(
     network: NetworkProcess, react: Reactive, states, key, steps: int, rare, on_iteration=None
 ) -> Commitment:
     """One AMS run (``rare.replicas``, ``rare.kill``) per window run that found kicks, over
-    ``steps`` steps scored by ``network`` every its checkpoint stride."""
+    ``steps`` steps scored by ``network`` every its checkpoint stride; ``on_iteration`` counts
+    finished runs out of ``rare.runs`` (window runs without kicks are done from the start)."""
     runs = rare.runs
     kicked = np.bincount(react.run, react.weight, minlength=runs)  # P(kick in a window), per run
     have = np.nonzero(kicked > 0)[0]
@@ -82,6 +83,11 @@ def commit_split(
         return jax.tree.map(lambda x: np.asarray(x)[pick], states)
 
     every = network.structure.record_every
+    report, idle = on_iteration, runs - len(have)  # runs without kicks: nothing to commit
+
+    def tick(q, finished, z):
+        report(q, finished + idle, z)
+
     out = ams(
         network,
         key,
@@ -91,7 +97,7 @@ def commit_split(
         steps=steps,
         every=every,
         max_iterations=rare.max_iterations,
-        on_iteration=on_iteration,
+        on_iteration=None if report is None else tick,
         starts=starts,
         floor=rare.commit_floor,
     )

@@ -129,7 +129,11 @@ def basin_pool(network: NetworkProcess, key, n: int, burn_in: int, below: float)
 
 @with_float64
 def rate_cell(cfg: Config, lam: float, eta: float, key, on_iteration=None) -> RateResult:
-    """The rate method on cell (lam, eta) of ``cfg`` (module docstring)."""
+    """The rate method on cell (lam, eta) of ``cfg`` (module docstring).
+
+    ``on_iteration(iteration, finished, level, stage)`` is called after every splitting
+    iteration: iterations count on through both stages, ``finished`` counts the stage's runs
+    done out of ``rare.runs`` and ``stage`` is "kicks" or "commitment"."""
     r, run = cfg.rare, cfg.run
     window_net = NetworkProcess(
         cfg.replace(run={"record_every": r.window_every, "steps": r.window}),
@@ -152,7 +156,8 @@ def rate_cell(cfg: Config, lam: float, eta: float, key, on_iteration=None) -> Ra
     if len(pool.scale) == 0:
         raise ValueError(f"lam {lam:g}, eta {eta:g}: every basin replica kicked or diverged")
     process = KickWindow(window_net, pool, r.kick)
-    kicks = run_splitting(process, key_kicks, r, r.window, r.window_every, on_iteration)
+    tick = None if on_iteration is None else lambda q, f, z: on_iteration(q, f, z, "kicks")
+    kicks = run_splitting(process, key_kicks, r, r.window, r.window_every, tick)
     react = kicks.reactive
     first = np.argmax(react.scores >= process.target, axis=1)  # the checkpoint of the kick
     # A kick takes `lag` steps from the last checkpoint more than about two draws away from it
@@ -169,7 +174,11 @@ def rate_cell(cfg: Config, lam: float, eta: float, key, on_iteration=None) -> Ra
     states = states._replace(step=np.zeros_like(states.step))
     if r.commit == "split":
         done = int(kicks.iterations.max(initial=0))
-        tick = None if on_iteration is None else lambda q, f, z: on_iteration(done + q, f, z)
+        tick = (
+            None
+            if on_iteration is None
+            else lambda q, f, z: on_iteration(done + q, f, z, "commitment")
+        )
         commitment = commit_split(commit_net, react, states, key_commit, commit_steps, r, tick)
     else:
         commitment = commit_continue(

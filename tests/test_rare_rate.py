@@ -193,3 +193,17 @@ def test_lookahead_of_diverged_lanes_is_nan_and_leaves_the_others_alone():
     got = net.lookahead(state._replace(weights=tuple(weights)))
     assert np.all(np.isnan(got[1:])) and np.all(np.isfinite(got[0]))
     np.testing.assert_array_equal(got[0], clean[0])
+
+
+def test_progress_reports_each_stage_against_all_runs():
+    """The callback sees the kick stage, then the commitment; iterations count on through both,
+    and within a stage the finished runs (out of rare.runs) never decrease."""
+    calls = []
+    rate_cell(CFG, 0.002, 0.18, jax.random.PRNGKey(0), on_iteration=lambda *a: calls.append(a))
+    stages = [c[3] for c in calls]
+    assert stages[0] == "kicks" and stages[-1] == "commitment"
+    assert stages == sorted(stages, key=["kicks", "commitment"].index)
+    assert [c[0] for c in calls] == sorted(c[0] for c in calls)
+    for stage in ("kicks", "commitment"):
+        done = [c[1] for c in calls if c[3] == stage]
+        assert done == sorted(done) and 0 <= done[0] and done[-1] <= CFG.rare.runs
