@@ -24,6 +24,7 @@ __all__ = [
     "layer_shapes",
     "loss",
     "param_norm2",
+    "sharpness",
     "product",
     "representation_cost",
 ]
@@ -159,8 +160,13 @@ def entry_sharpness(weights: Weights, i, j) -> tuple[Float[Array, ""], Float[Arr
     :func:`rankjump.starts.eta_edge`; docs/theory.md, section 6).
     """
     pred, a, b = entry_vectors(weights, i, j)
-    h = sum(jnp.sum(al * al) * jnp.sum(bl * bl) for al, bl in zip(a, b, strict=True))
-    return pred, h
+    return pred, sharpness(a, b)
+
+
+def sharpness(a, b) -> Float[Array, "*batch"]:
+    """h = sum_l ||a_l||^2 ||b_l||^2 from the vectors of :func:`entry_vectors` (over their last
+    axis, so entries batched in front are kept apart)."""
+    return sum(jnp.sum(al * al, -1) * jnp.sum(bl * bl, -1) for al, bl in zip(a, b, strict=True))
 
 
 def imbalance(weights: Weights) -> Float[Array, ""]:

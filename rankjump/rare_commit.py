@@ -83,10 +83,10 @@ def commit_split(
         return jax.tree.map(lambda x: np.asarray(x)[pick], states)
 
     every = network.structure.record_every
-    report, idle = on_iteration, runs - len(have)  # runs without kicks: nothing to commit
+    idle = runs - len(have)  # runs without kicks have nothing to commit: done from the start
 
     def tick(q, finished, z):
-        report(q, finished + idle, z)
+        on_iteration(q, finished + idle, z)
 
     out = ams(
         network,
@@ -97,7 +97,7 @@ def commit_split(
         steps=steps,
         every=every,
         max_iterations=rare.max_iterations,
-        on_iteration=None if report is None else tick,
+        on_iteration=None if on_iteration is None else tick,
         starts=starts,
         floor=rare.commit_floor,
     )

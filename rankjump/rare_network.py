@@ -36,8 +36,9 @@ import numpy as np
 from rankjump.config import Config, ConfigError
 from rankjump.config.sections import SCORE_NAMES
 from rankjump.dynamics import State, TaskArrays, materialize, new_hyper, new_state
+from rankjump.dynamics.entrywise import sgd_update
 from rankjump.kernel import compiled_advance, lane_mesh
-from rankjump.network import entry_vectors, param_norm2
+from rankjump.network import entry_vectors, param_norm2, sharpness
 from rankjump.precision import with_float64
 from rankjump.ranks import REL_FLOOR, spectral_ranks
 from rankjump.simulate import plan_run, shared_starts
@@ -161,20 +162,7 @@ class NetworkProcess:
         # On one device: states from `advance` may be sharded over the host's devices, and a
         # sharded program with LAPACK's SVD in it has been seen to hang there.
         weights = tuple(np.asarray(w) for w in state.weights)
-        scale = np.asarray(state.scale)
-        # Diverged lanes (NaN, as the score) look ahead from the start instead: LAPACK would
-        # complain of their non-finite values on stderr.
-        with np.errstate(over="ignore", invalid="ignore"):
-            norm2 = sum(np.sum(w.astype(np.float64) ** 2, axis=(-2, -1)) for w in weights)
-            bad = ~(norm2 * scale.astype(np.float64) ** 2 <= self.diverge_norm2)
-        if bad.any():
-            weights = tuple(
-                np.where(bad[:, None, None], w0, w)
-                for w, w0 in zip(weights, self.start_weights, strict=True)
-            )
-            scale = np.where(bad, 1, scale).astype(scale.dtype)
-        out = np.asarray(self._lookahead(draws, top)(weights, scale))
-        return np.where(bad[:, None], np.nan, out)
+        return np.asarray(self._lookahead(draws, top)(weights, np.asarray(state.scale)))
 
     def _lookahead(self, draws: int, top: int):
         """The compiled look-ahead for (draws, top), built once per process."""
@@ -184,44 +172,37 @@ class NetworkProcess:
         return programs[draws, top]
 
     def _build_lookahead(self, draws: int, top: int):
-        rows, cols, y = self.arrays
-        lam, eta = self.hyper[:2]
-        decay = 1.0 - 2.0 * eta * lam
-        index = self.target_rank
-        s0 = jnp.asarray(self.s0)
+        task, (lam, eta), limit = self.arrays, self.hyper[:2], self.diverge_norm2
+        update = sgd_update(task, len(self.start_weights), 1, False)  # the step, label-free
+        hyper = new_hyper(lam=lam, eta=eta, dtype=self.dtype)
+        no_noise = jnp.zeros((1, 0), self.dtype)
+        index, s0 = self.target_rank, jnp.asarray(self.s0)
         span = jnp.log(s0 / self.thr)
 
-        def progress(w):
-            sv = jnp.stack([jnp.linalg.svd(x, compute_uv=False)[index] for x in w])
+        def progress(state):
+            sv = jnp.stack([jnp.linalg.svd(w, compute_uv=False)[index] for w in materialize(state)])
             return jnp.max(jnp.log(s0 / jnp.maximum(sv, 1e-300)) / span)
 
-        def grads(w):
-            pred, a, b = jax.vmap(lambda i, j: entry_vectors(w, i, j))(rows, cols)
-            h = sum(
-                jnp.sum(al * al, -1) * jnp.sum(bl * bl, -1) for al, bl in zip(a, b, strict=True)
-            )
-            r = pred - y
-            return r, jnp.argsort(-eta * h * jnp.abs(r))[:top], a, b
+        def chosen(state):  # the `top` entries of largest overshoot
+            w = materialize(state)
+            pred, a, b = jax.vmap(lambda i, j: entry_vectors(w, i, j))(task.rows, task.cols)
+            return jnp.argsort(-eta * sharpness(a, b) * jnp.abs(pred - task.y))[:top]
 
-        def step(w, r, a, b, e):  # the SGD step on entry e (rankjump.dynamics.entrywise)
-            g = 2.0 * eta * r[e]
-            new = zip(w, a, b, strict=True)
-            return tuple(decay * x - g * jnp.outer(al[e], bl[e]) for x, al, bl in new)
-
-        def best(w, d):  # (d,) best progress after 1..d more draws
-            r, chosen, a, b = grads(w)
-
+        def best(state, d):  # (d,) best progress after 1..d more draws
             def after(e):
-                w1 = step(w, r, a, b, e)
-                here = progress(w1)[None]
-                if d == 1:
-                    return here
-                return jnp.concatenate([here, best(w1, d - 1)])
+                moved = update((e[None], no_noise), state, hyper)
+                here = progress(moved)[None]
+                return here if d == 1 else jnp.concatenate([here, best(moved, d - 1)])
 
-            return jnp.max(jax.vmap(after)(chosen), axis=0)
+            return jnp.max(jax.vmap(after)(chosen(state)), axis=0)
 
         def one(ms, c):
-            return best(materialize(new_state(weights=ms, scale=c)), draws)
+            # A diverged lane (NaN, as in the score) looks ahead from the start instead, so that
+            # LAPACK never sees its non-finite values.
+            ok = _healthy(materialize(new_state(weights=ms, scale=c)), limit)
+            ms = tuple(jnp.where(ok, m, m0) for m, m0 in zip(ms, self.start_weights, strict=True))
+            state = new_state(weights=ms, scale=jnp.where(ok, c, 1))
+            return jnp.where(ok, best(state, draws), jnp.nan)
 
         return jax.jit(jax.vmap(one))
 
@@ -249,7 +230,6 @@ class NetworkProcess:
 
         def score(weights, scale):
             w = jax.vmap(lambda ms, c: materialize(new_state(weights=ms, scale=c)))(weights, scale)
-            n2 = jax.vmap(param_norm2)(w)
             sv, rank = lanes_last_tiles(spectral, w, tile)  # (n, L), (n,)
             u = jnp.clip(jnp.log(s0 / jnp.maximum(sv, 1e-300)) / span, 0.0, 0.999999)
             progress = {
@@ -261,10 +241,16 @@ class NetworkProcess:
             value = jnp.where(rank <= index, 1.0, progress)
             if basin is not None:
                 value = jnp.where(jnp.all(sv >= basin * s0, axis=-1), -jnp.inf, value)
-            ok = jnp.isfinite(n2) & (n2 <= limit)
+            ok = jax.vmap(lambda x: _healthy(x, limit))(w)
             return jnp.where(ok, value, jnp.nan)
 
         return jax.jit(score)
+
+
+def _healthy(weights, limit):
+    """Not diverged: ||theta||^2 finite and at most ``run.diverge_norm2`` (``limit``)."""
+    norm2 = param_norm2(weights)
+    return jnp.isfinite(norm2) & (norm2 <= limit)
 
 
 def run_splitting(process, key, rare, steps: int, every: int, on_iteration=None):
