@@ -159,8 +159,7 @@ class NetworkProcess:
         that point (h_e: :func:`rankjump.network.entry_sharpness`, r_e the residual), with no
         other step between them. A kick is a few such draws within a few dozen steps
         (docs/theory.md, section 6): this says how many draws away from one a state is."""
-        # On one device: states from `advance` may be sharded over the host's devices, and a
-        # sharded program with LAPACK's SVD in it has been seen to hang there.
+        # On one device, from host arrays (states from `advance` may be sharded over devices).
         weights = tuple(np.asarray(w) for w in state.weights)
         return np.asarray(self._lookahead(draws, top)(weights, np.asarray(state.scale)))
 
@@ -176,56 +175,72 @@ class NetworkProcess:
         update = sgd_update(task, len(self.start_weights), 1, False)  # the step, label-free
         hyper = new_hyper(lam=lam, eta=eta, dtype=self.dtype)
         no_noise = jnp.zeros((1, 0), self.dtype)
-        index, s0 = self.target_rank, jnp.asarray(self.s0)
+        spectral, s0, tile = self._values, self._start_values, self.structure.tile
         span = jnp.log(s0 / self.thr)
 
-        def progress(state):
-            sv = jnp.stack([jnp.linalg.svd(w, compute_uv=False)[index] for w in materialize(state)])
-            return jnp.max(jnp.log(s0 / jnp.maximum(sv, 1e-300)) / span)
-
-        def chosen(state):  # the `top` entries of largest overshoot
+        def moves(ms, c):  # one lane -> its `top` states after one draw of an entry of largest
+            state = new_state(weights=ms, scale=c)  # overshoot eta * h_e * |r_e|
             w = materialize(state)
             pred, a, b = jax.vmap(lambda i, j: entry_vectors(w, i, j))(task.rows, task.cols)
-            return jnp.argsort(-eta * sharpness(a, b) * jnp.abs(pred - task.y))[:top]
+            chosen = jnp.argsort(-eta * sharpness(a, b) * jnp.abs(pred - task.y))[:top]
+            moved = jax.vmap(lambda e: update((e[None], no_noise), state, hyper))(chosen)
+            return moved.weights, moved.scale
 
-        def best(state, d):  # (d,) best progress after 1..d more draws
-            def after(e):
-                moved = update((e[None], no_noise), state, hyper)
-                here = progress(moved)[None]
-                return here if d == 1 else jnp.concatenate([here, best(moved, d - 1)])
+        def progress(ms, c):  # (lanes,) as the score reads it (no LAPACK), not clipped
+            w = jax.vmap(lambda m, k: materialize(new_state(weights=m, scale=k)))(ms, c)
+            sv = lanes_last_tiles(spectral, w, tile)[0]  # (lanes, L)
+            return jnp.max(jnp.log(s0 / jnp.maximum(sv, 1e-300)) / span, axis=-1)
 
-            return jnp.max(jax.vmap(after)(chosen(state)), axis=0)
+        def program(ms, c):
+            n = c.shape[0]
+            # A diverged lane (NaN, as in the score) looks ahead from the start instead.
+            ok = jax.vmap(lambda m, k: _healthy(materialize(new_state(weights=m, scale=k)), limit))(
+                ms, c
+            )
+            ms = tuple(
+                jnp.where(ok.reshape((-1,) + (1,) * (m.ndim - 1)), m, m0)
+                for m, m0 in zip(ms, self.start_weights, strict=True)
+            )
+            c = jnp.where(ok, c, 1)
+            best = []
+            for _ in range(draws):  # level d: the n * top^d states after d draws, lane-major
+                ms, c = jax.vmap(moves)(ms, c)
+                ms, c = (tuple(m.reshape((-1,) + m.shape[2:]) for m in ms), c.reshape(-1))
+                best.append(progress(ms, c).reshape(n, -1).max(axis=1))
+            return jnp.where(ok[:, None], jnp.stack(best, axis=1), jnp.nan)
 
-        def one(ms, c):
-            # A diverged lane (NaN, as in the score) looks ahead from the start instead, so that
-            # LAPACK never sees its non-finite values.
-            ok = _healthy(materialize(new_state(weights=ms, scale=c)), limit)
-            ms = tuple(jnp.where(ok, m, m0) for m, m0 in zip(ms, self.start_weights, strict=True))
-            state = new_state(weights=ms, scale=jnp.where(ok, c, 1))
-            return jnp.where(ok, best(state, draws), jnp.nan)
-
-        return jax.jit(jax.vmap(one))
+        return jax.jit(program)
 
     @with_float64
     def score(self, state: State) -> np.ndarray:
         """(n,) progress toward B_{target_rank} (>= 1 exactly inside it; NaN when diverged)."""
         return np.asarray(self._score(tuple(state.weights), state.scale))
 
+    @property
+    def _values(self):
+        """Lanes-last layers -> ((L, lanes...) every layer's (target_rank + 1)-th singular value,
+        (lanes...) the rank under "all_layers"), without LAPACK (:mod:`rankjump.spectra`)."""
+        thr, floor = self.thr, REL_FLOOR[self.structure.dtype]
+        wanted = [(l, self.target_rank + 1) for l in range(len(self.start_weights))]
+
+        def values(weights):
+            thresholds = jnp.full((len(weights), 1), thr, weights[0].dtype)
+            ranks, got = spectral_ranks(weights, thresholds, floor, wanted)
+            return got, jnp.max(ranks, axis=0)
+
+        return values
+
+    @functools.cached_property
+    def _start_values(self):
+        """The start's values as :attr:`_values` computes them (so the start scores exactly 0)."""
+        start = tuple(jnp.asarray(w)[..., None] for w in self.start_weights)
+        return jax.jit(self._values)(start)[0][:, 0]
+
     @functools.cached_property
     def _score(self):
-        thr, limit, name, basin = self.thr, self.diverge_norm2, self.score_name, self.basin
-        floor = REL_FLOOR[self.structure.dtype]
-        index, tile, depth = self.target_rank, self.structure.tile, len(self.start_weights)
-        wanted = [(l, index + 1) for l in range(depth)]
-
-        def spectral(weights):
-            thresholds = jnp.full((depth, 1), thr, weights[0].dtype)
-            ranks, values = spectral_ranks(weights, thresholds, floor, wanted)
-            return values, jnp.max(ranks, axis=0)
-
-        # The start's values as the score computes them, so the start scores exactly 0.
-        start = tuple(jnp.asarray(w)[..., None] for w in self.start_weights)
-        s0 = jax.jit(spectral)(start)[0][:, 0]
+        limit, name, basin = self.diverge_norm2, self.score_name, self.basin
+        index, tile, spectral = self.target_rank, self.structure.tile, self._values
+        s0 = self._start_values
         span = jnp.log(s0 / self.thr)
 
         def score(weights, scale):
