@@ -14,19 +14,21 @@ and the rate, the kick probability per window, the committor and the delay are a
 from __future__ import annotations
 
 import time
+import tomllib
+from collections.abc import Sequence
 
 import jax
 import numpy as np
 import xarray as xr
 from tqdm import tqdm
 
-from rankjump.config import Config, config_to_toml
+from rankjump.config import Config, config_from_dict, config_to_toml
 from rankjump.precision import with_float64
 from rankjump.rare_network import NetworkProcess, run_splitting
 from rankjump.rare_rate import as_cell, rate_cell, rate_variables
 from rankjump.results import provenance
 
-__all__ = ["RESULT_KIND", "rare"]
+__all__ = ["RESULT_KIND", "merge_lams", "rare"]
 
 RESULT_KIND = "rare"  # attrs["result_kind"] of a rare result (a simulate result has none)
 
@@ -180,3 +182,40 @@ def _dataset(cfg, cells, shape, start_rank, target_rank, wall) -> xr.Dataset:
         }
     )
     return ds
+
+
+def merge_lams(parts: Sequence[xr.Dataset]) -> xr.Dataset:
+    """Rare results of one configuration run over parts of its lam grid (say, one process per lam:
+    ``rankjump rare CONFIG --set 'optimizer.lam=[...]' --out FILE``) as one result over all their
+    lam values, in order. Each cell keeps the numbers of its own part (a cell's key follows its
+    place in its part's grid, :func:`rare`); the wall time is the parts' sum.
+
+    Raises:
+        ValueError: naming the first part that is not a rare result, whose configuration differs
+            from the first part's beyond ``optimizer.lam``, or that repeats a lam value.
+    """
+    if not parts:
+        raise ValueError("merge_lams: no results to merge")
+    configs = []
+    for k, ds in enumerate(parts):
+        if ds.attrs.get("result_kind") != RESULT_KIND:
+            raise ValueError(f"part {k}: not a `rankjump rare` result")
+        cfg = tomllib.loads(ds.attrs["config"])
+        configs.append({**cfg, "optimizer": {**cfg["optimizer"], "lam": None}})
+        if configs[k] != configs[0]:
+            raise ValueError(f"part {k}: its configuration differs from part 0's beyond lam")
+    lams = [float(lam) for ds in parts for lam in ds["lam"].values]
+    if len(set(lams)) < len(lams):
+        raise ValueError(f"parts repeat lam values: {lams}")
+    out = xr.concat(list(parts), dim="lam", data_vars="minimal", combine_attrs="override")
+    whole = tomllib.loads(parts[0].attrs["config"])
+    whole["optimizer"]["lam"] = lams
+    out.attrs.update(
+        {
+            "config": config_to_toml(config_from_dict(whole)),
+            "start_rank": [r for ds in parts for r in np.atleast_1d(ds.attrs["start_rank"])],
+            "target_rank": [r for ds in parts for r in np.atleast_1d(ds.attrs["target_rank"])],
+            "wall_time_s": float(sum(ds.attrs["wall_time_s"] for ds in parts)),
+        }
+    )
+    return out

@@ -14,10 +14,11 @@ import jax
 import numpy as np
 import pytest
 
-from rankjump import ConfigError, binomial_ci, config_to_toml, simulate
+from rankjump import ConfigError, binomial_ci, config_to_toml, loads_config, simulate
 from rankjump.cli import main
 from rankjump.demo import demo_config
-from rankjump.rare import rare
+from rankjump.plots import plot_rare_probability
+from rankjump.rare import merge_lams, rare
 from rankjump.rare_network import NetworkProcess
 
 # The demo's network at eta 0.17: jumps within 16,000 steps have P of about 0.01 (entering B_2
@@ -141,3 +142,23 @@ def test_a_cell_whose_runs_all_died_out_has_no_upper_end():
     table = format_rare(ds)
     assert "[0, none]" in table and "no upper end" in table
     assert f"{CFG.rare.runs:>7}" in table.splitlines()[1]  # the extinct column
+
+
+def test_results_over_parts_of_the_lam_grid_merge_into_one():
+    """merge_lams: the parts' cells side by side, the attrs of the whole grid; a part that
+    differs beyond lam, or repeats one, is refused by its index."""
+    small = CFG.replace(run={"steps": 4000, "record_every": 1000}, rare={"replicas": 8, "runs": 2})
+    parts = [_rare(small.replace(optimizer={"lam": [lam]})) for lam in (0.002, 0.003)]
+    whole = merge_lams(parts)
+    assert whole["lam"].values.tolist() == [0.002, 0.003]
+    for k, part in enumerate(parts):
+        for name in ("p", "p_lo", "run_estimate", "run_cost", "eta_edge"):
+            np.testing.assert_array_equal(whole[name].isel(lam=k), part[name].isel(lam=0))
+    assert loads_config(whole.attrs["config"]) == small.replace(optimizer={"lam": [0.002, 0.003]})
+    assert whole.attrs["start_rank"] == [3, 3] and whole.attrs["target_rank"] == [2, 2]
+    assert plot_rare_probability(whole).axes  # a whole result to the plot's checks
+    other = _rare(small.replace(optimizer={"lam": [0.004], "eta": [0.16]}))
+    with pytest.raises(ValueError, match="part 1: its configuration differs"):
+        merge_lams([parts[0], other])
+    with pytest.raises(ValueError, match="repeat lam"):
+        merge_lams([parts[0], parts[0]])
