@@ -196,13 +196,15 @@ def merge_lams(parts: Sequence[xr.Dataset]) -> xr.Dataset:
     """
     if not parts:
         raise ValueError("merge_lams: no results to merge")
-    configs = []
+
+    def but_lam(ds):
+        cfg = tomllib.loads(ds.attrs["config"])
+        return {**cfg, "optimizer": {**cfg["optimizer"], "lam": None}}
+
     for k, ds in enumerate(parts):
         if ds.attrs.get("result_kind") != RESULT_KIND:
             raise ValueError(f"part {k}: not a `rankjump rare` result")
-        cfg = tomllib.loads(ds.attrs["config"])
-        configs.append({**cfg, "optimizer": {**cfg["optimizer"], "lam": None}})
-        if configs[k] != configs[0]:
+        if but_lam(ds) != but_lam(parts[0]):
             raise ValueError(f"part {k}: its configuration differs from part 0's beyond lam")
     lams = [float(lam) for ds in parts for lam in ds["lam"].values]
     if len(set(lams)) < len(lams):

@@ -28,6 +28,7 @@ B_{target} before falling back into the basin", and the engine stops such a repl
 from __future__ import annotations
 
 import functools
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -171,12 +172,11 @@ class NetworkProcess:
         return programs[draws, top]
 
     def _build_lookahead(self, draws: int, top: int):
-        task, (lam, eta), limit = self.arrays, self.hyper[:2], self.diverge_norm2
+        task, (lam, eta) = self.arrays, self.hyper[:2]
         update = sgd_update(task, len(self.start_weights), 1, False)  # the step, label-free
         hyper = new_hyper(lam=lam, eta=eta, dtype=self.dtype)
         no_noise = jnp.zeros((1, 0), self.dtype)
-        spectral, s0, tile = self._values, self._start_values, self.structure.tile
-        span = jnp.log(s0 / self.thr)
+        layers = self._layers
 
         def moves(ms, c):  # one lane -> its `top` states after one draw of an entry of largest
             state = new_state(weights=ms, scale=c)  # overshoot eta * h_e * |r_e|
@@ -186,17 +186,10 @@ class NetworkProcess:
             moved = jax.vmap(lambda e: update((e[None], no_noise), state, hyper))(chosen)
             return moved.weights, moved.scale
 
-        def progress(ms, c):  # (lanes,) as the score reads it (no LAPACK), not clipped
-            w = jax.vmap(lambda m, k: materialize(new_state(weights=m, scale=k)))(ms, c)
-            sv = lanes_last_tiles(spectral, w, tile)[0]  # (lanes, L)
-            return jnp.max(jnp.log(s0 / jnp.maximum(sv, 1e-300)) / span, axis=-1)
-
         def program(ms, c):
             n = c.shape[0]
             # A diverged lane (NaN, as in the score) looks ahead from the start instead.
-            ok = jax.vmap(lambda m, k: _healthy(materialize(new_state(weights=m, scale=k)), limit))(
-                ms, c
-            )
+            ok = layers(ms, c).ok
             ms = tuple(
                 jnp.where(ok.reshape((-1,) + (1,) * (m.ndim - 1)), m, m0)
                 for m, m0 in zip(ms, self.start_weights, strict=True)
@@ -206,7 +199,8 @@ class NetworkProcess:
             for _ in range(draws):  # level d: the n * top^d states after d draws, lane-major
                 ms, c = jax.vmap(moves)(ms, c)
                 ms, c = (tuple(m.reshape((-1,) + m.shape[2:]) for m in ms), c.reshape(-1))
-                best.append(progress(ms, c).reshape(n, -1).max(axis=1))
+                progress = layers(ms, c).u.max(axis=-1)  # as the score reads it, not clipped
+                best.append(progress.reshape(n, -1).max(axis=1))
             return jnp.where(ok[:, None], jnp.stack(best, axis=1), jnp.nan)
 
         return jax.jit(program)
@@ -216,7 +210,7 @@ class NetworkProcess:
         """(n,) progress toward B_{target_rank} (>= 1 exactly inside it; NaN when diverged)."""
         return np.asarray(self._score(tuple(state.weights), state.scale))
 
-    @property
+    @functools.cached_property
     def _values(self):
         """Lanes-last layers -> ((L, lanes...) every layer's (target_rank + 1)-th singular value,
         (lanes...) the rank under "all_layers"), without LAPACK (:mod:`rankjump.spectra`)."""
@@ -237,16 +231,29 @@ class NetworkProcess:
         return jax.jit(self._values)(start)[0][:, 0]
 
     @functools.cached_property
+    def _layers(self):
+        """Lanes-first states -> :class:`_Layers`: every layer's value and progress, the rank and
+        whether the lane is healthy, as the score and the look-ahead read them (built outside
+        their traced programs: the start's values are computed once, here)."""
+        s0, thr, limit = self._start_values, self.thr, self.diverge_norm2
+        values, tile = self._values, self.structure.tile
+
+        def layers(weights, scale) -> _Layers:
+            w = jax.vmap(lambda ms, c: materialize(new_state(weights=ms, scale=c)))(weights, scale)
+            sv, rank = lanes_last_tiles(values, w, tile)  # (n, L), (n,)
+            u = jnp.log(s0 / jnp.maximum(sv, 1e-300)) / jnp.log(s0 / thr)
+            return _Layers(sv, u, rank, jax.vmap(lambda x: _healthy(x, limit))(w))
+
+        return layers
+
+    @functools.cached_property
     def _score(self):
-        limit, name, basin = self.diverge_norm2, self.score_name, self.basin
-        index, tile, spectral = self.target_rank, self.structure.tile, self._values
-        s0 = self._start_values
-        span = jnp.log(s0 / self.thr)
+        name, basin, index = self.score_name, self.basin, self.target_rank
+        layers, s0 = self._layers, self._start_values
 
         def score(weights, scale):
-            w = jax.vmap(lambda ms, c: materialize(new_state(weights=ms, scale=c)))(weights, scale)
-            sv, rank = lanes_last_tiles(spectral, w, tile)  # (n, L), (n,)
-            u = jnp.clip(jnp.log(s0 / jnp.maximum(sv, 1e-300)) / span, 0.0, 0.999999)
+            sv, u, rank, ok = layers(weights, scale)
+            u = jnp.clip(u, 0.0, 0.999999)
             progress = {
                 "layer_mean": lambda: jnp.mean(u, axis=-1),
                 "largest_layer": lambda: jnp.min(u, axis=-1),
@@ -256,10 +263,18 @@ class NetworkProcess:
             value = jnp.where(rank <= index, 1.0, progress)
             if basin is not None:
                 value = jnp.where(jnp.all(sv >= basin * s0, axis=-1), -jnp.inf, value)
-            ok = jax.vmap(lambda x: _healthy(x, limit))(w)
             return jnp.where(ok, value, jnp.nan)
 
         return jax.jit(score)
+
+
+class _Layers(NamedTuple):
+    """What the score and the look-ahead read of n lanes (:meth:`NetworkProcess._layers`)."""
+
+    sv: jax.Array  # (n, L) every layer's (target_rank + 1)-th singular value
+    u: jax.Array  # (n, L) its progress log(s0 / sv) / log(s0 / thr), not clipped
+    rank: jax.Array  # (n,) the rank under "all_layers"
+    ok: jax.Array  # (n,) not diverged
 
 
 def _healthy(weights, limit):
