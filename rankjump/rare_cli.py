@@ -11,11 +11,21 @@ from rankjump.results import check_output_file
 __all__ = ["add_parser", "format_rare", "rare_to_dict", "run"]
 
 
+# Per-cell numbers of the rate method (rankjump.rare_rate.rate_variables) in its table and JSON.
+RATE_COLUMNS = (("kick_p", "kick/window"), ("committor", "committor"))
+RATE_FIELDS = ("rate", "rate_lo", "rate_hi", "kick_p", "committor", "delay", "commit_floored")
+
+
 def format_rare(ds) -> str:
-    """The table of a rare result: per cell p, its interval, finished and extinct runs, cost."""
+    """The table of a rare result: per cell p, its interval, finished and extinct runs, cost,
+    eta / eta_edge (the start's edge of stability) and, by the rate method, the probability of a
+    kick per window and the committor of the kicked states."""
     interval = f"{ds.attrs['level']:.0%} interval"
+    edge = "eta_edge" in ds
+    extra = [(v, h) for v, h in RATE_COLUMNS if v in ds]
     head = f"{'lam':>8} {'eta':>8} {'p':>10} {interval:>24} {'runs done':>9} {'extinct':>7}"
-    lines, unbounded = [f"{head} {'traj-steps':>11}"], False
+    head += f" {'traj-steps':>11}" + (f" {'eta/edge':>8}" if edge else "")
+    lines, unbounded = [head + "".join(f" {h:>11}" for _, h in extra)], False
     for lam in ds["lam"].values:
         for eta in ds["eta"].values:
             c = ds.sel(lam=lam, eta=eta)
@@ -24,10 +34,12 @@ def format_rare(ds) -> str:
             ci = f"[{float(c['p_lo']):.3g}, {'none' if hi != hi else format(hi, '.3g')}]"
             done = f"{int(c['run_finished'].sum())}/{c.sizes['run']}"
             extinct, cost = int(c["run_extinct"].sum()), int(c["run_cost"].sum())
-            lines.append(
+            line = (
                 f"{lam:>8g} {eta:>8g} {float(c['p']):>10.3g} {ci:>24} {done:>9} {extinct:>7}"
                 f" {cost:>11.3g}"
             )
+            line += f" {eta / float(c['eta_edge']):>8.2f}" if edge else ""
+            lines.append(line + "".join(f" {float(c[v]):>11.3g}" for v, _ in extra))
     if unbounded:
         lines.append(
             "p = 0 with no upper end: every run estimated 0 (died out: all replicas tied at a "
@@ -38,7 +50,8 @@ def format_rare(ds) -> str:
 
 
 def rare_to_dict(ds) -> dict:
-    """A rare result as JSON-ready values (NaN as None): per cell p, intervals, runs."""
+    """A rare result as JSON-ready values (NaN as None): per cell p, intervals, runs, eta_edge
+    and the rate method's own numbers (:data:`RATE_FIELDS`)."""
 
     def num(x):
         x = float(x)
@@ -58,6 +71,7 @@ def rare_to_dict(ds) -> dict:
                     "run_estimates": [num(x) for x in c["run_estimate"].values],
                     "runs_finished": int(c["run_finished"].sum()),
                     "cost": int(c["run_cost"].sum()),
+                    **{v: num(c[v]) for v in ("eta_edge", *RATE_FIELDS) if v in ds},
                 }
             )
     keys = ("method", "score", "start_rank", "target_rank", "level")

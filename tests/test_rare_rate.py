@@ -19,6 +19,7 @@ from rankjump.dynamics.entrywise import sgd_update
 from rankjump.network import entry_sharpness
 from rankjump.precision import with_float64
 from rankjump.rare import rare
+from rankjump.rare_cli import format_rare, rare_to_dict
 from rankjump.rare_network import NetworkProcess
 from rankjump.rare_rate import BASIN, rate_cell
 
@@ -68,6 +69,15 @@ def test_rare_writes_the_rate_variables():
     assert float(ds["rate_lo"]) <= float(ds["rate"]) <= float(ds["rate_hi"])
     assert float(ds["p_lo"]) <= float(ds["p"]) <= float(ds["p_hi"])
     assert ds["run_cost"].values.min() > 0 and out.kicks.estimate.shape == (CFG.rare.runs,)
+    # `rankjump stats` shows them: eta / eta_edge, the kick probability and the committor.
+    table = format_rare(ds.expand_dims(["lam", "eta"])).splitlines()
+    assert table[0].split()[-3:] == ["eta/edge", "kick/window", "committor"]
+    edge, kick, committor = (float(x) for x in table[1].split()[-3:])
+    assert edge == pytest.approx(CFG.optimizer.eta[0] / float(ds["eta_edge"]), abs=0.006)
+    assert kick == pytest.approx(float(ds["kick_p"]), rel=5e-3)
+    assert committor == pytest.approx(float(ds["committor"]), rel=5e-3)
+    cell = rare_to_dict(ds.expand_dims(["lam", "eta"]))["cells"][0]
+    assert cell["committor"] == float(ds["committor"]) and cell["rate_lo"] == float(ds["rate_lo"])
 
 
 def test_a_window_that_is_not_a_multiple_of_its_stride_is_refused():
