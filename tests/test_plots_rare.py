@@ -132,11 +132,19 @@ def test_the_fit_weights_cells_by_their_interval(rare_ds):
 def test_zero_and_missing_estimates_are_shown(rare_ds):
     x0 = 1 / (0.17 * LAM)
     fig = plot_rare_probability(rare_ds)
-    foot = _line(fig, f"lam = {LAM:g}: p = 0 (every run extinct)")
+    foot = _line(fig, f"lam = {LAM:g}: p = 0 (every run estimated 0)")
     assert foot.get_xdata().tolist() == pytest.approx([x0])
     assert foot.get_transform() == fig.axes[0].get_xaxis_transform()
     assert any(t.get_text() == "p = 0" for t in fig.axes[0].texts)
-    assert "runs estimating 0 (extinct): lam 0.002, eta 0.17: 2 of 2" in fig.get_supxlabel()
+    assert rare_ds["run_extinct"].sel(lam=LAM, eta=0.17).values.all()  # both runs died out
+    assert "runs estimating 0: lam 0.002, eta 0.17: 2 of 2 (2 died out)" in fig.get_supxlabel()
+    # A run that finished with no replica at the target estimates 0 too, without dying out.
+    finished = rare_ds.copy(deep=True)
+    finished["run_extinct"][:] = False
+    fig = plot_rare_probability(finished)
+    assert _line(fig, f"lam = {LAM:g}: p = 0 (every run estimated 0)")
+    label = fig.get_supxlabel()
+    assert "runs estimating 0: lam 0.002, eta 0.17: 2 of 2" in label and "died out" not in label
     # With an upper interval end above 0 the cell is drawn there.
     bounded = rare_ds.copy(deep=True)
     bounded["p_hi"].loc[{"lam": LAM, "eta": 0.17}] = 1e-4

@@ -54,9 +54,12 @@ def _draw_rare(ax: Axes, ds: xr.Dataset, colors: dict[float, str]) -> list[str]:
             cell[v].values.astype(float) for v in ("p", "p_hi", "log_p_lo", "log_p_hi")
         )
         zero = (cell["run_estimate"] == 0).sum("run").values
+        died = cell["run_extinct"].astype(bool).sum("run").values
         unfinished = (~cell["run_finished"].astype(bool)).sum("run").values
         zero_runs += [
-            f"lam {lam:g}, eta {e:g}: {z} of {m}" for e, z in zip(etas, zero, strict=True) if z
+            f"lam {lam:g}, eta {e:g}: {z} of {m}" + (f" ({d} died out)" if d else "")
+            for e, z, d in zip(etas, zero, died, strict=True)
+            if z
         ]
         notes += [
             f"lam {lam:g}, eta {e:g}: {u} of {m} runs unfinished (max_iterations), no estimate"
@@ -78,7 +81,13 @@ def _draw_rare(ax: Axes, ds: xr.Dataset, colors: dict[float, str]) -> list[str]:
         if extinct.any():
             at = np.full(extinct.sum(), _FOOT)
             _open(
-                ax, x[extinct], at, "v", color, f"{name}: p = 0 (every run extinct)", transform=foot
+                ax,
+                x[extinct],
+                at,
+                "v",
+                color,
+                f"{name}: p = 0 (every run estimated 0)",
+                transform=foot,
             )
             for xv in x[extinct]:
                 ax.annotate(
@@ -100,7 +109,7 @@ def _draw_rare(ax: Axes, ds: xr.Dataset, colors: dict[float, str]) -> list[str]:
             ax.plot(grid, np.exp(fit.intercept + fit.slope * grid), "--", color=color, label=label)
     if zero_runs:
         more = "; ..." if len(zero_runs) > 8 else ""
-        notes.insert(0, f"runs estimating 0 (extinct): {'; '.join(zero_runs[:8])}{more}")
+        notes.insert(0, f"runs estimating 0: {'; '.join(zero_runs[:8])}{more}")
     if at_foot:
         notes.append("triangles or crosses at the foot of the axes: cells with no estimate > 0")
     return notes
