@@ -40,7 +40,13 @@ def format_rare(ds) -> str:
             )
             line += f" {eta / float(c['eta_edge']):>8.2f}" if edge else ""
             lines.append(line + "".join(f" {float(c[v]):>11.3g}" for v, _ in extra))
-    if unbounded:
+    if unbounded and ds.attrs.get("method") == "rate":
+        lines.append(
+            "p = 0 with no upper end: no run found a kick that committed (runs whose kick "
+            "splitting died out are counted under extinct), which bounds nothing "
+            "(docs/theory.md, section 6)"
+        )
+    elif unbounded:
         lines.append(
             "p = 0 with no upper end: every run estimated 0 (died out: all replicas tied at a "
             "level), which bounds nothing; the score cannot separate replicas there "

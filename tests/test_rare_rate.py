@@ -76,6 +76,9 @@ def test_rare_writes_the_rate_variables():
     assert edge == pytest.approx(CFG.optimizer.eta[0] / float(ds["eta_edge"]), abs=0.006)
     assert kick == pytest.approx(float(ds["kick_p"]), rel=5e-3)
     assert committor == pytest.approx(float(ds["committor"]), rel=5e-3)
+    zero = ds.expand_dims(["lam", "eta"]).copy(deep=True)
+    zero["p"][:], zero["p_hi"][:] = 0.0, np.nan
+    assert "no run found a kick that committed" in format_rare(zero).splitlines()[-1]
     cell = rare_to_dict(ds.expand_dims(["lam", "eta"]))["cells"][0]
     assert cell["committor"] == float(ds["committor"]) and cell["rate_lo"] == float(ds["rate_lo"])
 
