@@ -70,16 +70,17 @@ def test_rare_writes_the_rate_variables():
     assert float(ds["p_lo"]) <= float(ds["p"]) <= float(ds["p_hi"])
     assert ds["run_cost"].values.min() > 0 and out.kicks.estimate.shape == (CFG.rare.runs,)
     # `rankjump stats` shows them: eta / eta_edge, the kick probability and the committor.
-    table = format_rare(ds.expand_dims(["lam", "eta"])).splitlines()
+    cells = ds.expand_dims(["lam", "eta"])  # the one cell as a (1, 1) grid, as stats reads it
+    table = format_rare(cells).splitlines()
     assert table[0].split()[-3:] == ["eta/edge", "kick/window", "committor"]
     edge, kick, committor = (float(x) for x in table[1].split()[-3:])
     assert edge == pytest.approx(CFG.optimizer.eta[0] / float(ds["eta_edge"]), abs=0.006)
     assert kick == pytest.approx(float(ds["kick_p"]), rel=5e-3)
     assert committor == pytest.approx(float(ds["committor"]), rel=5e-3)
-    zero = ds.expand_dims(["lam", "eta"]).copy(deep=True)
+    zero = cells.copy(deep=True)
     zero["p"][:], zero["p_hi"][:] = 0.0, np.nan
     assert "no run found a kick that committed" in format_rare(zero).splitlines()[-1]
-    cell = rare_to_dict(ds.expand_dims(["lam", "eta"]))["cells"][0]
+    cell = rare_to_dict(cells)["cells"][0]
     assert cell["committor"] == float(ds["committor"]) and cell["rate_lo"] == float(ds["rate_lo"])
 
 

@@ -235,10 +235,9 @@ SIGNAL_GRID = GRID.replace(run={"trajectories": 24})
 
 
 def test_killed_sweep_resumes_to_the_uninterrupted_result(tmp_path):
-    grid = SIGNAL_GRID
     config = tmp_path / "grid.toml"
-    config.write_text(config_to_toml(grid))
-    want = _simulated(grid)
+    config.write_text(config_to_toml(SIGNAL_GRID))
+    want = _simulated(SIGNAL_GRID)
     # SIGKILL while the sweep starts up, and again once some jobs are done.
     out = tmp_path / "sweep"
     proc = _sweep_process(config, out, "--quiet")
@@ -249,7 +248,7 @@ def test_killed_sweep_resumes_to_the_uninterrupted_result(tmp_path):
     _kill(proc)
     done = len(list((out / JOBS).glob("job-*.npz")))
     assert 2 <= done < 24 and not (out / "result.nc").exists()
-    _assert_same_result(sweep(grid, out, resume=True, progress=False), want)
+    _assert_same_result(sweep(SIGNAL_GRID, out, resume=True, progress=False), want)
 
 
 def test_sigint_stops_a_sweep_with_a_resume_hint(tmp_path):

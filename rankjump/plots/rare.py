@@ -80,15 +80,8 @@ def _draw_rare(ax: Axes, ds: xr.Dataset, colors: dict[float, str]) -> list[str]:
             _open(ax, x[bound], p_hi[bound], "v", color, f"{name}: p = 0, upper interval end")
         if extinct.any():
             at = np.full(extinct.sum(), _FOOT)
-            _open(
-                ax,
-                x[extinct],
-                at,
-                "v",
-                color,
-                f"{name}: p = 0 (every run estimated 0)",
-                transform=foot,
-            )
+            label = f"{name}: p = 0 (every run estimated 0)"
+            _open(ax, x[extinct], at, "v", color, label, transform=foot)
             for xv in x[extinct]:
                 ax.annotate(
                     "p = 0",
