@@ -13,7 +13,6 @@ __all__ = ["add_parser", "format_rare", "rare_to_dict", "run"]
 
 # Per-cell numbers of the rate method (rankjump.rare_rate.rate_variables) in its table and JSON.
 RATE_COLUMNS = (("kick_p", "kick/window"), ("committor", "committor"))
-RATE_FIELDS = ("rate", "rate_lo", "rate_hi", "kick_p", "committor", "delay", "commit_floored")
 
 
 def format_rare(ds) -> str:
@@ -57,7 +56,9 @@ def format_rare(ds) -> str:
 
 def rare_to_dict(ds) -> dict:
     """A rare result as JSON-ready values (NaN as None): per cell p, intervals, runs, eta_edge
-    and the rate method's own numbers (:data:`RATE_FIELDS`)."""
+    and the rate method's own numbers (:data:`rankjump.rare_rate.RATE_VARIABLES`)."""
+
+    from rankjump.rare_rate import RATE_VARIABLES
 
     def num(x):
         x = float(x)
@@ -77,7 +78,7 @@ def rare_to_dict(ds) -> dict:
                     "run_estimates": [num(x) for x in c["run_estimate"].values],
                     "runs_finished": int(c["run_finished"].sum()),
                     "cost": int(c["run_cost"].sum()),
-                    **{v: num(c[v]) for v in ("eta_edge", *RATE_FIELDS) if v in ds},
+                    **{v: num(c[v]) for v in ("eta_edge", *RATE_VARIABLES) if v in ds},
                 }
             )
     keys = ("method", "score", "start_rank", "target_rank", "level")

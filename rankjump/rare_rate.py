@@ -63,7 +63,11 @@ __all__ = [
     "progress_at",
     "rate_cell",
     "rate_variables",
+    "RATE_VARIABLES",
 ]
+
+# The names :func:`rate_variables` writes, in order (`rankjump stats` reads them by this tuple).
+RATE_VARIABLES = ("rate", "rate_lo", "rate_hi", "kick_p", "committor", "commit_floored", "delay")
 
 
 class RateResult(NamedTuple):
@@ -227,9 +231,10 @@ def as_cell(result: RateResult) -> AMSResult:
 
 
 def rate_variables(result: RateResult) -> dict[str, tuple[float, str]]:
-    """The method's own per-cell numbers: name -> (value, long name)."""
+    """The method's own per-cell numbers: name -> (value, long name), names as
+    :data:`RATE_VARIABLES`."""
     rate = result.rate
-    return {
+    variables = {
         "rate": (rate.mean, "committed kicks per step (mean over runs)"),
         "rate_lo": (rate.ci[0], f"{rate.level:.0%} t interval on the rate, lower end"),
         "rate_hi": (rate.ci[1], f"{rate.level:.0%} t interval on the rate, upper end"),
@@ -246,3 +251,4 @@ def rate_variables(result: RateResult) -> dict[str, tuple[float, str]]:
             "mean steps from a kick to entry into B_target",
         ),
     }
+    return {name: variables[name] for name in RATE_VARIABLES}

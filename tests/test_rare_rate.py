@@ -21,7 +21,7 @@ from rankjump.precision import with_float64
 from rankjump.rare import rare
 from rankjump.rare_cli import format_rare, rare_to_dict
 from rankjump.rare_network import NetworkProcess
-from rankjump.rare_rate import BASIN, rate_cell
+from rankjump.rare_rate import BASIN, RATE_VARIABLES, rate_cell, rate_variables
 
 # The demo's network at eta 0.18, where kicks are frequent: small windows keep this fast.
 CFG = demo_config().replace(
@@ -64,7 +64,8 @@ def test_rare_writes_the_rate_variables():
     out = _cell(CFG)  # the same cell key: fold_in(PRNGKey(seed), 0) is not PRNGKey(0)
     assert ds.attrs["method"] == "rate" and ds.attrs["score"] == "smallest_layer"
     assert ds.attrs["commit"] == "split: one AMS run per window run, score lead_mean"
-    for name in ("rate", "rate_lo", "rate_hi", "kick_p", "committor", "delay"):
+    assert set(rate_variables(out)) == set(RATE_VARIABLES)
+    for name in RATE_VARIABLES:
         assert np.isfinite(float(ds[name])), name
     assert float(ds["rate_lo"]) <= float(ds["rate"]) <= float(ds["rate_hi"])
     assert float(ds["p_lo"]) <= float(ds["p"]) <= float(ds["p_hi"])
@@ -81,7 +82,7 @@ def test_rare_writes_the_rate_variables():
     zero["p"][:], zero["p_hi"][:] = 0.0, np.nan
     assert "no run found a kick that committed" in format_rare(zero).splitlines()[-1]
     cell = rare_to_dict(cells)["cells"][0]
-    assert cell["committor"] == float(ds["committor"]) and cell["rate_lo"] == float(ds["rate_lo"])
+    assert all(cell[name] == float(ds[name]) for name in RATE_VARIABLES)
 
 
 def test_a_window_that_is_not_a_multiple_of_its_stride_is_refused():
