@@ -150,6 +150,23 @@ def test_zero_and_missing_estimates_are_shown(rare_ds):
     bounded["p_hi"].loc[{"lam": LAM, "eta": 0.17}] = 1e-4
     line = _line(plot_rare_probability(bounded), f"lam = {LAM:g}: p = 0, upper interval end")
     np.testing.assert_allclose(line.get_xydata(), [[x0, 1e-4]])
+    # An estimate whose interval reaches 0 gets an arrow from it down to the foot, and a note.
+    open_below = rare_ds.copy(deep=True)
+    open_below["log_p_lo"].loc[{"lam": LAM, "eta": 0.19}] = -np.inf
+    fig = plot_rare_probability(open_below)
+    (arrow,) = [t for t in fig.axes[0].texts if t.arrow_patch is not None]
+    p = rare_ds["p"].sel(lam=LAM, eta=0.19).item()
+    assert arrow.xy == pytest.approx((1 / (0.19 * LAM), 0.03)) and arrow.xyann == pytest.approx(
+        (1 / (0.19 * LAM), p)
+    )
+    assert fig.axes[0].get_ylim()[0] <= p / 10  # room for the arrow
+    assert _bars(fig.axes[0].containers[0])[0] == pytest.approx(
+        [p, np.exp(rare_ds["log_p_hi"].sel(lam=LAM, eta=0.19).item())]
+    )
+    assert "arrows down to the foot of the axes: intervals whose lower end is p = 0" in (
+        fig.get_supxlabel()
+    )
+    assert not [t for t in plot_rare_probability(rare_ds).axes[0].texts if t.arrow_patch]
     # An unfinished run leaves the cell without an estimate: a cross at the foot and a note.
     unfinished = rare_ds.copy(deep=True)
     unfinished["p"].loc[{"lam": LAM, "eta": 0.19}] = np.nan
@@ -183,6 +200,12 @@ def test_titles_say_event_and_method(rare_ds):
     caption = fig.get_supxlabel()
     assert "8 replicas x 2 runs per cell (kill 1, score layer_mean)" in caption
     assert "64 trajectories" not in caption
+    assert "95% t intervals on ln p" in title
+    # The rate method stores the t interval on p, and the title says so.
+    rate = rare_ds.copy()
+    rate.attrs["method"] = "rate"
+    title = " ".join(plot_rare_probability(rate).get_suptitle().split())
+    assert "RATE splitting" in title and "95% t intervals on p (the rate method)" in title
     host = Figure()
     axes = host.subplots(1, 2)
     assert plot_rare_probability(rare_ds, ax=axes[1]) is host

@@ -43,7 +43,7 @@ def _interval(ax: Axes, x, p, lo, hi, fmt: str, color: str, label: str, **kw) ->
 
 def _draw_rare(ax: Axes, ds: xr.Dataset, colors: dict[float, str]) -> list[str]:
     """Splitting estimates, one series per lam, and their fit lines; returns caption notes."""
-    notes, zero_runs, at_foot = [], [], False
+    notes, zero_runs, at_foot, reach_zero = [], [], False, False
     foot = ax.get_xaxis_transform()  # x in data, y in axes units
     fits = fit_rare_probability(ds)
     m = ds.sizes["run"]
@@ -74,8 +74,21 @@ def _draw_rare(ax: Axes, ds: xr.Dataset, colors: dict[float, str]) -> list[str]:
         extinct, missing = (p == 0) & ~bound, np.isnan(p)
         at_foot |= bool(extinct.any() or missing.any())
         if pos.any():
-            band = np.exp(lo[pos]), np.exp(hi[pos])
+            # An interval reaching p = 0 has no lower end on the log axis: an arrow to the foot.
+            open_below = pos & (lo == -np.inf)
+            band = np.where(open_below, p, np.exp(lo))[pos], np.exp(hi[pos])
             _interval(ax, x[pos], p[pos], *band, "o", color, f"{name}: splitting")
+            for xv, pv in zip(x[open_below], p[open_below], strict=True):
+                ax.update_datalim([(xv, pv / 10)])  # a decade below it, so the arrow shows
+                ax.annotate(
+                    "",
+                    (xv, _FOOT),
+                    xycoords=foot,
+                    xytext=(xv, pv),
+                    textcoords="data",
+                    arrowprops={"arrowstyle": "->", "color": color, "lw": 1.2},
+                )
+            reach_zero |= bool(open_below.any())
         if bound.any():
             _open(ax, x[bound], p_hi[bound], "v", color, f"{name}: p = 0, upper interval end")
         if extinct.any():
@@ -105,6 +118,8 @@ def _draw_rare(ax: Axes, ds: xr.Dataset, colors: dict[float, str]) -> list[str]:
         notes.insert(0, f"runs estimating 0: {'; '.join(zero_runs[:8])}{more}")
     if at_foot:
         notes.append("triangles or crosses at the foot of the axes: cells with no estimate > 0")
+    if reach_zero:
+        notes.append("arrows down to the foot of the axes: intervals whose lower end is p = 0")
     return notes
 
 
@@ -165,14 +180,15 @@ def plot_rare_probability(
     """p = P(enter B_target within run.steps) against 1 / (eta lam), log scale in p (so ln p).
 
     Splitting estimates are filled circles, one series per lam (labeled "lam = ..."), with the
-    interval on ln p (``log_p_lo``, ``log_p_hi``) as error bars, and a dashed weighted
-    least-squares line per lam (:func:`~rankjump.plots.rare_points.fit_rare_probability`, slope in
-    the legend). A cell whose runs all estimate 0 is an open triangle at ``p_hi`` when that is
-    > 0, else at the foot of the axes marked "p = 0"; a cell without an estimate (unfinished
-    runs) a cross there; the caption counts each cell's runs that estimated 0. Every ``beside``
-    result adds open squares: the fraction of its trajectories that entered B_target by its last
-    checkpoint, with binomial intervals at the same level (0 as an open triangle at the upper
-    interval end), conditioned on the rare result's start rank.
+    interval on ln p (``log_p_lo``, ``log_p_hi``) as error bars (an arrow down to the foot of the
+    axes where the interval reaches p = 0), and a dashed weighted least-squares line per lam
+    (:func:`~rankjump.plots.rare_points.fit_rare_probability`, slope in the legend). A cell whose
+    runs all estimate 0 is an open triangle at ``p_hi`` when that is > 0, else at the foot of the
+    axes marked "p = 0"; a cell without an estimate (unfinished runs) a cross there; the caption
+    counts each cell's runs that estimated 0. Every ``beside`` result adds open squares: the
+    fraction of its trajectories that entered B_target by its last checkpoint, with binomial
+    intervals at the same level (0 as an open triangle at the upper interval end), conditioned on
+    the rare result's start rank.
 
     Args:
         ds: A `rankjump rare` result Dataset.
@@ -213,7 +229,8 @@ def plot_rare_probability(
         f" {_ranks(event.starts, 'start_rank')}",
         f"{method} splitting, {n} replicas x {m} runs per cell"
         + (", beside plain Monte Carlo" if beside else ""),
-        f"error bars: {100 * event.level:g}% t intervals on ln p",
+        f"error bars: {100 * event.level:g}% t intervals on "
+        + ("p (the rate method)" if method == "RATE" else "ln p"),
     ]
     width = int(fig.get_figwidth() * 72 / (0.62 * 11))  # characters of bold 11 pt text
     title = "\n".join(textwrap.fill(line, width) for line in lines)
