@@ -234,7 +234,7 @@ def rate_variables(result: RateResult) -> dict[str, tuple[float, str]]:
     """The method's own per-cell numbers: name -> (value, long name), names as
     :data:`RATE_VARIABLES`."""
     rate = result.rate
-    variables = {
+    return {
         "rate": (rate.mean, "committed kicks per step (mean over runs)"),
         "rate_lo": (rate.ci[0], f"{rate.level:.0%} t interval on the rate, lower end"),
         "rate_hi": (rate.ci[1], f"{rate.level:.0%} t interval on the rate, upper end"),
@@ -251,4 +251,3 @@ def rate_variables(result: RateResult) -> dict[str, tuple[float, str]]:
             "mean steps from a kick to entry into B_target",
         ),
     }
-    return {name: variables[name] for name in RATE_VARIABLES}
