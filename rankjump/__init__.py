@@ -28,7 +28,7 @@ from rankjump.config import (
     loads_config,
 )
 from rankjump.intervals import binomial_ci, upper_bound
-from rankjump.rare import merge_lams, rare
+from rankjump.rare import merge_etas, merge_lams, rare
 from rankjump.replays import ReplayError, replay
 from rankjump.results import ResultError, load_result, save_result
 from rankjump.simulate import simulate
@@ -60,6 +60,7 @@ __all__ = [
     "gd_minimum",
     "load_weights",
     "merge",
+    "merge_etas",
     "merge_lams",
     "rare",
     "replay",

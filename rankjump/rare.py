@@ -28,7 +28,7 @@ from rankjump.rare_network import NetworkProcess, run_splitting
 from rankjump.rare_rate import as_cell, rate_cell, rate_variables
 from rankjump.results import provenance
 
-__all__ = ["RESULT_KIND", "merge_lams", "rare"]
+__all__ = ["RESULT_KIND", "merge_etas", "merge_lams", "rare"]
 
 RESULT_KIND = "rare"  # attrs["result_kind"] of a rare result (a simulate result has none)
 
@@ -100,9 +100,11 @@ def rare(cfg: Config, progress: bool | None = None) -> xr.Dataset:
     ds = _dataset(cfg, cells, (n_lam, n_eta, n_runs), start_rank, target_rank, wall)
     edge_text = "1 / max_e h_e at the start: the edge of stability (rankjump.starts.eta_edge)"
     ds["eta_edge"] = ("lam", edge, {"long_name": edge_text})
-    for name in extras[0]:
-        values = np.reshape([e[name][0] for e in extras], (n_lam, n_eta))
-        ds[name] = (("lam", "eta"), values, {"long_name": extras[0][name][1]})
+    for name in extras[0]:  # per cell, or per run where the method gives (runs,) arrays
+        values = np.asarray([e[name][0] for e in extras], float)
+        dims = ("lam", "eta", "run")[: values.ndim + 1]
+        values = values.reshape(n_lam, n_eta, *values.shape[1:])
+        ds[name] = (dims, values, {"long_name": extras[0][name][1]})
     return ds
 
 
@@ -188,36 +190,70 @@ def merge_lams(parts: Sequence[xr.Dataset]) -> xr.Dataset:
     """Rare results of one configuration run over parts of its lam grid (say, one process per lam:
     ``rankjump rare CONFIG --set 'optimizer.lam=[...]' --out FILE``) as one result over all their
     lam values, in order. Each cell keeps the numbers of its own part (a cell's key follows its
-    place in its part's grid, :func:`rare`); the wall time is the parts' sum.
+    place in its part's grid, :func:`rare`); the wall time is the parts' sum, and the reactive
+    paths are padded to the longest part's count (``reactive_run`` -1, the rest NaN).
 
     Raises:
         ValueError: naming the first part that is not a rare result, whose configuration differs
             from the first part's beyond ``optimizer.lam``, or that repeats a lam value.
     """
-    if not parts:
-        raise ValueError("merge_lams: no results to merge")
+    return _merge(parts, "lam")
 
-    def but_lam(ds):
+
+def merge_etas(parts: Sequence[xr.Dataset]) -> xr.Dataset:
+    """As :func:`merge_lams`, over parts of the eta grid (``--set 'optimizer.eta=[...]'``): the
+    parts share their lam grid, so their start and target ranks are the first part's."""
+    return _merge(parts, "eta")
+
+
+def _merge(parts: Sequence[xr.Dataset], dim: str) -> xr.Dataset:
+    if not parts:
+        raise ValueError(f"merge_{dim}s: no results to merge")
+
+    def but_dim(ds):
         cfg = tomllib.loads(ds.attrs["config"])
-        return {**cfg, "optimizer": {**cfg["optimizer"], "lam": None}}
+        return {**cfg, "optimizer": {**cfg["optimizer"], dim: None}}
 
     for k, ds in enumerate(parts):
         if ds.attrs.get("result_kind") != RESULT_KIND:
             raise ValueError(f"part {k}: not a `rankjump rare` result")
-        if but_lam(ds) != but_lam(parts[0]):
-            raise ValueError(f"part {k}: its configuration differs from part 0's beyond lam")
-    lams = [float(lam) for ds in parts for lam in ds["lam"].values]
-    if len(set(lams)) < len(lams):
-        raise ValueError(f"parts repeat lam values: {lams}")
-    out = xr.concat(list(parts), dim="lam", data_vars="minimal", combine_attrs="override")
+        if but_dim(ds) != but_dim(parts[0]):
+            raise ValueError(f"part {k}: its configuration differs from part 0's beyond {dim}")
+    values = [float(v) for ds in parts for v in ds[dim].values]
+    if len(set(values)) < len(values):
+        raise ValueError(f"parts repeat {dim} values: {values}")
+    n_reactive = max(ds.sizes.get("reactive", 0) for ds in parts)
+    padded = [_pad_reactive(ds, n_reactive) for ds in parts]
+    out = xr.concat(padded, dim=dim, data_vars="minimal", combine_attrs="override")
     whole = tomllib.loads(parts[0].attrs["config"])
-    whole["optimizer"]["lam"] = lams
+    whole["optimizer"][dim] = values
+    ranks = {
+        name: [r for ds in parts for r in np.atleast_1d(ds.attrs[name])]
+        if dim == "lam"
+        else parts[0].attrs[name]
+        for name in ("start_rank", "target_rank")
+    }
     out.attrs.update(
         {
             "config": config_to_toml(config_from_dict(whole)),
-            "start_rank": [r for ds in parts for r in np.atleast_1d(ds.attrs["start_rank"])],
-            "target_rank": [r for ds in parts for r in np.atleast_1d(ds.attrs["target_rank"])],
+            **ranks,
             "wall_time_s": float(sum(ds.attrs["wall_time_s"] for ds in parts)),
         }
     )
+    return out
+
+
+def _pad_reactive(ds: xr.Dataset, n: int) -> xr.Dataset:
+    """``ds`` with its reactive paths padded to ``n``, as :func:`rare` pads a grid's cells."""
+    have = ds.sizes.get("reactive", 0)
+    if have == n:
+        return ds
+    names = [name for name, var in ds.data_vars.items() if "reactive" in var.dims]
+    out = ds.drop_vars(names)
+    for name in names:
+        var = ds[name]
+        axis = var.dims.index("reactive")
+        shape = (*var.shape[:axis], n - have, *var.shape[axis + 1 :])
+        fill = np.full(shape, -1 if var.dtype.kind == "i" else np.nan, var.dtype)
+        out[name] = (var.dims, np.concatenate([var.values, fill], axis=axis), var.attrs)
     return out

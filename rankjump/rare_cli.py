@@ -58,7 +58,7 @@ def rare_to_dict(ds) -> dict:
     """A rare result as JSON-ready values (NaN as None): per cell p, intervals, runs, eta_edge
     and the rate method's own numbers (:data:`rankjump.rare_rate.RATE_VARIABLES`)."""
 
-    from rankjump.rare_rate import RATE_VARIABLES
+    from rankjump.rare_rate import RATE_RUN_VARIABLES, RATE_VARIABLES
 
     def num(x):
         x = float(x)
@@ -79,6 +79,7 @@ def rare_to_dict(ds) -> dict:
                     "runs_finished": int(c["run_finished"].sum()),
                     "cost": int(c["run_cost"].sum()),
                     **{v: num(c[v]) for v in ("eta_edge", *RATE_VARIABLES) if v in ds},
+                    **{v: [num(x) for x in c[v].values] for v in RATE_RUN_VARIABLES if v in ds},
                 }
             )
     keys = ("method", "score", "start_rank", "target_rank", "level")

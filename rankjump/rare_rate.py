@@ -63,11 +63,14 @@ __all__ = [
     "progress_at",
     "rate_cell",
     "rate_variables",
+    "RATE_RUN_VARIABLES",
     "RATE_VARIABLES",
 ]
 
 # The names :func:`rate_variables` writes, in order (`rankjump stats` reads them by this tuple).
 RATE_VARIABLES = ("rate", "rate_lo", "rate_hi", "kick_p", "committor", "commit_floored", "delay")
+# ... and its per-run ones (over the result's `run` dimension): where a run's estimate comes from.
+RATE_RUN_VARIABLES = ("run_kick_p", "run_committor")
 
 
 class RateResult(NamedTuple):
@@ -230,10 +233,12 @@ def as_cell(result: RateResult) -> AMSResult:
     return kicks._replace(estimate=result.committed, cost=cost, summary=summary, reactive=empty)
 
 
-def rate_variables(result: RateResult) -> dict[str, tuple[float, str]]:
-    """The method's own per-cell numbers: name -> (value, long name), names as
-    :data:`RATE_VARIABLES`."""
-    rate = result.rate
+def rate_variables(result: RateResult) -> dict[str, tuple[float | np.ndarray, str]]:
+    """The method's own numbers: name -> (value, long name), per cell (names as
+    :data:`RATE_VARIABLES`) and per run ((M,) arrays, names as :data:`RATE_RUN_VARIABLES`)."""
+    rate, kick = result.rate, np.asarray(result.kicks.estimate, float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        run_committor = np.where(kick > 0, result.committed / kick, np.nan)
     return {
         "rate": (rate.mean, "committed kicks per step (mean over runs)"),
         "rate_lo": (rate.ci[0], f"{rate.level:.0%} t interval on the rate, lower end"),
@@ -249,5 +254,10 @@ def rate_variables(result: RateResult) -> dict[str, tuple[float, str]]:
             if len(result.delays)
             else math.nan,
             "mean steps from a kick to entry into B_target",
+        ),
+        "run_kick_p": (kick, "the run's P(a kick within one window)"),
+        "run_committor": (
+            run_committor,
+            "the run's committor: its estimate / its kick probability (NaN without a kick)",
         ),
     }

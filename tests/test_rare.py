@@ -18,7 +18,7 @@ from rankjump import ConfigError, binomial_ci, config_to_toml, loads_config, sim
 from rankjump.cli import main
 from rankjump.demo import demo_config
 from rankjump.plots import plot_rare_probability
-from rankjump.rare import merge_lams, rare
+from rankjump.rare import merge_etas, merge_lams, rare
 from rankjump.rare_network import NetworkProcess
 
 # The demo's network at eta 0.17: jumps within 16,000 steps have P of about 0.01 (entering B_2
@@ -162,3 +162,28 @@ def test_results_over_parts_of_the_lam_grid_merge_into_one():
         merge_lams([parts[0], other])
     with pytest.raises(ValueError, match="repeat lam"):
         merge_lams([parts[0], parts[0]])
+
+
+def test_results_over_parts_of_the_eta_grid_merge_into_one_padding_their_paths():
+    """merge_etas: as merge_lams over eta. Parts with fewer reactive paths are padded as rare
+    pads a grid's cells (run -1, weight and scores NaN), their own paths unchanged."""
+    parts = [_rare(CFG.replace(optimizer={"eta": [eta]})) for eta in (0.17, 0.18)]
+    n = [part.sizes["reactive"] for part in parts]
+    assert n[0] > 0 and n[1] > 1, n  # part 0 cut to one path below: part 1 has more
+    parts[0] = parts[0].isel(reactive=slice(0, 1))  # one path: part 1 has more
+    whole = merge_etas(parts)
+    assert whole["eta"].values.tolist() == [0.17, 0.18]
+    assert whole.sizes["reactive"] == n[1] and whole.attrs["start_rank"] == [3]
+    for k, part in enumerate(parts):
+        for name in ("p", "run_estimate", "reactive_run", "reactive_weight", "reactive_score"):
+            own = {"eta": k, "reactive": slice(0, part.sizes["reactive"])}
+            mine = whole[name].isel(own, missing_dims="ignore")
+            np.testing.assert_array_equal(mine, part[name].isel(eta=0))
+    tail = whole.isel(eta=0, reactive=slice(1, None))
+    assert (tail["reactive_run"] == -1).all() and tail["reactive_weight"].isnull().all()
+    assert tail["reactive_score"].isnull().all()
+    assert loads_config(whole.attrs["config"]) == CFG.replace(optimizer={"eta": [0.17, 0.18]})
+    with pytest.raises(
+        ValueError, match="part 1: its configuration differs from part 0's beyond eta"
+    ):
+        merge_etas([parts[0], _rare(CFG.replace(run={"steps": 4000, "record_every": 1000}))])

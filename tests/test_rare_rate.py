@@ -21,7 +21,13 @@ from rankjump.precision import with_float64
 from rankjump.rare import rare
 from rankjump.rare_cli import format_rare, rare_to_dict
 from rankjump.rare_network import NetworkProcess
-from rankjump.rare_rate import BASIN, RATE_VARIABLES, rate_cell, rate_variables
+from rankjump.rare_rate import (
+    BASIN,
+    RATE_RUN_VARIABLES,
+    RATE_VARIABLES,
+    rate_cell,
+    rate_variables,
+)
 
 # The demo's network at eta 0.18, where kicks are frequent: small windows keep this fast.
 CFG = demo_config().replace(
@@ -64,9 +70,14 @@ def test_rare_writes_the_rate_variables():
     out = _cell(CFG)  # the same cell key: fold_in(PRNGKey(seed), 0) is not PRNGKey(0)
     assert ds.attrs["method"] == "rate" and ds.attrs["score"] == "smallest_layer"
     assert ds.attrs["commit"] == "split: one AMS run per window run, score lead_mean"
-    assert set(rate_variables(out)) == set(RATE_VARIABLES)
+    assert set(rate_variables(out)) == {*RATE_VARIABLES, *RATE_RUN_VARIABLES}
     for name in RATE_VARIABLES:
         assert np.isfinite(float(ds[name])), name
+    # Per run: a run's estimate is its kick probability times its committor.
+    kick, committor = ds["run_kick_p"].values, ds["run_committor"].values
+    assert ds["run_kick_p"].dims == ("run",) and (kick > 0).all()
+    np.testing.assert_allclose(kick * committor, ds["run_estimate"].values, rtol=1e-12)
+    assert kick.mean() == pytest.approx(float(ds["kick_p"]), rel=1e-12)
     assert float(ds["rate_lo"]) <= float(ds["rate"]) <= float(ds["rate_hi"])
     assert float(ds["p_lo"]) <= float(ds["p"]) <= float(ds["p_hi"])
     assert ds["run_cost"].values.min() > 0 and out.kicks.estimate.shape == (CFG.rare.runs,)
@@ -83,6 +94,7 @@ def test_rare_writes_the_rate_variables():
     assert "no run found a kick that committed" in format_rare(zero).splitlines()[-1]
     cell = rare_to_dict(cells)["cells"][0]
     assert all(cell[name] == float(ds[name]) for name in RATE_VARIABLES)
+    assert all(cell[name] == ds[name].values.tolist() for name in RATE_RUN_VARIABLES)
 
 
 def test_a_window_that_is_not_a_multiple_of_its_stride_is_refused():
