@@ -165,7 +165,11 @@ def _dataset(cfg, cells, shape, start_rank, target_rank, wall) -> xr.Dataset:
         f"P(enter B_r, r = target_rank, within {cfg.run.steps} steps), mean of the runs' estimates"
     )
     ds["p_lo"].attrs["long_name"] = f"{level:.0%} t interval on p, lower end (clipped at 0)"
-    ds["log_p_lo"].attrs["long_name"] = f"{level:.0%} delta-method interval on ln p, lower end"
+    ds["log_p_lo"].attrs["long_name"] = (
+        f"ln of the {level:.0%} t interval on p, lower end (-inf where it reaches 0)"
+        if cfg.rare.method == "rate"
+        else f"{level:.0%} delta-method interval on ln p, lower end"
+    )
     ds["run_cost"].attrs["long_name"] = "trajectory-steps simulated by the run"
     ds["reactive_weight"].attrs["long_name"] = "prod_q (1 - K_q / N) / N of the path's run"
     ds.attrs.update(

@@ -80,6 +80,11 @@ def test_rare_writes_the_rate_variables():
     assert kick.mean() == pytest.approx(float(ds["kick_p"]), rel=1e-12)
     assert float(ds["rate_lo"]) <= float(ds["rate"]) <= float(ds["rate_hi"])
     assert float(ds["p_lo"]) <= float(ds["p"]) <= float(ds["p_hi"])
+    # The interval on ln p is the log of the one on p, and says so.
+    assert ds["log_p_lo"].attrs["long_name"].startswith("ln of the 95% t interval on p")
+    with np.errstate(divide="ignore"):  # a lower end at p = 0 is -inf on ln p
+        ends = np.log([float(ds["p_lo"]), float(ds["p_hi"])])
+    np.testing.assert_allclose([float(ds["log_p_lo"]), float(ds["log_p_hi"])], ends, rtol=1e-12)
     assert ds["run_cost"].values.min() > 0 and out.kicks.estimate.shape == (CFG.rare.runs,)
     # `rankjump stats` shows them: eta / eta_edge, the kick probability and the committor.
     cells = ds.expand_dims(["lam", "eta"])  # the one cell as a (1, 1) grid, as stats reads it
