@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from rankjump.intervals import markov_lower
 from rankjump.splitting import ams, kill_rule, summarize
 from rankjump.walk import Walk, exact_probability
 
@@ -365,6 +366,33 @@ def test_summarize_is_a_t_interval():
     assert s.log_ci == pytest.approx((math.log(x.mean()) - half, math.log(x.mean()) + half))
     assert summarize(np.array([1.0, 0.0, 0.0])).ci[0] == 0.0  # clipped at 0
     assert math.isnan(summarize(np.array([1e-3])).stderr)
+
+
+def test_the_markov_lower_end_holds_for_the_laws_that_make_it_tight():
+    """(1 - level) / 2 * mean reaches p with probability at most a = (1 - level) / 2 for any
+    law of nonnegative unbiased runs. The laws that come closest: each of M runs is p / q with
+    probability q and 0 otherwise. With q = a / M the bound reaches p as soon as one run is
+    nonzero, with probability 1 - (1 - a / M)^M, just under a; with q = 2a / M or 4a / M it
+    needs two or four. 40,000 repetitions of M = 8 runs per law: one-sided binomial tests of
+    "at most a" at significance 0.01 (a constant above a fails them at q = (constant) / M), and
+    at q = a / M the rate must be near its exact value, two-sided at 0.01 (a constant below a
+    needs two nonzero runs there and fails it)."""
+    p, level, m, reps = 1e-9, 0.95, 8, 40_000
+    a = (1 - level) / 2
+    assert markov_lower(1e-6, level) == pytest.approx(2.5e-8)
+    np.testing.assert_allclose(markov_lower(np.array([0.0, 4.0]), 0.9), [0.0, 0.2])
+    with pytest.raises(ValueError, match="level"):
+        markov_lower(1.0, 1.0)
+    rng = np.random.default_rng(7)
+    for times in (1, 2, 4):
+        q = times * a / m
+        runs = np.where(rng.random((reps, m)) < q, p / q, 0.0)
+        reach = int((markov_lower(runs.mean(axis=1), level) >= p * (1 - 1e-12)).sum())
+        assert stats.binomtest(reach, reps, a, alternative="greater").pvalue > 0.01, times
+        if times == 1:
+            exact = 1 - (1 - q) ** m
+            assert 0.98 * a < exact <= a
+            assert stats.binomtest(reach, reps, exact).pvalue > 0.01
 
 
 @pytest.mark.parametrize(
