@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from rankjump.command import add_set, config_of
+from rankjump.intervals import markov_lower
 from rankjump.results import check_output_file
 
 __all__ = ["add_parser", "format_rare", "rare_to_dict", "run"]
@@ -16,13 +17,16 @@ RATE_COLUMNS = (("kick_p", "kick/window"), ("committor", "committor"))
 
 
 def format_rare(ds) -> str:
-    """The table of a rare result: per cell p, its interval, finished and extinct runs, cost,
+    """The table of a rare result: per cell p, its interval, the lower end that holds whatever the
+    runs' law (:func:`rankjump.intervals.markov_lower`), finished and extinct runs, cost,
     eta / eta_edge (the start's edge of stability) and, by the rate method, the probability of a
     kick per window and the committor of the kicked states."""
-    interval = f"{ds.attrs['level']:.0%} interval"
+    level = ds.attrs["level"]
+    interval = f"{level:.0%} interval"
     edge = "eta_edge" in ds
     extra = [(v, h) for v, h in RATE_COLUMNS if v in ds]
-    head = f"{'lam':>8} {'eta':>8} {'p':>10} {interval:>24} {'runs done':>9} {'extinct':>7}"
+    head = f"{'lam':>8} {'eta':>8} {'p':>10} {interval:>24} {'any-law lo':>10}"
+    head += f" {'runs done':>9} {'extinct':>7}"
     head += f" {'traj-steps':>11}" + (f" {'eta/edge':>8}" if edge else "")
     lines, unbounded = [head + "".join(f" {h:>11}" for _, h in extra)], False
     for lam in ds["lam"].values:
@@ -33,12 +37,17 @@ def format_rare(ds) -> str:
             ci = f"[{float(c['p_lo']):.3g}, {'none' if hi != hi else format(hi, '.3g')}]"
             done = f"{int(c['run_finished'].sum())}/{c.sizes['run']}"
             extinct, cost = int(c["run_extinct"].sum()), int(c["run_cost"].sum())
+            low = markov_lower(float(c["p"]), level)
             line = (
-                f"{lam:>8g} {eta:>8g} {float(c['p']):>10.3g} {ci:>24} {done:>9} {extinct:>7}"
-                f" {cost:>11.3g}"
+                f"{lam:>8g} {eta:>8g} {float(c['p']):>10.3g} {ci:>24} {low:>10.3g} {done:>9}"
+                f" {extinct:>7} {cost:>11.3g}"
             )
             line += f" {eta / float(c['eta_edge']):>8.2f}" if edge else ""
             lines.append(line + "".join(f" {float(c[v]):>11.3g}" for v, _ in extra))
+    lines.append(
+        f"any-law lo: {(1 - level) / 2:g} p, a lower end that holds whatever the law of the runs'"
+        " estimates (Markov's inequality); the t interval's needs their mean near normal"
+    )
     if unbounded and ds.attrs.get("method") == "rate":
         lines.append(
             "p = 0 with no upper end: no run found a kick that committed (runs whose kick "
@@ -75,6 +84,7 @@ def rare_to_dict(ds) -> dict:
                     "p": num(c["p"]),
                     "ci": [num(c["p_lo"]), num(c["p_hi"])],
                     "log_ci": [num(c["log_p_lo"]), num(c["log_p_hi"])],
+                    "lo_any_law": num(markov_lower(float(c["p"]), ds.attrs["level"])),
                     "run_estimates": [num(x) for x in c["run_estimate"].values],
                     "runs_finished": int(c["run_finished"].sum()),
                     "cost": int(c["run_cost"].sum()),

@@ -159,13 +159,16 @@ def test_zero_and_missing_estimates_are_shown(rare_ds):
     assert arrow.xy == pytest.approx((1 / (0.19 * LAM), 0.03)) and arrow.xyann == pytest.approx(
         (1 / (0.19 * LAM), p)
     )
-    assert fig.axes[0].get_ylim()[0] <= p / 10  # room for the arrow
+    bar = _line(fig, f"lam = {LAM:g}: lower end for any law of the runs")
+    np.testing.assert_allclose(bar.get_xydata(), [[1 / (0.19 * LAM), 0.025 * p]])
+    assert fig.axes[0].get_ylim()[0] <= 0.025 * p / 3  # room for the arrow below the bar
     assert _bars(fig.axes[0].containers[0])[0] == pytest.approx(
         [p, np.exp(rare_ds["log_p_hi"].sel(lam=LAM, eta=0.19).item())]
     )
-    assert "arrows down to the foot of the axes: intervals whose lower end is p = 0" in (
+    assert "arrows down to the foot of the axes: t intervals whose lower end is p = 0" in (
         fig.get_supxlabel()
     )
+    assert "Markov's inequality" in fig.get_supxlabel()
     assert not [t for t in plot_rare_probability(rare_ds).axes[0].texts if t.arrow_patch]
     # An unfinished run leaves the cell without an estimate: a cross at the foot and a note.
     unfinished = rare_ds.copy(deep=True)

@@ -100,6 +100,8 @@ def test_rare_writes_the_rate_variables():
     cell = rare_to_dict(cells)["cells"][0]
     assert all(cell[name] == float(ds[name]) for name in RATE_VARIABLES)
     assert all(cell[name] == ds[name].values.tolist() for name in RATE_RUN_VARIABLES)
+    assert cell["lo_any_law"] == pytest.approx(0.025 * float(ds["p"]), rel=1e-12)
+    assert "any-law lo" in table[0] and "Markov's inequality" in format_rare(cells)
 
 
 def test_a_window_that_is_not_a_multiple_of_its_stride_is_refused():

@@ -15,6 +15,7 @@ import xarray as xr
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from rankjump.intervals import markov_lower
 from rankjump.plots.common import DPI, LEGEND_ABOVE, describe, run_config, set_title
 from rankjump.plots.rare_points import (
     RareEvent,
@@ -78,8 +79,13 @@ def _draw_rare(ax: Axes, ds: xr.Dataset, colors: dict[float, str]) -> list[str]:
             open_below = pos & (lo == -np.inf)
             band = np.where(open_below, p, np.exp(lo))[pos], np.exp(hi[pos])
             _interval(ax, x[pos], p[pos], *band, "o", color, f"{name}: splitting")
-            for xv, pv in zip(x[open_below], p[open_below], strict=True):
-                ax.update_datalim([(xv, pv / 10)])  # a decade below it, so the arrow shows
+            # On the arrow, a bar at the lower end that holds whatever the runs' law.
+            low = markov_lower(p[open_below], ds.attrs["level"])
+            if open_below.any():
+                label = f"{name}: lower end for any law of the runs"
+                ax.plot(x[open_below], low, "_", color=color, ms=12, mew=1.5, label=label)
+            for xv, pv, lv in zip(x[open_below], p[open_below], low, strict=True):
+                ax.update_datalim([(xv, lv / 3)])  # room below the bar, so the arrow shows
                 ax.annotate(
                     "",
                     (xv, _FOOT),
@@ -119,7 +125,10 @@ def _draw_rare(ax: Axes, ds: xr.Dataset, colors: dict[float, str]) -> list[str]:
     if at_foot:
         notes.append("triangles or crosses at the foot of the axes: cells with no estimate > 0")
     if reach_zero:
-        notes.append("arrows down to the foot of the axes: intervals whose lower end is p = 0")
+        notes.append(
+            "arrows down to the foot of the axes: t intervals whose lower end is p = 0; the bars on"
+            " them, (1 - level) / 2 x p, hold whatever the runs' law (Markov's inequality)"
+        )
     return notes
 
 
