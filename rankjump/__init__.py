@@ -27,7 +27,7 @@ from rankjump.config import (
     load_config,
     loads_config,
 )
-from rankjump.intervals import binomial_ci, upper_bound
+from rankjump.intervals import binomial_ci, markov_lower, upper_bound
 from rankjump.rare import merge_etas, merge_lams, rare
 from rankjump.replays import ReplayError, replay
 from rankjump.results import ResultError, load_result, save_result
@@ -70,6 +70,7 @@ __all__ = [
     "load_result",
     "loads_config",
     "make_task",
+    "markov_lower",
     "save_result",
     "simulate",
     "stats",
