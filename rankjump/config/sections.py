@@ -245,6 +245,8 @@ class RareConfig(Section):
     probability of entering B_{target_rank} within ``run.steps`` from the configured start;
     ``kill`` replicas (and all ties) are killed per iteration and cloned from survivors;
     checkpoints (every ``run.record_every`` steps) are where replicas are scored and branch.
+    The default 40 runs give a 95% interval within about +-30% of the estimate in the demo's
+    setting at eta 0.17 (P near 0.02 within 16,000 steps; 10 runs gave +-60%).
     ``score``: how close a replica is to the target set (the estimate is unbiased for any score;
     the score sets its variance): "layer_mean" the mean over layers of how far each layer's
     vanishing singular value has fallen, on a log scale, from its start toward the threshold;
@@ -268,7 +270,7 @@ class RareConfig(Section):
     method: str = spec("ams", str, choices=("ams", "rate"))
     replicas: int = spec(100, int, lo=2, hi=1_000_000)
     kill: int = spec(10, int, lo=1)
-    runs: int = spec(10, int, lo=2, hi=100_000)
+    runs: int = spec(40, int, lo=2, hi=100_000)
     score: str = spec("layer_mean", str, choices=SCORE_NAMES)
     target_rank: int | None = spec(None, int, lo=0, optional=True)
     max_iterations: int = spec(100_000, int, lo=1)
