@@ -231,19 +231,11 @@ def _merge(parts: Sequence[xr.Dataset], dim: str) -> xr.Dataset:
     out = xr.concat(padded, dim=dim, data_vars="minimal", combine_attrs="override")
     whole = tomllib.loads(parts[0].attrs["config"])
     whole["optimizer"][dim] = values
-    ranks = {
-        name: [r for ds in parts for r in np.atleast_1d(ds.attrs[name])]
-        if dim == "lam"
-        else parts[0].attrs[name]
-        for name in ("start_rank", "target_rank")
-    }
-    out.attrs.update(
-        {
-            "config": config_to_toml(config_from_dict(whole)),
-            **ranks,
-            "wall_time_s": float(sum(ds.attrs["wall_time_s"] for ds in parts)),
-        }
-    )
+    out.attrs["config"] = config_to_toml(config_from_dict(whole))
+    out.attrs["wall_time_s"] = float(sum(ds.attrs["wall_time_s"] for ds in parts))
+    if dim == "lam":  # ranks are per lam; parts of the eta grid keep part 0's (the attrs' own)
+        for name in ("start_rank", "target_rank"):
+            out.attrs[name] = [r for ds in parts for r in np.atleast_1d(ds.attrs[name])]
     return out
 
 

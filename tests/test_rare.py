@@ -170,7 +170,7 @@ def test_results_over_parts_of_the_eta_grid_merge_into_one_padding_their_paths()
     parts = [_rare(CFG.replace(optimizer={"eta": [eta]})) for eta in (0.17, 0.18)]
     n = [part.sizes["reactive"] for part in parts]
     assert n[0] > 0 and n[1] > 1, n  # part 0 cut to one path below: part 1 has more
-    parts[0] = parts[0].isel(reactive=slice(0, 1))  # one path: part 1 has more
+    parts[0] = parts[0].isel(reactive=slice(0, 1))
     whole = merge_etas(parts)
     assert whole["eta"].values.tolist() == [0.17, 0.18]
     assert whole.sizes["reactive"] == n[1] and whole.attrs["start_rank"] == [3]
