@@ -26,11 +26,11 @@ import time
 import jax
 import jax.numpy as jnp
 
-from rankjump.bench import BenchCase, bench_config, kernel_seconds
+from rankjump.bench.cases import BenchCase, bench_config, kernel_seconds
+from rankjump.bench.flops import sgemm_core_gflops, sgemm_peak_gflops, useful_flops_per_step
 from rankjump.dynamics.lanes import matvec, outer
 from rankjump.kernel import compiler_options, tile_for
-from rankjump.peers import sgemm_core_gflops, sgemm_peak_gflops, useful_flops_per_step
-from rankjump.plan import structure_for
+from rankjump.simulation.plan import structure_for
 
 HEADLINE = BenchCase("headline", 20, 4, 1)
 

@@ -30,9 +30,9 @@ import jax
 import numpy as np
 
 from rankjump import Walk, ams, binomial_ci, rare, simulate
-from rankjump.demo import demo_config
-from rankjump.rare_rate import rate_cell
-from rankjump.walk import exact_probability
+from rankjump.cli.demo import demo_config
+from rankjump.rare_events.rate import rate_cell
+from rankjump.rare_events.walk import exact_probability
 
 
 def merit(estimates: np.ndarray, cost_per_run: float) -> tuple[float, float]:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import jax
 
-from rankjump.bench import BenchCase, bench_config, simulate_seconds
+from rankjump.bench.cases import BenchCase, bench_config, simulate_seconds
 
 
 def rate(case: BenchCase, trajectories: int, steps: int, repeats: int) -> dict:

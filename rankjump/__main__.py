@@ -1,5 +1,5 @@
 import sys
 
-from rankjump.cli import main
+from rankjump.cli.main import main
 
 sys.exit(main())

@@ -9,11 +9,12 @@ import numpy as np
 import pytest
 from conftest import np_entry_grads, np_product, small_config
 
-from rankjump.bench import BenchCase, bench_config, cases, run_bench
-from rankjump.flops import flops_per_step
-from rankjump.network import layer_shapes
-from rankjump.side_by_side import checkpoint_ratio, cores_ratio
-from rankjump.timing import best_time
+from rankjump.bench.cases import BenchCase, bench_config, cases
+from rankjump.bench.flops import flops_per_step
+from rankjump.bench.report import run_bench
+from rankjump.bench.side_by_side import checkpoint_ratio, cores_ratio
+from rankjump.bench.timing import best_time
+from rankjump.model.network import layer_shapes
 
 LAM, ETA = 0.05, 0.1
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from rankjump import load_result
-from rankjump.cli import main
-from rankjump.results import REQUIRED_VARS
+from rankjump.cli.main import main
+from rankjump.results.schema import REQUIRED_VARS
 
 SMALL = """
 [task]

@@ -1,4 +1,4 @@
-"""Tests of rankjump.config (validation, TOML round trip) and rankjump.tasks."""
+"""Tests of rankjump.config (validation, TOML round trip) and rankjump.model.tasks."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from rankjump import (
     loads_config,
 )
 from rankjump.config import TaskConfig
-from rankjump.tasks import make_task
+from rankjump.model.tasks import make_task
 
 # ------------------------------------------------------------------ validation
 

@@ -21,8 +21,8 @@ from scipy import stats
 
 from rankjump import dynamics
 from rankjump.config import TaskConfig
-from rankjump.network import data_loss, layer_shapes
-from rankjump.tasks import make_task
+from rankjump.model.network import data_loss, layer_shapes
+from rankjump.model.tasks import make_task
 
 LAM, ETA, LABEL_NOISE, TEMPERATURE, MOMENTUM = 0.05, 0.1, 0.3, 0.02, 0.7
 N_STEPS = 6

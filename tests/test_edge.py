@@ -10,10 +10,11 @@ from conftest import np_entry_grads, small_config
 
 from rankjump.dynamics import TaskArrays, new_hyper, new_state
 from rankjump.dynamics.entrywise import sgd_update
-from rankjump.network import entry_sharpness
-from rankjump.simulate import plan_run, simulate
-from rankjump.starts import eta_edge, save_weights
-from rankjump.tasks import Task
+from rankjump.model.network import entry_sharpness
+from rankjump.model.tasks import Task
+from rankjump.simulation.plan import plan_run
+from rankjump.simulation.runs import simulate
+from rankjump.simulation.starts import eta_edge, save_weights
 
 SHAPES = {
     "depth 1": [(4, 6)],

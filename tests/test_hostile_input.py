@@ -19,9 +19,9 @@ import xarray as xr
 from conftest import small_config
 
 from rankjump import ConfigError, config_to_toml, load_config, load_result, save_weights
-from rankjump.cli import main
-from rankjump.results import ResultError, save_result
-from rankjump.starts import load_weights
+from rankjump.cli.main import main
+from rankjump.results.io import ResultError, save_result
+from rankjump.simulation.starts import load_weights
 
 SHAPES = [(4, 4), (4, 4), (5, 4)]  # small_config's layers
 
@@ -303,7 +303,7 @@ def test_a_signal_during_the_final_write_leaves_no_file_and_says_so(
 def test_an_interrupt_just_after_the_rename_says_the_file_was_written(
     tmp_path, capsys, monkeypatch
 ):
-    import rankjump.results as results
+    import rankjump.results.io as results
 
     config = _write_config(tmp_path / "c.toml", small_config())
     out = tmp_path / "r.nc"
@@ -329,7 +329,7 @@ def test_a_signal_while_a_job_file_is_written_takes_effect_once_it_is_in_place(
     # merges (both job files pass their identity and checksum checks: no note).
     import importlib
 
-    sweep_module = importlib.import_module("rankjump.sweep_files")  # the module
+    sweep_module = importlib.import_module("rankjump.sweeps.files")  # the module
     cfg = small_config(run={"trajectories": 8, "chunk_size": 4})
     config = _write_config(tmp_path / "c.toml", cfg)
     out = tmp_path / "sweep"
@@ -355,7 +355,7 @@ def test_a_signal_while_a_job_file_is_written_takes_effect_once_it_is_in_place(
 
 
 def test_deferred_signals_act_after_the_block():
-    from rankjump.results import deferred_signals
+    from rankjump.results.atomic import deferred_signals
 
     done = []
     with pytest.raises(KeyboardInterrupt):

@@ -1,4 +1,4 @@
-"""Tests of rankjump.network: shapes, product, the entry-wise gradient, balancedness."""
+"""Tests of rankjump.model.network: shapes, product, the entry-wise gradient, balancedness."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from conftest import np_entry_grads, np_product
 
-from rankjump import network
+from rankjump.model import network
 
 # (d_out, d_in, width, depth): depth 1 to 4, never square, d_out != d_in != width.
 SHAPES = [(3, 5, 4, 1), (3, 5, 4, 2), (4, 6, 3, 3), (5, 3, 4, 3), (3, 5, 2, 4), (6, 4, 5, 4)]

@@ -8,8 +8,8 @@ import pytest
 from conftest import small_config
 
 from rankjump import ConfigError, config_to_toml, load_result, loads_config
-from rankjump.cli import main
-from rankjump.overrides import parse_override, with_overrides
+from rankjump.cli.main import main
+from rankjump.config.overrides import parse_override, with_overrides
 
 
 @pytest.mark.parametrize(

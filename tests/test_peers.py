@@ -1,4 +1,4 @@
-"""Tests of rankjump.peers and rankjump.peer_steps: the torch peers against a NumPy float64
+"""Tests of rankjump.bench.peers and rankjump.bench.peer_steps: the torch peers against a NumPy float64
 reference of the SGD step (docs/theory.md).
 
 The reference applies, for B sampled observed entries (i, j),
@@ -17,9 +17,10 @@ import math
 import numpy as np
 import pytest
 
-from rankjump import peers
-from rankjump.network import layer_shapes
-from rankjump.peer_steps import batched_steps, naive_steps
+from rankjump.bench import peers
+from rankjump.bench.peer_steps import batched_steps, naive_steps
+from rankjump.model.network import layer_shapes
+from rankjump.runtime.cores import available_cores
 
 torch = pytest.importorskip("torch")
 
@@ -192,7 +193,7 @@ def test_timed_peers_smoke():
         1,
     )
     every = peers.torch_batched(cfg, 8, 5, repeats=1)  # every core by default
-    assert every.threads == peers.available_cores()
+    assert every.threads == available_cores()
     assert torch.get_num_threads() == threads_before  # restored
 
     gd = cfg.replace(optimizer={"kind": "gd"})

@@ -13,10 +13,11 @@ from matplotlib.collections import PolyCollection
 from matplotlib.container import BarContainer
 from matplotlib.figure import Figure
 
-from rankjump import plots, plots_cli
+from rankjump import plots
+from rankjump.cli import plot as plots_cli
 from rankjump.config import config_to_toml
-from rankjump.results import save_result
-from rankjump.stats import analyze
+from rankjump.results.io import save_result
+from rankjump.stats.analysis import analyze
 
 K = 4  # stored singular values
 

@@ -15,12 +15,12 @@ from matplotlib.container import ErrorbarContainer
 from matplotlib.figure import Figure
 from test_plots import jumps, make_ds
 
-from rankjump.cli import main
-from rankjump.demo import demo_config
+from rankjump.cli.demo import demo_config
+from rankjump.cli.main import main
 from rankjump.plots import fit_rare_probability, plot_rare_probability
-from rankjump.rare import rare
-from rankjump.results import save_result
-from rankjump.stats import analyze
+from rankjump.rare_events.grid import rare
+from rankjump.results.io import save_result
+from rankjump.stats.analysis import analyze
 
 LAM, ETAS, STEPS = 0.002, [0.17, 0.19], 12000
 

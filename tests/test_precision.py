@@ -11,7 +11,7 @@ import textwrap
 import jax
 import pytest
 
-from rankjump.precision import float64_scope, with_float64
+from rankjump.runtime.precision import float64_scope, with_float64
 
 SCRIPT = textwrap.dedent(
     """

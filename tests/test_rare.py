@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 
 from rankjump import ConfigError, binomial_ci, config_to_toml, loads_config, simulate
-from rankjump.cli import main
-from rankjump.demo import demo_config
+from rankjump.cli.demo import demo_config
+from rankjump.cli.main import main
 from rankjump.plots import plot_rare_probability
-from rankjump.rare import merge_etas, merge_lams, rare
-from rankjump.rare_network import NetworkProcess
+from rankjump.rare_events.grid import merge_etas, merge_lams, rare
+from rankjump.rare_events.network import NetworkProcess
 
 # The demo's network at eta 0.17: jumps within 16,000 steps have P of about 0.01 (entering B_2
 # takes the collapse of a layer's mode and then about 9,000 steps of weight decay). With so few
@@ -133,7 +133,7 @@ def test_splitting_agrees_with_plain_monte_carlo_on_the_network():
 
 
 def test_a_cell_whose_runs_all_died_out_has_no_upper_end():
-    from rankjump.rare_cli import format_rare
+    from rankjump.cli.rare import format_rare
 
     ds = _rare(CFG).copy(deep=True)
     ds["p"][:] = 0.0

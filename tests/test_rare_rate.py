@@ -13,21 +13,21 @@ import pytest
 from scipy import stats
 
 from rankjump import ConfigError, binomial_ci, simulate
-from rankjump.demo import demo_config
+from rankjump.cli.demo import demo_config
+from rankjump.cli.rare import format_rare, rare_to_dict
 from rankjump.dynamics import TaskArrays, materialize, new_hyper, new_state
 from rankjump.dynamics.entrywise import sgd_update
-from rankjump.network import entry_sharpness
-from rankjump.precision import with_float64
-from rankjump.rare import rare
-from rankjump.rare_cli import format_rare, rare_to_dict
-from rankjump.rare_network import NetworkProcess
-from rankjump.rare_rate import (
+from rankjump.model.network import entry_sharpness
+from rankjump.rare_events.grid import rare
+from rankjump.rare_events.network import NetworkProcess
+from rankjump.rare_events.rate import (
     BASIN,
     RATE_RUN_VARIABLES,
     RATE_VARIABLES,
     rate_cell,
     rate_variables,
 )
+from rankjump.runtime.precision import with_float64
 
 # The demo's network at eta 0.18, where kicks are frequent: small windows keep this fast.
 CFG = demo_config().replace(

@@ -20,9 +20,10 @@ from test_config import BAD
 from test_sweep import GRID, _assert_same_result, _simulated
 
 from rankjump import Config, ConfigError, config_to_toml, load_result, loads_config, save_result
-from rankjump.cli import main
-from rankjump.cluster import SubmititExecutor
-from rankjump.sweep import JOBS, SweepError, sweep
+from rankjump.cli.main import main
+from rankjump.sweeps.cluster import SubmititExecutor
+from rankjump.sweeps.files import JOBS, SweepError
+from rankjump.sweeps.jobs import sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 

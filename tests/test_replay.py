@@ -10,10 +10,10 @@ import pytest
 from conftest import np_entry_grads, np_product, small_config
 
 from rankjump import load_result, save_result, save_weights, simulate
-from rankjump.cli import main
-from rankjump.replay_plot import collapse_summary, plot_replay, sample_excess
-from rankjump.replays import ReplayError, jump_window, replay
-from rankjump.tasks import make_task
+from rankjump.cli.main import main
+from rankjump.model.tasks import make_task
+from rankjump.plots.replay import collapse_summary, plot_replay, sample_excess
+from rankjump.simulation.replays import ReplayError, jump_window, replay
 
 RECORD_VARS = ("rank", "layer_rank", "end_rank", "sv", "loss", "data_loss", "param_norm2")
 LAM, ETA = 1e-2, 0.05

@@ -1,4 +1,4 @@
-"""Tests of rankjump.simulate and rankjump.results: batching invariances, recompilation,
+"""Tests of rankjump.simulation.runs and rankjump.results.io: batching invariances, recompilation,
 rank invariance of exactly low-rank starts, divergence, and the result file.
 
 Compilation dominates the cost here (several seconds a program on two cores), so the tests share
@@ -37,12 +37,13 @@ from rankjump.kernel import (
     tile_for,
     trace_count,
 )
-from rankjump.network import init_gaussian, layer_shapes
-from rankjump.plan import structure_for
-from rankjump.ranks import thresholds_for
-from rankjump.starts import gd_minimum, load_weights, save_weights
-from rankjump.tasks import make_task
-from rankjump.theory import mode_minima
+from rankjump.model.network import init_gaussian, layer_shapes
+from rankjump.model.ranks import thresholds_for
+from rankjump.model.tasks import make_task
+from rankjump.model.theory import mode_minima
+from rankjump.simulation.minima import gd_minimum
+from rankjump.simulation.plan import structure_for
+from rankjump.simulation.starts import load_weights, save_weights
 
 RECORD_VARS = (
     "rank",
@@ -340,7 +341,7 @@ def test_cache_tiles_do_not_change_trajectories(monkeypatch, dtype, rtol):
     assert tile_for(30, 8) == 8
     assert tile_for(30, structure_for(cfg).tile) == 30
     whole = _sim(cfg)
-    monkeypatch.setattr("rankjump.plan.tile_lanes", lambda shapes, dt: 8)
+    monkeypatch.setattr("rankjump.simulation.plan.tile_lanes", lambda shapes, dt: 8)
     assert structure_for(cfg).tile == 8
     tiled = simulate(cfg, progress=False)
     _assert_records_equal(tiled, whole, rtol=rtol)
@@ -579,7 +580,7 @@ def test_simulate_with_momentum_from_the_command_line(tmp_path):
     # `rankjump simulate` with kind sgd_momentum records ranks, and its file says the kind and
     # the momentum; the run is the lanes-last chunk step of the kind, trajectories differ from
     # plain SGD's at the same eta.
-    from rankjump.cli import main
+    from rankjump.cli.main import main
     from rankjump.config import config_to_toml
 
     cfg = small_config(optimizer={"kind": "sgd_momentum", "momentum": 0.5})

@@ -1,4 +1,4 @@
-"""Singular values without LAPACK (rankjump.spectra) against NumPy's SVD.
+"""Singular values without LAPACK (rankjump.model.spectra) against NumPy's SVD.
 
 Stated accuracy: a value comes out within ``ATOL[dtype] * s_1`` of LAPACK's (both are backward
 stable: the reduction to bidiagonal form moves singular values by O(eps ||X||)). So a count
@@ -13,10 +13,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rankjump import spectra
-from rankjump.ranks import REL_FLOOR
-from rankjump.ranks import count_above as count_sorted
-from rankjump.spectra import lanes_last_tiles, stack_square
+from rankjump.model import spectra
+from rankjump.model.ranks import REL_FLOOR
+from rankjump.model.ranks import count_above as count_sorted
+from rankjump.model.spectra import lanes_last_tiles, stack_square
 
 # Compiled once per shape (run op by op, the loops' many small operations dispatch slowly).
 bidiagonal = jax.jit(spectra.bidiagonal)
@@ -138,7 +138,7 @@ def test_rank_cut_matches_the_host_rule():
     s = jnp.asarray([[2.0, 1.0, 1e-6, 1e-12], [1.0, 0.5, 0.1, 0.0]])
     x = jnp.stack([jnp.diag(row) for row in s], -1)
     d, e = bidiagonal(x)
-    from rankjump.ranks import rank_cut
+    from rankjump.model.ranks import rank_cut
 
     for eps in (0.0, 1e-8, 0.3):
         for floor in (REL_FLOOR["float64"], REL_FLOOR["float32"]):

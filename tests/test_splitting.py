@@ -1,4 +1,4 @@
-"""Tests of the generalized AMS engine (rankjump.splitting) on the +-1 walk (rankjump.walk).
+"""Tests of the generalized AMS engine (rankjump.rare_events.splitting) on the +-1 walk (rankjump.rare_events.walk).
 
 Statistical tests use fixed keys and state their significance: how often each would fail for a
 fresh key if the code were right. Shapes are shared between tests so that jit compiles few
@@ -19,9 +19,9 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from rankjump.intervals import markov_lower
-from rankjump.splitting import ams, kill_rule, summarize
-from rankjump.walk import Walk, exact_probability
+from rankjump.rare_events.splitting import ams, kill_rule
+from rankjump.rare_events.walk import Walk, exact_probability
+from rankjump.stats.intervals import markov_lower, summarize
 
 KEY = jax.random.PRNGKey(20240601)
 SMALL = dict(replicas=32, kill=3, runs=32, steps=40, every=4)  # the shared 32 x 32 shape

@@ -1,4 +1,4 @@
-"""Tests of rankjump.intervals, rankjump.stats and the `stats` subcommand."""
+"""Tests of rankjump.stats.intervals, rankjump.stats.analysis and the `stats` subcommand."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ import pytest
 import xarray as xr
 from scipy import stats
 
-from rankjump.intervals import binomial_ci, upper_bound
-from rankjump.stats import analyze
-from rankjump.stats_cli import add_parser, format_report
+from rankjump.cli.stats import add_parser, format_report
+from rankjump.stats.analysis import analyze
+from rankjump.stats.intervals import binomial_ci, upper_bound
 
 LEVELS = (0.8, 0.95, 0.99)
 NS = (1, 2, 3, 7, 20, 101, 1000)
@@ -490,8 +490,8 @@ def test_bad_files_exit_2_with_one_line(hand, tmp_path, capsys):
 
 
 def test_stats_and_plot_refuse_a_bad_file_with_the_same_line(hand, tmp_path, capsys):
-    from rankjump.cli import main
-    from rankjump.results import RESULT_SCHEMA
+    from rankjump.cli.main import main
+    from rankjump.results.schema import RESULT_SCHEMA
 
     text = tmp_path / "notes.txt"
     text.write_text("not netCDF\n")

@@ -30,16 +30,17 @@ from rankjump import (
     simulate,
     sweep,
 )
-from rankjump.cli import main
+from rankjump.cli.main import main
 from rankjump.dynamics import TaskArrays, new_hyper
 from rankjump.kernel import compiled_chunk, new_lane_params, split_lane_key
-from rankjump.network import init_gaussian
-from rankjump.plan import structure_for
-from rankjump.simulate import plan_run, run_chunks, shared_starts
-from rankjump.starts import MinimaCache
-from rankjump.sweep import JOBS, InlineExecutor
-from rankjump.tasks import make_task
-from rankjump.theory import mode_minima
+from rankjump.model.network import init_gaussian
+from rankjump.model.tasks import make_task
+from rankjump.model.theory import mode_minima
+from rankjump.simulation.plan import plan_run, structure_for
+from rankjump.simulation.runs import run_chunks
+from rankjump.simulation.starts import MinimaCache, shared_starts
+from rankjump.sweeps.files import JOBS
+from rankjump.sweeps.jobs import InlineExecutor
 
 # 2 x 2 cells x 6 trajectories = 24 lanes in 6 chunks of 4.
 GRID = small_config(

@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rankjump import SweepError, load_result, merge, save_result, save_weights, simulate, sweep
-from rankjump.sweep import JOBS, MANIFEST, RESULT, STARTS
+from rankjump.sweeps.files import JOBS, MANIFEST, RESULT, STARTS
 
 CFG = small_config(
     network={"init": "gd_minimum"},

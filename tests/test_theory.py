@@ -1,4 +1,4 @@
-"""Tests of rankjump.theory, rankjump.ranks and GD minima against docs/theory.md's closed forms."""
+"""Tests of rankjump.model.theory, rankjump.model.ranks and GD minima against docs/theory.md's closed forms."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rankjump import theory
 from rankjump.config import NetworkConfig, TaskConfig
-from rankjump.ranks import REL_FLOOR, count_above, thresholds_for
-from rankjump.starts import NotConvergedError, gd_minimum
-from rankjump.tasks import make_task
+from rankjump.model import theory
+from rankjump.model.ranks import REL_FLOOR, count_above, thresholds_for
+from rankjump.model.tasks import make_task
+from rankjump.simulation.minima import NotConvergedError, gd_minimum
 
 # ------------------------------------------------------------------ mode_minimum
 

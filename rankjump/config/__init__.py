@@ -7,6 +7,7 @@ field has a type and an allowed range; a bad value raises :class:`ConfigError` (
 Unknown keys get the closest valid key suggested.
 """
 
+from rankjump.config.demo import DEMO_CONFIG, demo_config
 from rankjump.config.fields import ConfigError
 from rankjump.config.sections import (
     NetworkConfig,
@@ -20,6 +21,7 @@ from rankjump.config.toml import config_from_dict, config_to_toml, load_config, 
 from rankjump.config.whole import SECTIONS, Config
 
 __all__ = [
+    "DEMO_CONFIG",
     "SECTIONS",
     "Config",
     "ConfigError",
@@ -31,6 +33,7 @@ __all__ = [
     "TaskConfig",
     "config_from_dict",
     "config_to_toml",
+    "demo_config",
     "load_config",
     "loads_config",
 ]

@@ -106,7 +106,7 @@ class NetworkConfig(Section):
 
 KINDS = ("sgd", "gd", "label_noise", "langevin", "sgd_momentum")  # optimizer.kind
 ENTRYWISE_KINDS = ("sgd", "label_noise", "sgd_momentum")  # those that sample observed entries
-# rare.score, rare.commit_score (rankjump.rare_network.SCORES)
+# rare.score, rare.commit_score (rankjump.rare_events.network.SCORES)
 SCORE_NAMES = ("layer_mean", "largest_layer", "smallest_layer", "lead_mean")
 
 
@@ -222,7 +222,7 @@ class RankConfig(Section):
     """How ranks are judged.
 
     ``threshold``: per-layer singular values above it count; "auto" uses the absorption bound
-    ``safety * (2 lam / rho)^(1/(L-2))`` (docs/theory.md; :func:`rankjump.ranks.thresholds_for`).
+    ``safety * (2 lam / rho)^(1/(L-2))`` (docs/theory.md; :func:`rankjump.model.ranks.thresholds_for`).
     ``rule``: how per-layer ranks make the network's rank (the recorded ``rank``):
     "all_layers" (default) the largest per-layer rank, so rank <= r means every layer has at most
     r singular values above threshold (the absorbing set B_r); "any_layer" the smallest (the
@@ -239,7 +239,7 @@ class RankConfig(Section):
 
 @dataclass(frozen=True)
 class RareConfig(Section):
-    """Rare jumps by adaptive multilevel splitting (``rankjump rare``; :mod:`rankjump.splitting`).
+    """Rare jumps by adaptive multilevel splitting (``rankjump rare``; :mod:`rankjump.rare_events.splitting`).
 
     Per (lam, eta) cell, ``runs`` independent runs of ``replicas`` replicas each estimate the
     probability of entering B_{target_rank} within ``run.steps`` from the configured start;
@@ -254,7 +254,7 @@ class RareConfig(Section):
     "smallest_layer" for the smallest; "lead_mean" the mean of "smallest_layer" and "layer_mean".
     ``target_rank``: default one below the start rank.
 
-    ``method = "rate"`` (:mod:`rankjump.rare_rate`) estimates instead the rate of kicks out of
+    ``method = "rate"`` (:mod:`rankjump.rare_events.rate`) estimates instead the rate of kicks out of
     the start's basin: windows of ``window`` steps (scored every ``window_every``) start from
     ``pool`` basin states (after ``burn_in`` steps); a kick is a layer's vanishing value below
     ``kick`` times its start value; the kicked states are continued over ``commit_steps`` steps

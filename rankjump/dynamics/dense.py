@@ -17,7 +17,7 @@ import optax
 
 from rankjump.dynamics.samples import dense_draws
 from rankjump.dynamics.types import Dynamics, Hyper, State, TaskArrays, materialize, new_hyper
-from rankjump.network import data_loss
+from rankjump.model.network import data_loss
 
 __all__ = ["dense_dynamics", "gd", "langevin", "optax_chain"]
 

@@ -5,7 +5,7 @@
 with r_ij = A_theta[i, j] - y_ij (label noise: y_ij + label_noise * xi, xi fresh N(0, 1)).
 
 Lazy weight decay: with W_l = c M_l (the state's ``scale`` c) and the unscaled vectors a_l, b_l
-of :func:`rankjump.network.entry_vectors` computed from the M_l, the prediction is
+of :func:`rankjump.model.network.entry_vectors` computed from the M_l, the prediction is
 c^L a_l . M_l b_l and the step becomes c' = (1 - 2 eta lam) c, M_l -= g a_l b_l^T with
 g = 2 eta r c^(L-2) / (B (1 - 2 eta lam)): the decay is one scalar multiply, and since b_1 = e_j
 and a_L = e_i the first and last layers change in one column and one row.
@@ -22,7 +22,7 @@ import jax.numpy as jnp
 from rankjump.dynamics.lanes import entry_vectors_lanes, outer
 from rankjump.dynamics.samples import entry_draws
 from rankjump.dynamics.types import Dynamics, Hyper, State, TaskArrays, Update
-from rankjump.network import entry_vectors
+from rankjump.model.network import entry_vectors
 
 __all__ = ["label_noise", "sgd", "sgd_update", "sgd_update_lanes", "targets"]
 

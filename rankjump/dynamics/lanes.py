@@ -6,7 +6,7 @@ multiply-reduce loops over contiguous lanes, which XLA vectorizes across network
 one-network step makes tiny per-network matrix-vector products instead). Column j of W_1 and row
 i of W_L are read through one-hot vectors, which costs a pass over those layers but keeps every
 access contiguous (gathers and scatters are slower here). :func:`entry_vectors_lanes` is the
-lanes-last equal of :func:`rankjump.network.entry_vectors`, the one definition of the gradient.
+lanes-last equal of :func:`rankjump.model.network.entry_vectors`, the one definition of the gradient.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def outer(g, a, b):
 
 
 def entry_vectors_lanes(weights, rows, cols):
-    """:func:`rankjump.network.entry_vectors` for B entries of each of a chunk of networks.
+    """:func:`rankjump.model.network.entry_vectors` for B entries of each of a chunk of networks.
 
     Args:
         weights: W_1 .. W_L, each (rows, cols, lanes).

@@ -23,7 +23,7 @@ import jax.numpy as jnp
 from rankjump.dynamics.lanes import entry_vectors_lanes, outer
 from rankjump.dynamics.samples import entry_draws
 from rankjump.dynamics.types import Dynamics, Hyper, State, TaskArrays, Update, materialize
-from rankjump.network import entry_grad
+from rankjump.model.network import entry_grad
 
 __all__ = ["heavy_ball", "momentum_update", "momentum_update_lanes"]
 

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array
 
-from rankjump.network import Weights
+from rankjump.model.network import Weights
 
 __all__ = [
     "Dynamics",
@@ -61,7 +61,7 @@ class TaskArrays(NamedTuple):
 
     @classmethod
     def of(cls, task, dtype) -> TaskArrays:
-        """A task's observed entries (``rankjump.tasks.Task``) as arrays, targets in ``dtype``."""
+        """A task's observed entries (``rankjump.model.tasks.Task``) as arrays, targets in ``dtype``."""
         return cls(
             rows=jnp.asarray(task.rows), cols=jnp.asarray(task.cols), y=jnp.asarray(task.y, dtype)
         )

@@ -8,7 +8,7 @@
 - :mod:`~rankjump.kernel.chunk`: the compiled programs and their progress hook (:data:`PROGRESS`).
 
 A :class:`Structure` is made from a configuration and the devices by
-:func:`rankjump.plan.structure_for` (also reachable here as ``structure_for``).
+:func:`rankjump.simulation.plan.structure_for`: the kernel knows no configuration.
 """
 
 from rankjump.kernel.chunk import (
@@ -49,18 +49,8 @@ __all__ = [
     "run_lanes",
     "set_listener",
     "split_lane_key",
-    "structure_for",
     "tile_for",
     "tile_lanes",
     "trace_count",
 ]
 
-
-def __getattr__(name):
-    """``structure_for`` lives with the run plan (:mod:`rankjump.plan`), which imports the
-    kernel; it is looked up there on first use."""
-    if name == "structure_for":
-        from rankjump.plan import structure_for
-
-        return structure_for
-    raise AttributeError(f"module 'rankjump.kernel' has no attribute {name!r}")

@@ -22,7 +22,7 @@ from rankjump.kernel.layout import options_for
 from rankjump.kernel.records import record
 from rankjump.kernel.stepping import advance
 from rankjump.kernel.types import LaneParams, Structure
-from rankjump.network import init_balanced, init_gaussian
+from rankjump.model.network import init_balanced, init_gaussian
 
 __all__ = [
     "PROGRESS",

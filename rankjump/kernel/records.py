@@ -4,7 +4,7 @@ A non-finite or exploding network is marked dead at its first such checkpoint: i
 are NaN (reals) or -1 (ranks) from then on, and its weights and optimizer state are zeroed so
 that it costs no more than a live lane.
 
-Ranks and singular values come from :mod:`rankjump.spectra` (Householder bidiagonalization,
+Ranks and singular values come from :mod:`rankjump.model.spectra` (Householder bidiagonalization,
 Sturm counts and bisection, lanes last, in cache tiles): no LAPACK call, so the program runs on
 a CPU split into several devices, and it costs a fraction of a full singular value decomposition
 of every layer and of A_theta.
@@ -17,9 +17,9 @@ import jax.numpy as jnp
 
 from rankjump.dynamics import State, TaskArrays, materialize
 from rankjump.kernel.types import LaneParams, Record, Structure
-from rankjump.network import data_loss, imbalance, param_norm2, product
-from rankjump.ranks import REL_FLOOR, network_rank, spectral_ranks
-from rankjump.spectra import lanes_last_tiles
+from rankjump.model.network import data_loss, imbalance, param_norm2, product
+from rankjump.model.ranks import REL_FLOOR, network_rank, spectral_ranks
+from rankjump.model.spectra import lanes_last_tiles
 
 __all__ = ["record", "spectral_record"]
 
@@ -29,7 +29,7 @@ def spectral_record(weights, end, thr_layer, thr_end, s: Structure):
     A_theta (d_out, d_in, lanes), thresholds (lanes,)).
 
     The layers and A_theta are reduced together, and one bisection finds every value the record
-    needs (:func:`rankjump.ranks.spectral_ranks`).
+    needs (:func:`rankjump.model.ranks.spectral_ranks`).
 
     Returns:
         ``(layer_rank (L, lanes), end_rank (lanes,), sv (k, lanes), layer_sv (L, n, lanes))``:

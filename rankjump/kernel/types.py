@@ -16,7 +16,7 @@ __all__ = ["LaneParams", "Record", "Structure", "new_lane_params"]
 
 class Structure(NamedTuple):
     """Static settings: they pick the compiled program (hashable). Made from a configuration
-    by :func:`rankjump.plan.structure_for`."""
+    by :func:`rankjump.simulation.plan.structure_for`."""
 
     kind: str
     shapes: tuple
@@ -31,7 +31,7 @@ class Structure(NamedTuple):
     n_phases: int = 1  # constant phases of the lam / eta schedule
     tile: int = 0  # lanes stepped together while their weights stay in cache (0: the whole chunk)
     platform: str = "cpu"  # of the devices the program runs on
-    rule: str = "all_layers"  # the rank rule (rankjump.ranks.RULES)
+    rule: str = "all_layers"  # the rank rule (rankjump.model.ranks.RULES)
     layer_sv: bool = False  # record the per-layer singular values (replays)
 
     @property

@@ -16,7 +16,8 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from rankjump.plots.common import Cell
-from rankjump.stats import CellReport, Proportion, Report, analyze
+from rankjump.stats.analysis import analyze
+from rankjump.stats.reports import CellReport, Proportion, Report
 
 __all__ = [
     "cell_ranks",

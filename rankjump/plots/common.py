@@ -15,7 +15,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
-from rankjump.stats import CellReport
+from rankjump.stats.reports import CellReport
 
 __all__ = [
     "DPI",

@@ -26,7 +26,7 @@ from rankjump.plots.common import (
     set_title,
     step_axis,
 )
-from rankjump.stats import Report
+from rankjump.stats.reports import Report
 
 __all__ = ["plot_final_rank", "plot_rank_fractions"]
 

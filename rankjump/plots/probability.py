@@ -11,7 +11,7 @@ from matplotlib.figure import Figure
 
 from rankjump.plots.cells import check_report, find_cell, r_label, reached
 from rankjump.plots.common import LEGEND_ABOVE, diverged_note, set_title
-from rankjump.stats import CellReport, Proportion, Report
+from rankjump.stats.reports import CellReport, Proportion, Report
 
 __all__ = ["LogPFit", "fit_log_probability", "plot_jump_probability", "plot_log_probability"]
 

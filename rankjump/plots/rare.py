@@ -15,7 +15,6 @@ import xarray as xr
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from rankjump.intervals import markov_lower
 from rankjump.plots.common import DPI, LEGEND_ABOVE, describe, run_config, set_title
 from rankjump.plots.rare_points import (
     RareEvent,
@@ -25,6 +24,7 @@ from rankjump.plots.rare_points import (
     rare_event,
 )
 from rankjump.plots.save import check_formats, write_figures
+from rankjump.stats.intervals import markov_lower
 
 __all__ = ["plot_rare_probability", "save_rare"]
 

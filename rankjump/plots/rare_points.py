@@ -2,7 +2,7 @@
 result estimates, the weighted fit of its ln p, and the plain Monte Carlo proportions of the same
 event in ``rankjump simulate`` results.
 
-A rare result (:mod:`rankjump.rare`) holds per (lam, eta) cell the mean ``p`` of the runs'
+A rare result (:mod:`rankjump.rare_events.grid`) holds per (lam, eta) cell the mean ``p`` of the runs'
 estimates with a t interval on ln p (``log_p_lo``, ``log_p_hi``), and per run its estimate and
 whether it went extinct (estimate 0) or stopped unfinished (no estimate). Its attrs name the start
 and target rank of every lam; B_target = {rank <= target}.
@@ -18,7 +18,8 @@ import xarray as xr
 
 from rankjump.plots.common import run_config
 from rankjump.plots.probability import LogPFit
-from rankjump.stats import Proportion, Report, analyze
+from rankjump.stats.analysis import analyze
+from rankjump.stats.reports import Proportion, Report
 
 __all__ = [
     "MonteCarloPoints",
@@ -138,7 +139,7 @@ def monte_carlo_points(mc: xr.Dataset, event: RareEvent) -> MonteCarloPoints:
     intervals at the rare result's level, conditioned on its start rank when all lam share one.
 
     Raises:
-        ValueError: For a Dataset that ``rankjump.stats.analyze`` refuses.
+        ValueError: For a Dataset that ``rankjump.stats.analysis.analyze`` refuses.
     """
     report = analyze(mc, level=event.level, start_rank=event.start())
     series: dict[float, list[tuple[float, Proportion]]] = {}

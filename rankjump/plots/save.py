@@ -12,7 +12,7 @@ from rankjump.plots.common import DPI
 from rankjump.plots.occupancy import plot_final_rank, plot_rank_fractions
 from rankjump.plots.probability import plot_jump_probability, plot_log_probability
 from rankjump.plots.trajectories import plot_singular_values, plot_transitions
-from rankjump.stats import analyze
+from rankjump.stats.analysis import analyze
 
 __all__ = ["check_formats", "save_all", "write_figures"]
 

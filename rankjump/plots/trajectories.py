@@ -18,7 +18,7 @@ from rankjump.plots.cells import (
     select_cells,
 )
 from rankjump.plots.common import MAX_CELLS, Cell, cell_name, diverged_note, set_title, step_axis
-from rankjump.stats import CellReport, Report
+from rankjump.stats.reports import CellReport, Report
 
 __all__ = ["plot_singular_values", "plot_transitions"]
 

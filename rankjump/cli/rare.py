@@ -1,0 +1,135 @@
+"""The `rankjump rare CONFIG.toml --out FILE` subcommand (:func:`rankjump.rare_events.grid.rare`)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from rankjump.cli.command import add_set, config_of
+from rankjump.results.io import check_output_file
+from rankjump.stats.intervals import markov_lower
+
+__all__ = ["add_parser", "format_rare", "rare_to_dict", "run"]
+
+
+# Per-cell numbers of the rate method (rankjump.rare_events.rate.rate_variables) in its table and JSON.
+RATE_COLUMNS = (("kick_p", "kick/window"), ("committor", "committor"))
+
+
+def format_rare(ds) -> str:
+    """The table of a rare result: per cell p, its interval, the lower end that holds whatever the
+    runs' law (:func:`rankjump.stats.intervals.markov_lower`), finished and extinct runs, cost,
+    eta / eta_edge (the start's edge of stability) and, by the rate method, the probability of a
+    kick per window and the committor of the kicked states."""
+    level = ds.attrs["level"]
+    interval = f"{level:.0%} interval"
+    edge = "eta_edge" in ds
+    extra = [(v, h) for v, h in RATE_COLUMNS if v in ds]
+    head = f"{'lam':>8} {'eta':>8} {'p':>10} {interval:>24} {'any-law lo':>10}"
+    head += f" {'runs done':>9} {'extinct':>7}"
+    head += f" {'traj-steps':>11}" + (f" {'eta/edge':>8}" if edge else "")
+    lines, unbounded = [head + "".join(f" {h:>11}" for _, h in extra)], False
+    for lam in ds["lam"].values:
+        for eta in ds["eta"].values:
+            c = ds.sel(lam=lam, eta=eta)
+            hi = float(c["p_hi"])
+            unbounded |= hi != hi and float(c["p"]) == 0.0
+            ci = f"[{float(c['p_lo']):.3g}, {'none' if hi != hi else format(hi, '.3g')}]"
+            done = f"{int(c['run_finished'].sum())}/{c.sizes['run']}"
+            extinct, cost = int(c["run_extinct"].sum()), int(c["run_cost"].sum())
+            low = markov_lower(float(c["p"]), level)
+            line = (
+                f"{lam:>8g} {eta:>8g} {float(c['p']):>10.3g} {ci:>24} {low:>10.3g} {done:>9}"
+                f" {extinct:>7} {cost:>11.3g}"
+            )
+            line += f" {eta / float(c['eta_edge']):>8.2f}" if edge else ""
+            lines.append(line + "".join(f" {float(c[v]):>11.3g}" for v, _ in extra))
+    lines.append(
+        f"any-law lo: {(1 - level) / 2:g} p, a lower end that holds whatever the law of the runs'"
+        " estimates (Markov's inequality); the t interval's needs their mean near normal"
+    )
+    if unbounded and ds.attrs.get("method") == "rate":
+        lines.append(
+            "p = 0 with no upper end: no run found a kick that committed (runs whose kick "
+            "splitting died out are counted under extinct), which bounds nothing "
+            "(docs/theory.md, section 6)"
+        )
+    elif unbounded:
+        lines.append(
+            "p = 0 with no upper end: every run estimated 0 (died out: all replicas tied at a "
+            "level), which bounds nothing; the score cannot separate replicas there "
+            "(docs/theory.md, section 6)"
+        )
+    return "\n".join(lines)
+
+
+def rare_to_dict(ds) -> dict:
+    """A rare result as JSON-ready values (NaN as None): per cell p, intervals, runs, eta_edge
+    and the rate method's own numbers (:data:`rankjump.rare_events.rate.RATE_VARIABLES`)."""
+
+    from rankjump.rare_events.rate import RATE_RUN_VARIABLES, RATE_VARIABLES
+
+    def num(x):
+        x = float(x)
+        return None if x != x or x in (float("inf"), float("-inf")) else x
+
+    cells = []
+    for lam in ds["lam"].values:
+        for eta in ds["eta"].values:
+            c = ds.sel(lam=lam, eta=eta)
+            cells.append(
+                {
+                    "lam": float(lam),
+                    "eta": float(eta),
+                    "p": num(c["p"]),
+                    "ci": [num(c["p_lo"]), num(c["p_hi"])],
+                    "log_ci": [num(c["log_p_lo"]), num(c["log_p_hi"])],
+                    "lo_any_law": num(markov_lower(float(c["p"]), ds.attrs["level"])),
+                    "run_estimates": [num(x) for x in c["run_estimate"].values],
+                    "runs_finished": int(c["run_finished"].sum()),
+                    "cost": int(c["run_cost"].sum()),
+                    **{v: num(c[v]) for v in ("eta_edge", *RATE_VARIABLES) if v in ds},
+                    **{v: [num(x) for x in c[v].values] for v in RATE_RUN_VARIABLES if v in ds},
+                }
+            )
+    keys = ("method", "score", "start_rank", "target_rank", "level")
+    return {"kind": "rare", **{k: ds.attrs.get(k) for k in keys}, "cells": cells}
+
+
+def run(args: argparse.Namespace) -> int:
+    """Runs `rankjump rare`: estimates every cell, writes the result, prints the table."""
+    from rankjump.rare_events.grid import rare
+    from rankjump.results.io import save_result
+
+    cfg = config_of(args)
+    out = Path(args.out)
+    replaced = check_output_file(out)
+    r = cfg.rare
+    how = (
+        f"windows of {r.window} steps scored every {r.window_every}, kick at {r.kick:g} x the "
+        f"start value, {r.pool} basin replicas after {r.burn_in} steps"
+        if r.method == "rate"
+        else f"score {r.score}, checkpoints every {cfg.run.record_every}"
+    )
+    print(
+        f"rankjump rare: {r.method}, {r.runs} runs x {r.replicas} replicas (kill {r.kill}), "
+        f"horizon {cfg.run.steps} steps, {how}"
+    )
+    ds = rare(cfg, progress=not args.quiet)
+    save_result(ds, out)
+    print("\n" + format_rare(ds))
+    print(f"{'replaced' if replaced else 'wrote'} {out}  ({ds.attrs['wall_time_s']:.1f} s)")
+    return 0
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Register `rare` on the command's subparsers."""
+    p = subparsers.add_parser(
+        "rare", help="jump probabilities too small for plain Monte Carlo, by splitting -> FILE"
+    )
+    p.add_argument("config", metavar="CONFIG.toml")
+    p.add_argument("--out", required=True, metavar="FILE", help="result file (netCDF) to write")
+    p.add_argument("--quiet", action="store_true", help="no per-cell progress lines")
+    add_set(p)
+    p.set_defaults(func=run)
+    return p

@@ -1,0 +1,240 @@
+"""The `rankjump stats FILE` subcommand: a readable table of `rankjump.stats.analysis.analyze`, or JSON."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from rankjump.model.ranks import RULE_TEXT
+from rankjump.results.io import ResultError, load_result, result_kind
+from rankjump.stats.analysis import ON_CHOICES, analyze
+from rankjump.stats.intervals import CI_METHODS
+from rankjump.stats.reports import CellReport, Proportion, RankSet, Report, UpwardCheck
+
+__all__ = ["add_parser", "format_report", "run"]
+
+_EVENTS_SHOWN = 5
+
+
+def _level(text: str) -> float:
+    """argparse type for --level: a float in (0, 1)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0.0 < value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be a number in (0, 1), got {text!r}")
+    return value
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Registers `stats` on a subparsers object; the parser's default `func` is `run`.
+
+    Args:
+        subparsers: The object `ArgumentParser.add_subparsers()` returned.
+
+    Returns:
+        The new `stats` parser.
+    """
+    parser = subparsers.add_parser(
+        "stats",
+        help="transition table, probabilities with CIs, upward check",
+        description="Jump statistics of a result file, one block per (lam, eta) cell.",
+    )
+    parser.add_argument(
+        "file", metavar="FILE", help="result file (netCDF) of rankjump simulate or rankjump rare"
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead")
+    parser.add_argument(
+        "--on",
+        choices=ON_CHOICES,
+        default="rank",
+        help="rank as recorded (the file's rank rule), or another rule recomputed from the "
+        "layer ranks: all_layers (largest; also layer_rank), any_layer (smallest), end_to_end",
+    )
+    parser.add_argument("--ci", choices=CI_METHODS, default="wilson", help="interval method")
+    parser.add_argument("--level", type=_level, default=0.95, help="confidence level (0.95)")
+    parser.add_argument(
+        "--after",
+        type=int,
+        metavar="STEP",
+        help="count 'after' upward moves from this step instead of from entering a lower rank set",
+    )
+    parser.add_argument(
+        "--start-rank",
+        type=int,
+        metavar="R",
+        help="rank-set statistics among trajectories starting at rank R (default: the most common)",
+    )
+    parser.set_defaults(func=run)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    """Runs `rankjump stats`: prints the table (or JSON) on stdout.
+
+    Args:
+        args: Parsed arguments of the `stats` parser.
+
+    Returns:
+        0 on success; 2 (after one line on stderr) for a file that
+        :func:`rankjump.results.io.load_result` refuses (the same line as every command's) or
+        whose ranks the analysis cannot read.
+    """
+    path = Path(args.file)
+    try:
+        ds = load_result(path, kinds=("simulate", "rare"))
+    except ResultError as err:
+        print(f"rankjump stats: error: {err}", file=sys.stderr)
+        return 2
+    if result_kind(ds) == "rare":  # splitting estimates: their own table
+        from rankjump.cli.rare import format_rare, rare_to_dict
+
+        rare_json = json.dumps(_plain(rare_to_dict(ds)), allow_nan=False)
+        print(rare_json if args.json else f"{args.file}\n" + format_rare(ds))
+        return 0
+    try:
+        report = analyze(
+            ds,
+            on=args.on,
+            ci=args.ci,
+            level=args.level,
+            after=args.after,
+            start_rank=args.start_rank,
+        )
+    except ValueError as exc:
+        print(f"rankjump stats: error: {path}: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(report.to_dict(), allow_nan=False))
+    else:
+        print(format_report(report, title=str(args.file)))
+    return 0
+
+
+def _plain(x):
+    """NumPy values inside nested lists and dicts as Python ones (for JSON)."""
+    if isinstance(x, dict):
+        return {k: _plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_plain(v) for v in x]
+    return x.item() if hasattr(x, "item") else x
+
+
+def _fmt(x: float | None, spec: str = ".4f") -> str:
+    return "-" if x is None or x != x else format(x, spec)
+
+
+def _row(label: str, p: Proportion, extra: str = "") -> str:
+    ci = f"[{_fmt(p.ci[0])}, {_fmt(p.ci[1])}]"
+    return f"    {label:<12}{p.count:>9}{_fmt(p.p):>10}   {ci:<18}   {extra}".rstrip()
+
+
+def _upward_lines(check: UpwardCheck, level: str, late_label: str) -> list[str]:
+    rows = [
+        ("all", check.count, check.transitions, check.upper_bound),
+        (
+            late_label,
+            check.after_entry_count,
+            check.after_entry_transitions,
+            check.after_entry_upper_bound,
+        ),
+    ]
+    return [f"  {'upward moves':<34}{'count':>9}{'transitions':>14}   {level} upper bound"] + [
+        f"    {label:<32}{count:>9}{total:>14}   {_fmt(bound, '.3g')}"
+        for label, count, total, bound in rows
+    ]
+
+
+def _band(rank_sets: dict[int, RankSet]) -> list[RankSet]:
+    """The rank sets worth a row, r descending: counts strictly between none and all, plus the
+    lowest r reached by all and the highest reached by none (the count falls as r does)."""
+    sets = sorted(rank_sets.values(), key=lambda s: -s.r)
+    counts = [s.reached.count for s in sets]
+    full = [s.reached.count == s.reached.n for s in sets]
+    return [
+        s
+        for i, s in enumerate(sets)
+        if not (full[i] and i + 1 < len(sets) and full[i + 1])
+        and not (counts[i] == 0 and i > 0 and counts[i - 1] == 0)
+    ]
+
+
+def _cell_lines(cell: CellReport, level: str, late_label: str) -> list[str]:
+    spread = ", ".join(f"{r}: {c}" for r, c in sorted(cell.start_ranks.items(), reverse=True))
+    start = "-" if cell.start_rank is None else cell.start_rank
+    unobserved = f"   unobserved = {cell.unobserved}" if cell.unobserved else ""
+    lines = [
+        f"cell lam = {cell.lam:g}, eta = {cell.eta:g}",
+        f"  trajectories  n = {cell.n}   diverged (excluded) = {cell.diverged}"
+        f"   censored early = {cell.incomplete}{unobserved}",
+        f"  start rank    {start}   (spread {spread or '-'})",
+        f"  {'final rank':<14}{'count':>9}{'p':>10}   {level} CI",
+    ]
+    finals = sorted(cell.final_rank.items(), reverse=True)
+    lines += [_row(f"rank {r}", p) for r, p in finals if p.count]
+    among = (
+        "" if cell.conditioned == cell.n else f" (the {cell.conditioned} starting at rank {start})"
+    )
+    lines.append(
+        f"  {'reached B_r':<14}{'count':>9}{'p':>10}   {level + ' CI':<18}   median first passage"
+        + among
+    )
+    shown = _band(cell.rank_sets)
+    for s in shown:
+        median = s.median_first_passage
+        passage = "not reached" if median is None else f"step {median:g}"
+        lines.append(_row(f"r <= {s.r}", s.reached, passage))
+    if len(shown) < len(cell.rank_sets):
+        lines.append(
+            "    (other r left out: reached by all or by none, as the row next to them; see --json)"
+        )
+    lines += _upward_lines(cell.upward, level, late_label)
+    for event in cell.events[:_EVENTS_SHOWN]:
+        when = "after" if event.after_entry else "before"
+        lines.append(
+            f"    upward move: traj {event.traj}, step {event.from_step} -> {event.step},"
+            f" rank {event.from_rank} -> {event.to_rank} ({when})"
+        )
+    if len(cell.events) > _EVENTS_SHOWN:
+        lines.append(f"    ... {len(cell.events) - _EVENTS_SHOWN} more upward moves (see --json)")
+    return lines
+
+
+def _rule_text(report: Report) -> str:
+    """How the ranks were judged, for the header."""
+    if report.rule is None:
+        return " (a file from before rank rules: the smallest per-layer rank, rule any_layer)"
+    return f" (rule {report.rule}: {RULE_TEXT[report.rule]})"
+
+
+def format_report(report: Report, title: str = "") -> str:
+    """The readable table: a header, one block per cell, the pooled upward check.
+
+    Args:
+        report: The analysis to print.
+        title: Shown in the first line (the file name).
+
+    Returns:
+        The table, lines joined by newlines.
+    """
+    level = f"{100 * report.level:g}%"
+    late_label = (
+        "after entering a lower rank set"
+        if report.after is None
+        else f"from step {report.after} on"
+    )
+    lines = [
+        f"rankjump stats {title}".rstrip(),
+        f"on = {report.on}{_rule_text(report)}",
+        f"intervals: {report.ci_method}, {level} two-sided; upper bounds: one-sided {level}"
+        f" Clopper-Pearson, 1 - {1 - report.level:g}^(1/n) at count 0",
+        "",
+    ]
+    for cell in report.cells:
+        lines += _cell_lines(cell, level, late_label) + [""]
+    lines.append(f"pooled over {len(report.cells)} cells")
+    lines += _upward_lines(report.pooled, level, late_label)
+    return "\n".join(lines)

@@ -1,0 +1,257 @@
+"""``rankjump rare``: jump probabilities too small for plain Monte Carlo, by splitting.
+
+For every (lam, eta) cell of a configuration, :func:`rankjump.rare_events.splitting.ams` runs ``rare.runs``
+independent runs of ``rare.replicas`` replicas of the network
+(:class:`rankjump.rare_events.network.NetworkProcess`) and estimates P(enter B_{target} within
+``run.steps``) with an interval on p and on ln p. The result is a labeled Dataset (netCDF on disk)
+with, per cell, the estimate and interval, each run's estimate, iterations and cost in
+trajectory-steps, and the reactive paths: the final replicas that reached the target set, with
+their weights and scores at every checkpoint. With ``rare.method = "rate"`` the cell is estimated
+from the rate of kicks out of the basin instead (:mod:`rankjump.rare_events.rate`; no reactive paths,
+and the rate, the kick probability per window, the committor and the delay are added).
+"""
+
+from __future__ import annotations
+
+import time
+import tomllib
+from collections.abc import Sequence
+
+import jax
+import numpy as np
+import xarray as xr
+from tqdm import tqdm
+
+from rankjump.config import Config, config_from_dict, config_to_toml
+from rankjump.rare_events.network import NetworkProcess, run_splitting
+from rankjump.rare_events.rate import as_cell, rate_cell, rate_variables
+from rankjump.results.schema import provenance
+from rankjump.runtime.precision import with_float64
+
+__all__ = ["RESULT_KIND", "merge_etas", "merge_lams", "rare"]
+
+RESULT_KIND = "rare"  # attrs["result_kind"] of a rare result (a simulate result has none)
+
+
+def _cell(cfg: Config, lam: float, eta: float, key, progress: bool | None):
+    """(the cell's result, its process, extra variables of the method, seconds)."""
+    process = NetworkProcess(cfg, lam, eta)
+    r, run = cfg.rare, cfg.run
+    bar = tqdm(
+        desc=f"lam {lam:g}, eta {eta:g}",
+        unit="iteration",
+        disable=None if progress is None else not progress,
+        mininterval=0.5,
+        leave=False,
+    )
+
+    def tick(iteration: int, finished: int, level: float, stage: str = "") -> None:
+        bar.update(iteration - bar.n)
+        done = f"{stage}: runs done" if stage else "runs done"
+        bar.set_postfix_str(f"{done} {finished}/{r.runs}, lowest level {level:.3f}", False)
+
+    t0 = time.perf_counter()
+    with bar:
+        if r.method == "rate":
+            result = rate_cell(cfg, lam, eta, key, on_iteration=tick)
+            out, extra = as_cell(result), rate_variables(result)
+        else:
+            out, extra = (
+                run_splitting(process, key, r, run.steps, run.record_every, tick),
+                {},
+            )
+    return out, process, extra, time.perf_counter() - t0
+
+
+@with_float64
+def rare(cfg: Config, progress: bool | None = None) -> xr.Dataset:
+    """Estimate the jump probability of every cell of ``cfg`` by splitting (``[rare]``).
+
+    Cell (i, j) uses the key ``fold_in(PRNGKey(run.seed), i * n_eta + j)``, so a cell's numbers
+    do not depend on the other cells.
+
+    Returns:
+        A Dataset over (lam, eta) with ``p`` and its interval, per-run values over ``run``, and
+        reactive paths over ``reactive`` and ``checkpoint`` (padded with NaN).
+    """
+    opt, run = cfg.optimizer, cfg.run
+    n_lam, n_eta, n_runs = len(opt.lam), len(opt.eta), cfg.rare.runs
+    root = jax.random.PRNGKey(run.seed)
+    cells, extras, wall = [], [], 0.0
+    start_rank, target_rank = np.zeros(n_lam, int), np.zeros(n_lam, int)
+    edge = np.zeros(n_lam)
+    for i, lam in enumerate(opt.lam):
+        for j, eta in enumerate(opt.eta):
+            key = jax.random.fold_in(root, i * n_eta + j)
+            out, process, extra, seconds = _cell(cfg, lam, eta, key, progress)
+            extras.append(extra)
+            if progress is not False:
+                s, dead = out.summary, int(out.extinct.sum())
+                print(
+                    f"  lam {lam:g}, eta {eta:g}: p = {s.mean:.3g} [{s.ci[0]:.3g}, {s.ci[1]:.3g}]"
+                    f" ({int(out.iterations.sum())} iterations, {dead} of {n_runs} runs died"
+                    f" out, {seconds:.1f} s)",
+                    flush=True,
+                )
+            cells.append(out)
+            wall += seconds
+            start_rank[i], target_rank[i] = process.start_rank, process.target_rank
+            edge[i] = process.eta_edge
+    ds = _dataset(cfg, cells, (n_lam, n_eta, n_runs), start_rank, target_rank, wall)
+    edge_text = (
+        "1 / max_e h_e at the start: the edge of stability (rankjump.simulation.starts.eta_edge)"
+    )
+    ds["eta_edge"] = ("lam", edge, {"long_name": edge_text})
+    for name in extras[0]:  # per cell, or per run where the method gives (runs,) arrays
+        values = np.asarray([e[name][0] for e in extras], float)
+        dims = ("lam", "eta", "run")[: values.ndim + 1]
+        values = values.reshape(n_lam, n_eta, *values.shape[1:])
+        ds[name] = (dims, values, {"long_name": extras[0][name][1]})
+    return ds
+
+
+def _commit_text(r) -> str:
+    """How a rate result's kicked states were continued (its attrs["commit"])."""
+    if r.commit == "split":
+        return f"split: one AMS run per window run, score {r.commit_score}"
+    return f"continue: {r.commit_reps} continuations of each kicked state"
+
+
+def _dataset(cfg, cells, shape, start_rank, target_rank, wall) -> xr.Dataset:
+    n_lam, n_eta, n_runs = shape
+    n_ckpt = cfg.run.n_checkpoints  # the start and every record_every steps
+    n_reactive = max((len(c.reactive.run) for c in cells), default=0)
+
+    def grid(f, dtype=float):
+        return np.asarray([f(c) for c in cells], dtype).reshape(
+            n_lam, n_eta, *np.shape(f(cells[0]))
+        )
+
+    def padded(f, fill, tail=()):
+        out = np.full((len(cells), n_reactive, *tail), fill)
+        for c, cell in enumerate(cells):
+            values = f(cell)
+            out[c, : len(values)] = values
+        return out.reshape(n_lam, n_eta, n_reactive, *tail)
+
+    cell, per_run, paths = ("lam", "eta"), ("lam", "eta", "run"), ("lam", "eta", "reactive")
+    ds = xr.Dataset(
+        {
+            "p": (cell, grid(lambda c: c.summary.mean)),
+            "p_stderr": (cell, grid(lambda c: c.summary.stderr)),
+            "p_lo": (cell, grid(lambda c: c.summary.ci[0])),
+            "p_hi": (cell, grid(lambda c: c.summary.ci[1])),
+            "log_p_lo": (cell, grid(lambda c: c.summary.log_ci[0])),
+            "log_p_hi": (cell, grid(lambda c: c.summary.log_ci[1])),
+            "run_estimate": (per_run, grid(lambda c: c.estimate)),
+            "run_finished": (per_run, grid(lambda c: c.finished, bool)),
+            "run_extinct": (per_run, grid(lambda c: c.extinct, bool)),
+            "run_iterations": (per_run, grid(lambda c: c.iterations, np.int64)),
+            "run_cost": (per_run, grid(lambda c: c.cost, np.int64)),
+            "reactive_run": (paths, padded(lambda c: c.reactive.run, -1).astype(np.int64)),
+            "reactive_weight": (paths, padded(lambda c: c.reactive.weight, np.nan)),
+            "reactive_score": (
+                (*paths, "checkpoint"),
+                padded(lambda c: c.reactive.scores, np.nan, (n_ckpt,)),
+            ),
+        },
+        coords={
+            "lam": np.asarray(cfg.optimizer.lam),
+            "eta": np.asarray(cfg.optimizer.eta),
+            "run": np.arange(n_runs),
+            "step": ("checkpoint", cfg.run.record_every * np.arange(n_ckpt)),
+        },
+    )
+    level = cells[0].summary.level
+    ds["p"].attrs["long_name"] = (
+        f"P(enter B_r, r = target_rank, within {cfg.run.steps} steps), mean of the runs' estimates"
+    )
+    ds["p_lo"].attrs["long_name"] = f"{level:.0%} t interval on p, lower end (clipped at 0)"
+    ds["log_p_lo"].attrs["long_name"] = (
+        f"ln of the {level:.0%} t interval on p, lower end (-inf where it reaches 0)"
+        if cfg.rare.method == "rate"
+        else f"{level:.0%} delta-method interval on ln p, lower end"
+    )
+    ds["run_cost"].attrs["long_name"] = "trajectory-steps simulated by the run"
+    ds["reactive_weight"].attrs["long_name"] = "prod_q (1 - K_q / N) / N of the path's run"
+    ds.attrs.update(
+        {
+            "producer": "rankjump",
+            **provenance(),
+            "result_kind": RESULT_KIND,
+            "config": config_to_toml(cfg),
+            "method": cfg.rare.method,
+            "score": "smallest_layer" if cfg.rare.method == "rate" else cfg.rare.score,
+            **({"commit": _commit_text(cfg.rare)} if cfg.rare.method == "rate" else {}),
+            "start_rank": start_rank.tolist(),
+            "target_rank": target_rank.tolist(),
+            "level": level,
+            "wall_time_s": wall,
+        }
+    )
+    return ds
+
+
+def merge_lams(parts: Sequence[xr.Dataset]) -> xr.Dataset:
+    """Rare results of one configuration run over parts of its lam grid (say, one process per lam:
+    ``rankjump rare CONFIG --set 'optimizer.lam=[...]' --out FILE``) as one result over all their
+    lam values, in order. Each cell keeps the numbers of its own part (a cell's key follows its
+    place in its part's grid, :func:`rare`); the wall time is the parts' sum, and the reactive
+    paths are padded to the longest part's count (``reactive_run`` -1, the rest NaN).
+
+    Raises:
+        ValueError: naming the first part that is not a rare result, whose configuration differs
+            from the first part's beyond ``optimizer.lam``, or that repeats a lam value.
+    """
+    return _merge(parts, "lam")
+
+
+def merge_etas(parts: Sequence[xr.Dataset]) -> xr.Dataset:
+    """As :func:`merge_lams`, over parts of the eta grid (``--set 'optimizer.eta=[...]'``): the
+    parts share their lam grid, so their start and target ranks are the first part's."""
+    return _merge(parts, "eta")
+
+
+def _merge(parts: Sequence[xr.Dataset], dim: str) -> xr.Dataset:
+    if not parts:
+        raise ValueError(f"merge_{dim}s: no results to merge")
+
+    def but_dim(ds):
+        cfg = tomllib.loads(ds.attrs["config"])
+        return {**cfg, "optimizer": {**cfg["optimizer"], dim: None}}
+
+    for k, ds in enumerate(parts):
+        if ds.attrs.get("result_kind") != RESULT_KIND:
+            raise ValueError(f"part {k}: not a `rankjump rare` result")
+        if but_dim(ds) != but_dim(parts[0]):
+            raise ValueError(f"part {k}: its configuration differs from part 0's beyond {dim}")
+    values = [float(v) for ds in parts for v in ds[dim].values]
+    if len(set(values)) < len(values):
+        raise ValueError(f"parts repeat {dim} values: {values}")
+    n_reactive = max(ds.sizes.get("reactive", 0) for ds in parts)
+    padded = [_pad_reactive(ds, n_reactive) for ds in parts]
+    out = xr.concat(padded, dim=dim, data_vars="minimal", combine_attrs="override")
+    whole = tomllib.loads(parts[0].attrs["config"])
+    whole["optimizer"][dim] = values
+    out.attrs["config"] = config_to_toml(config_from_dict(whole))
+    out.attrs["wall_time_s"] = float(sum(ds.attrs["wall_time_s"] for ds in parts))
+    if dim == "lam":  # ranks are per lam; parts of the eta grid keep part 0's (the attrs' own)
+        for name in ("start_rank", "target_rank"):
+            out.attrs[name] = [r for ds in parts for r in np.atleast_1d(ds.attrs[name])]
+    return out
+
+
+def _pad_reactive(ds: xr.Dataset, n: int) -> xr.Dataset:
+    """``ds`` with its reactive paths padded to ``n``, as :func:`rare` pads a grid's cells."""
+    have = ds.sizes.get("reactive", 0)
+    if have == n:
+        return ds
+    names = [name for name, var in ds.data_vars.items() if "reactive" in var.dims]
+    out = ds.drop_vars(names)
+    for name in names:
+        var = ds[name]
+        axis = var.dims.index("reactive")
+        shape = (*var.shape[:axis], n - have, *var.shape[axis + 1 :])
+        fill = np.full(shape, -1 if var.dtype.kind == "i" else np.nan, var.dtype)
+        out[name] = (var.dims, np.concatenate([var.values, fill], axis=axis), var.attrs)
+    return out

@@ -1,0 +1,263 @@
+"""Jump probabilities from the rate of kicks out of the basin (``rare.method = "rate"``).
+
+A jump from a rank-r minimum starts with a kick: within a few steps one layer's vanishing
+singular value falls by an order of magnitude; the mode then decays with weight decay into
+B_{r-1} or grows back (docs/theory.md, section 6). Scores read at coarse checkpoints cannot see a
+kick coming, so this method splits the event in three:
+
+1. Basin: ``rare.pool`` replicas run ``rare.burn_in`` steps from the start; those not kicked are
+   the basin's stationary states.
+2. Kicks: :func:`rankjump.rare_events.splitting.ams` over windows of ``rare.window`` steps started from basin
+   states, scored every ``rare.window_every`` steps by the most advanced layer ("smallest_layer",
+   :mod:`rankjump.rare_events.network`) and, before a kick, by how far one or two draws of the entries
+   that overshoot most would take it (:meth:`KickWindow.score`); the event is a layer's value at
+   or below ``rare.kick`` times its start value.
+3. Commitment (:mod:`rankjump.rare_events.commit`): the kicked states (the first checkpoint past the
+   kick of every reactive path) are continued over ``commit_steps`` steps, looked at every 100
+   steps (or the largest divisor of ``run.record_every`` below); entering B_{target} before
+   falling back into the basin (every layer's value back above BASIN times its start value)
+   commits, and the steps it took are the delays D. ``rare.commit = "split"`` (the default)
+   splits again, one AMS run per window run scored by ``rare.commit_score``, so that small
+   committors are measured; ``"continue"`` continues each kicked state ``rare.commit_reps`` times.
+
+Run m's estimate of P(kick within a window, and the kick commits) is r_m = sum_j w_j c_j over its
+reactive paths j (weights w_j), or (sum_j w_j) c_m when the commitment is split: unbiased in both
+cases, as the reactive weights are (:class:`rankjump.rare_events.splitting.Reactive`) and c_m is unbiased for
+the weighted mean committor of run m's kicked states given them. The rate of committed kicks is
+k = mean(r_m) / exposure (the window less the mean lag of a kick), with a t interval over the
+runs, and with kicks at a constant rate from the start,
+
+    P(enter B_{target} within T) = 1 - exp(-k * E[(T - D)^+]),
+
+D drawn from the delays weighted like the paths. The approximation (a constant rate, windows long
+against the few steps a kick takes and short against 1 / k) is checked against plain Monte Carlo
+where both run (tests/test_rare_rate.py, benchmarks/rare.py).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import jax
+import numpy as np
+
+from rankjump.config import Config
+from rankjump.rare_events.commit import commit_continue, commit_split
+from rankjump.rare_events.network import NetworkProcess, run_splitting
+from rankjump.rare_events.types import AMSResult, Reactive
+from rankjump.runtime.precision import with_float64
+from rankjump.stats.intervals import Summary, summarize
+
+BASIN = 0.7  # a state is in the basin while every layer's value is above BASIN x its start value
+# The window score's look-ahead part: a kick is a few draws, within a few dozen steps, of the
+# entries that overshoot most (docs/theory.md, section 6). A state from which LOOK_DRAWS such
+# draws (among the LOOK_TOP of largest overshoot) would kick counts LOOK_SHARE of the way.
+LOOK_DRAWS, LOOK_TOP, LOOK_SHARE = 2, 3, 0.9
+
+__all__ = [
+    "KickWindow",
+    "RateResult",
+    "as_cell",
+    "basin_pool",
+    "progress_at",
+    "rate_cell",
+    "rate_variables",
+    "RATE_RUN_VARIABLES",
+    "RATE_VARIABLES",
+]
+
+# The names :func:`rate_variables` writes, in order (`rankjump stats` reads them by this tuple).
+RATE_VARIABLES = ("rate", "rate_lo", "rate_hi", "kick_p", "committor", "commit_floored", "delay")
+# ... and its per-run ones (over the result's `run` dimension): where a run's estimate comes from.
+RATE_RUN_VARIABLES = ("run_kick_p", "run_committor")
+
+
+class RateResult(NamedTuple):
+    """One cell by the rate method (probabilities per run over M runs)."""
+
+    kicks: AMSResult  # the window splitting (estimates: P(kick within a window))
+    committed: np.ndarray  # (M,) r_m: P(kick within a window and it commits), per run
+    rate: Summary  # of committed kicks per step, over the runs (interval at the level)
+    delays: np.ndarray  # (D,) steps from kick to entry into B_target, of committed continuations
+    delay_weights: np.ndarray  # (D,) their weights
+    p: float  # P(enter B_target within run.steps)
+    p_ci: tuple[float, float]  # its interval, from the rate's
+    committor: float  # mean committor of kicked states, weighted
+    exposure: float  # steps of a window open to kicks that complete in it (window - mean lag)
+    cost: np.ndarray  # (3,) trajectory-steps of the basin, the windows and the commitment
+    commit_cost: np.ndarray  # (M,) trajectory-steps of the commitment of each run's kicks
+    floored: int  # commitment runs stopped at rare.commit_floor (estimate 0)
+
+
+def progress_at(network: NetworkProcess, fraction: float) -> float:
+    """The progress score of the layer with the shortest way to the threshold when its vanishing
+    value is ``fraction`` of its start value (another layer at that fraction scores less)."""
+    return float(math.log(1.0 / fraction) / np.log(network.s0 / network.thr).min())
+
+
+class KickWindow:
+    """Windows of the network from basin states (a :class:`rankjump.rare_events.splitting.Process`)."""
+
+    def __init__(self, network: NetworkProcess, pool, kick: float):
+        self.network, self.pool = network, pool
+        self.target = progress_at(network, kick)
+
+    def start(self, key, n: int):
+        """n basin states drawn uniformly (with replacement) from the pool."""
+        size = len(self.pool.scale)
+        index = np.asarray(jax.random.randint(key, (n,), 0, size))
+        return jax.tree.map(lambda x: np.asarray(x)[index], self.pool)
+
+    def advance(self, keys, state, step0: int, n_steps: int):
+        return self.network.advance(keys, state, step0, n_steps)
+
+    def score(self, state) -> np.ndarray:
+        """The most advanced layer's progress u, capped at the kick level K; below it, the
+        progress u_d after the best d = 1..LOOK_DRAWS draws
+        (:meth:`rankjump.rare_events.network.NetworkProcess.lookahead`) counts LOOK_SHARE of the way:
+        max(u, LOOK_SHARE * K * mean_d clip(u_d / K, 0, 1)) (NaN: diverged)."""
+        u = np.minimum(self.network.score(state), self.target)
+        ahead = self.network.lookahead(state, draws=LOOK_DRAWS, top=LOOK_TOP) / self.target
+        ready = LOOK_SHARE * self.target * np.clip(ahead, 0.0, 1.0).mean(axis=1)
+        return np.where(np.isnan(u), np.nan, np.maximum(u, ready))
+
+
+def basin_pool(network: NetworkProcess, key, n: int, burn_in: int, below: float):
+    """States of n replicas after ``burn_in`` steps from the start, keeping those whose score
+    (the most advanced layer's progress) stays below ``below`` and that did not diverge."""
+    state = network.start(key, n)
+    if burn_in:
+        state = network.advance(jax.random.split(key, n), state, 0, burn_in)
+    score = network.score(state)
+    keep = ~np.isnan(score) & (score < below)  # -inf: back in the basin
+    return jax.tree.map(lambda x: np.asarray(x)[keep], state)
+
+
+@with_float64
+def rate_cell(cfg: Config, lam: float, eta: float, key, on_iteration=None) -> RateResult:
+    """The rate method on cell (lam, eta) of ``cfg`` (module docstring).
+
+    ``on_iteration(iteration, finished, level, stage)`` is called after every splitting
+    iteration: iterations count on through both stages, ``finished`` counts the stage's runs
+    done out of ``rare.runs`` and ``stage`` is "kicks" or "commitment"."""
+    r, run = cfg.rare, cfg.run
+    window_net = NetworkProcess(
+        cfg.replace(run={"record_every": r.window_every, "steps": r.window}),
+        lam,
+        eta,
+        score="smallest_layer",
+    )
+    # The basin walk and the continuations look every `every` steps (at most 100, so a delay is
+    # known to within 100 steps); score >= 1 exactly in B_target whatever the score.
+    every = math.gcd(run.record_every, 100)
+    commit_net = NetworkProcess(
+        cfg.replace(run={"record_every": every}), lam, eta, score=r.commit_score, basin=BASIN
+    )
+    decay = float(np.log(window_net.s0 / window_net.thr).max() / (2 * eta * lam))
+    commit_steps = r.commit_steps or every * math.ceil(2 * decay / every)
+    key_pool, key_kicks, key_commit = jax.random.split(key, 3)
+    burn_in = every * math.ceil(r.burn_in / every)
+    kick_level, basin = progress_at(window_net, r.kick), progress_at(window_net, BASIN)
+    pool = basin_pool(commit_net, key_pool, r.pool, burn_in, min(basin, 0.5 * kick_level))
+    if len(pool.scale) == 0:
+        raise ValueError(f"lam {lam:g}, eta {eta:g}: every basin replica kicked or diverged")
+    process = KickWindow(window_net, pool, r.kick)
+    tick = None if on_iteration is None else lambda q, f, z: on_iteration(q, f, z, "kicks")
+    kicks = run_splitting(process, key_kicks, r, r.window, r.window_every, tick)
+    react = kicks.reactive
+    first = np.argmax(react.scores >= process.target, axis=1)  # the checkpoint of the kick
+    # A kick takes `lag` steps from the last checkpoint more than about two draws away from it
+    # (look-ahead below half its share): a window exposes window - lag steps to kicks that
+    # complete inside it.
+    idx = np.arange(react.scores.shape[1])
+    far = react.scores <= LOOK_SHARE / 2 * process.target
+    left = far & (idx[None, :] < first[:, None])
+    lag = first - np.where(left.any(axis=1), idx.max() - np.argmax(left[:, ::-1], axis=1), 0)
+    lag = lag * r.window_every
+    w = react.weight
+    exposure = r.window - (float(np.average(lag, weights=w)) if w.sum() > 0 else 0.0)
+    states = jax.tree.map(lambda x: x[np.arange(len(first)), first], react.states)
+    states = states._replace(step=np.zeros_like(states.step))
+    if r.commit == "split":
+        done = int(kicks.iterations.max(initial=0))
+        tick = (
+            None
+            if on_iteration is None
+            else lambda q, f, z: on_iteration(done + q, f, z, "commitment")
+        )
+        commitment = commit_split(commit_net, react, states, key_commit, commit_steps, r, tick)
+    else:
+        commitment = commit_continue(
+            commit_net, react, states, key_commit, commit_steps, r.commit_reps, r.runs
+        )
+    committed, delays, weights = commitment.committed, commitment.delays, commitment.weights
+    committed[~kicks.finished] = np.nan
+    rate = summarize(committed / exposure, kicks.summary.level)
+
+    def prob(k: float) -> float:
+        if not np.isfinite(k) or not len(delays):
+            return 0.0 if k == 0 else math.nan
+        open_steps = np.average(np.maximum(run.steps - delays, 0.0), weights=weights)
+        return float(-np.expm1(-k * open_steps))  # E[(T - D)^+] steps open to a kick
+
+    weighted = float(np.nansum(committed) / max(np.sum(react.weight), 1e-300))
+    cost = np.array([r.pool * burn_in, int(kicks.cost.sum()), int(commitment.cost.sum())])
+    return RateResult(
+        kicks,
+        committed,
+        rate,
+        delays,
+        weights,
+        prob(rate.mean),
+        (prob(rate.ci[0]), prob(rate.ci[1])),
+        weighted,
+        exposure,
+        cost,
+        commitment.cost,
+        commitment.floored,
+    )
+
+
+def as_cell(result: RateResult) -> AMSResult:
+    """The result in the shape ``rankjump rare`` stores for every method: the summary is that
+    of P(run.steps), a run's estimate is its r_m (per window) and its cost counts its windows,
+    its share of the basin walk and the continuations of its kicked states."""
+    kicks, p, (lo, hi) = result.kicks, result.p, result.p_ci
+    rel = result.rate.stderr / result.rate.mean if result.rate.mean > 0 else math.nan
+    log = (math.log(lo) if lo > 0 else -math.inf, math.log(hi) if hi > 0 else math.nan)
+    summary = Summary(p, p * rel, (lo, hi), log, result.rate.level)
+    runs = len(kicks.estimate)
+    cost = kicks.cost + result.cost[0] // runs + result.commit_cost
+    empty = Reactive(*(np.zeros(0, t) for t in (np.int64, np.int64, float)), np.zeros((0, 1)), ())
+    return kicks._replace(estimate=result.committed, cost=cost, summary=summary, reactive=empty)
+
+
+def rate_variables(result: RateResult) -> dict[str, tuple[float | np.ndarray, str]]:
+    """The method's own numbers: name -> (value, long name), per cell (names as
+    :data:`RATE_VARIABLES`) and per run ((M,) arrays, names as :data:`RATE_RUN_VARIABLES`)."""
+    rate, kick = result.rate, np.asarray(result.kicks.estimate, float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        run_committor = np.where(kick > 0, result.committed / kick, np.nan)
+    return {
+        "rate": (rate.mean, "committed kicks per step (mean over runs)"),
+        "rate_lo": (rate.ci[0], f"{rate.level:.0%} t interval on the rate, lower end"),
+        "rate_hi": (rate.ci[1], f"{rate.level:.0%} t interval on the rate, upper end"),
+        "kick_p": (result.kicks.summary.mean, "P(a kick within one window)"),
+        "committor": (result.committor, "fraction of kicked states entering B_target"),
+        "commit_floored": (
+            float(result.floored),
+            "commitment runs stopped at rare.commit_floor (estimate 0, bias below the floor)",
+        ),
+        "delay": (
+            float(np.average(result.delays, weights=result.delay_weights))
+            if len(result.delays)
+            else math.nan,
+            "mean steps from a kick to entry into B_target",
+        ),
+        "run_kick_p": (kick, "the run's P(a kick within one window)"),
+        "run_committor": (
+            run_committor,
+            "the run's committor: its estimate / its kick probability (NaN without a kick)",
+        ),
+    }

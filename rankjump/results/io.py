@@ -1,0 +1,161 @@
+"""The result file: atomic save, and the one validated load every command reads through.
+
+The schema (variables, attributes, provenance) is :mod:`rankjump.results.schema`, re-exported here, and
+the atomic writes :mod:`rankjump.results.atomic`.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from rankjump.results.atomic import atomic_path
+from rankjump.results.schema import (
+    PER_LAM_ATTRS,
+    RESULT_KINDS,
+    RESULT_SCHEMA,
+)
+
+__all__ = [
+    "ResultError",
+    "check_output_file",
+    "load_result",
+    "result_kind",
+    "save_result",
+]
+
+_KIND_TEXT = {"simulate": "a simulation", "rare": "splitting estimates"}
+
+
+class ResultError(ValueError):
+    """A result file is missing, unreadable, or not a rankjump result."""
+
+
+def check_output_file(path: str | Path) -> bool:
+    """Fail before any compute if a result file cannot be written at ``path``; True when a file
+    is there (it will be replaced, and the command says so)."""
+    path = Path(path)
+    parent = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise ResultError(f"--out {path}: is a directory, expected a file name")
+    if not parent.is_dir():
+        raise ResultError(f"--out {path}: directory {parent} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ResultError(f"--out {path}: directory {parent} is not writable")
+    if path.exists() and not path.is_file():
+        raise ResultError(f"--out {path}: exists and is not a regular file")
+    return path.exists()
+
+
+def save_result(ds: xr.Dataset, path: str | Path) -> Path:
+    """Write ``ds`` as netCDF (h5netcdf, compressed) atomically (:func:`atomic_path`).
+
+    A finished run is not lost to a write error (a full disk, a folder made read-only meanwhile):
+    the result is then written to the system's temporary folder and the :class:`ResultError`
+    says where.
+    """
+    path = Path(path)
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise ResultError(f"--out {path}: directory {parent} does not exist")
+    encoding = {name: {"zlib": True, "complevel": 4} for name in ds.data_vars}
+    try:
+        with atomic_path(parent / path.name) as tmp:
+            ds.to_netcdf(tmp, engine="h5netcdf", encoding=encoding)
+    except OSError as err:
+        reason = err.strerror or type(err).__name__
+        rescue = Path(tempfile.gettempdir()) / f"rankjump-unsaved-{os.getpid()}-{path.name}"
+        try:
+            with atomic_path(rescue) as tmp:
+                ds.to_netcdf(tmp, engine="h5netcdf", encoding=encoding)
+        except OSError:
+            raise ResultError(f"--out {path}: cannot write ({reason}); nothing saved") from None
+        raise ResultError(
+            f"--out {path}: cannot write ({reason}); the finished result is at {rescue}"
+        ) from None
+    return path
+
+
+def result_kind(ds: xr.Dataset) -> str:
+    """The kind of a result Dataset: its ``result_kind`` attribute, "simulate" when it has none."""
+    return str(ds.attrs.get("result_kind", "simulate"))
+
+
+def _check(ds: xr.Dataset, path: Path, kinds: tuple[str, ...]) -> str:
+    """The kind of an opened file, or the ResultError that says why no command reads it."""
+    kind, missing = result_kind(ds), None
+    if ds.attrs.get("producer") == "rankjump":
+        schema = ds.attrs.get("result_schema", 1)  # files from before the attribute: schema 1
+        if not isinstance(schema, (int, np.integer)):
+            raise ResultError(f"{path}: result_schema = {schema!r} is not a schema number")
+        if schema > RESULT_SCHEMA:
+            raise ResultError(
+                f"{path}: a result of schema {schema}, newer than this rankjump reads "
+                f"({RESULT_SCHEMA}); update rankjump to read it"
+            )
+        if kind not in RESULT_KINDS:
+            raise ResultError(f"{path}: a result of kind {kind!r}, unknown to this rankjump")
+        if kind not in kinds:
+            raise ResultError(
+                f"{path}: a `rankjump {kind}` result ({_KIND_TEXT[kind]}), not "
+                f"{' or '.join(_KIND_TEXT[k] for k in kinds)}; `rankjump stats` prints it, and "
+                "xarray opens it"
+            )
+        missing = [v for v in RESULT_KINDS[kind] if v not in ds]
+        if not missing:
+            return kind
+    raise ResultError(f"{path}: not a rankjump result file (missing {missing or 'producer'})")
+
+
+def load_result(
+    path: str | Path, lazy: bool = False, kinds: tuple[str, ...] = ("simulate",)
+) -> xr.Dataset:
+    """Load a result file, checking it is a rankjump result of one of ``kinds``.
+
+    Every command reads result files here, so a file is refused with the same one-line
+    :class:`ResultError` by all: missing, not a regular file, not readable netCDF, not a
+    rankjump result (no ``producer``, or a variable of its kind missing), of a newer
+    ``result_schema`` than :data:`RESULT_SCHEMA`, or of a kind not in ``kinds``.
+
+    Args:
+        path: The netCDF file.
+        lazy: Read variables on first use (for results larger than memory) instead of reading
+            everything into memory and closing the file.
+        kinds: The kinds accepted (:data:`RESULT_KINDS`; :func:`result_kind` tells them apart).
+
+    Returns:
+        The Dataset; a simulate result with ``diverged`` as booleans (missing entries of a
+        merge as False) and its per-lam attributes as lists.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ResultError(f"{path}: no such result file")
+    if not path.is_file():
+        raise ResultError(f"{path}: not a regular file")
+    try:
+        if lazy:
+            ds = xr.open_dataset(path, engine="h5netcdf")
+        else:
+            with xr.open_dataset(path, engine="h5netcdf") as ds:
+                ds = ds.load()
+    except Exception as err:  # h5py / xarray raise many kinds for a corrupt file
+        reason = " ".join(str(err).split()) or type(err).__name__
+        raise ResultError(f"{path}: not a readable netCDF result file ({reason})") from None
+    try:
+        kind = _check(ds, path, tuple(kinds))
+    except ResultError:
+        ds.close()
+        raise
+    if kind == "simulate":
+        diverged = ds["diverged"]
+        if diverged.dtype != bool:  # a merge of uneven runs leaves NaN where no trajectory was
+            diverged = diverged.fillna(False)
+        ds["diverged"] = diverged.astype(bool)
+        for name in PER_LAM_ATTRS:
+            if name in ds.attrs:
+                ds.attrs[name] = np.atleast_1d(ds.attrs[name]).tolist()
+    return ds
