@@ -26,8 +26,8 @@ import jax
 import numpy as np
 
 import rankjump as rj
+from rankjump import demo_config
 from rankjump.bench.cases import BenchCase, bench_config
-from rankjump.cli.demo import demo_config
 
 TARGET = 2e8  # trajectory-steps per second on an H100 at the headline configuration
 

@@ -29,10 +29,11 @@ import time
 import jax
 import numpy as np
 
-from rankjump import Walk, ams, binomial_ci, rare, simulate
-from rankjump.cli.demo import demo_config
+from rankjump import demo_config, rare, simulate
+from rankjump.rare_events import Walk, ams
 from rankjump.rare_events.rate import rate_cell
 from rankjump.rare_events.walk import exact_probability
+from rankjump.stats import binomial_ci
 
 
 def merit(estimates: np.ndarray, cost_per_run: float) -> tuple[float, float]:

@@ -111,7 +111,7 @@ def kernel_seconds(cfg: Config, repeats: int) -> float:
     import jax
     import jax.numpy as jnp
 
-    from rankjump.dynamics import TaskArrays, new_hyper, new_state
+    from rankjump.dynamics import TaskArrays, hyper_for, new_state
     from rankjump.kernel import compiled_advance, lane_mesh
     from rankjump.model.network import init_gaussian
     from rankjump.model.tasks import make_task
@@ -127,9 +127,7 @@ def kernel_seconds(cfg: Config, repeats: int) -> float:
     scale = cfg.network.init_scale
     weights = jax.vmap(lambda k: init_gaussian(k, s.shapes, scale, dtype))(keys)
     state = new_state(weights=weights)
-    hyper = new_hyper(
-        lam=opt.lam[0], eta=opt.eta[0], label_noise=opt.label_noise, dtype=dtype, lanes=(n,)
-    )
+    hyper = hyper_for(cfg, opt.lam[0], opt.eta[0], lanes=(n,))
     program = compiled_advance(s, lane_mesh(n))  # every device steps its share
 
     def all_chunks():

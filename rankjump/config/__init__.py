@@ -9,6 +9,7 @@ Unknown keys get the closest valid key suggested.
 
 from rankjump.config.demo import DEMO_CONFIG, demo_config
 from rankjump.config.fields import ConfigError
+from rankjump.config.kinds import ENTRYWISE_KINDS, KINDS, KindInfo, kind_label
 from rankjump.config.sections import (
     NetworkConfig,
     OptimizerConfig,
@@ -22,9 +23,12 @@ from rankjump.config.whole import SECTIONS, Config
 
 __all__ = [
     "DEMO_CONFIG",
+    "ENTRYWISE_KINDS",
+    "KINDS",
     "SECTIONS",
     "Config",
     "ConfigError",
+    "KindInfo",
     "NetworkConfig",
     "OptimizerConfig",
     "RankConfig",
@@ -34,6 +38,7 @@ __all__ = [
     "config_from_dict",
     "config_to_toml",
     "demo_config",
+    "kind_label",
     "load_config",
     "loads_config",
 ]

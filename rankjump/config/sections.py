@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from rankjump.config.fields import ConfigError, Section, spec
+from rankjump.config.kinds import KINDS
 
 __all__ = [
     "NetworkConfig",
@@ -104,8 +105,6 @@ class NetworkConfig(Section):
             raise ConfigError('network.init_file is required with init = "file"')
 
 
-KINDS = ("sgd", "gd", "label_noise", "langevin", "sgd_momentum")  # optimizer.kind
-ENTRYWISE_KINDS = ("sgd", "label_noise", "sgd_momentum")  # those that sample observed entries
 # rare.score, rare.commit_score (rankjump.rare_events.network.SCORES)
 SCORE_NAMES = ("layer_mean", "largest_layer", "smallest_layer", "lead_mean")
 
@@ -129,7 +128,7 @@ class OptimizerConfig(Section):
     """
 
     _name = "optimizer"
-    kind: str = spec("sgd", str, choices=KINDS)
+    kind: str = spec("sgd", str, choices=tuple(KINDS))
     batch_size: int = spec(1, int, lo=1)
     lam: tuple[float, ...] = spec((1e-3,), "floats", lo=0.0, grid=True)
     eta: tuple[float, ...] = spec((0.1,), "floats", lo=0.0, lo_open=True, grid=True)

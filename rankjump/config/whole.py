@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rankjump.config.fields import ConfigError, unknown_message, unknown_section_message
+from rankjump.config.kinds import ENTRYWISE_KINDS
 from rankjump.config.sections import (
-    ENTRYWISE_KINDS,
     NetworkConfig,
     OptimizerConfig,
     RankConfig,

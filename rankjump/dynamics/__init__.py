@@ -11,12 +11,12 @@ steps a chunk at once: for the entry-wise kinds at small batches, a lanes-last f
 
 The kinds: :mod:`~rankjump.dynamics.entrywise` (sgd, label_noise), :mod:`~rankjump.dynamics.dense`
 (gd, langevin, through optax), :mod:`~rankjump.dynamics.momentum` (sgd_momentum), named in
-:data:`KINDS` with the layout policy (:func:`layout`) in :mod:`rankjump.dynamics.registry`.
+:data:`BUILDERS` with the layout policy (:func:`layout`) in :mod:`rankjump.dynamics.registry`.
 """
 
 from rankjump.dynamics.dense import dense_dynamics, optax_chain
 from rankjump.dynamics.registry import (
-    KINDS,
+    BUILDERS,
     LANES_LAST_MAX_BATCH,
     Kind,
     Layout,
@@ -29,6 +29,7 @@ from rankjump.dynamics.types import (
     Hyper,
     State,
     TaskArrays,
+    hyper_for,
     materialize,
     new_hyper,
     new_state,
@@ -36,7 +37,7 @@ from rankjump.dynamics.types import (
 )
 
 __all__ = [
-    "KINDS",
+    "BUILDERS",
     "LANES_LAST_MAX_BATCH",
     "Dynamics",
     "Hyper",
@@ -46,6 +47,7 @@ __all__ = [
     "TaskArrays",
     "dense_dynamics",
     "lanes_last",
+    "hyper_for",
     "layout",
     "make_dynamics",
     "materialize",

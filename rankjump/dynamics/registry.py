@@ -1,8 +1,9 @@
 """The step kinds by name, and the layout policy: how a chunk of each kind is stepped.
 
 A new kind is a module of this package with a builder ``(task, shapes, batch_size, dtype,
-lanes_last) -> Dynamics`` and ONE line in :data:`KINDS` (and its name in the configuration's
-``optimizer.kind`` choices).
+lanes_last) -> Dynamics``, ONE line in :data:`BUILDERS`, and one in the table of kinds that the
+rest of rankjump reads (:data:`rankjump.config.kinds.KINDS`: its name, label, and what
+``rankjump rare`` makes of it).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from rankjump.dynamics import dense, entrywise, momentum
 from rankjump.dynamics.types import Dynamics, TaskArrays
 
 __all__ = [
-    "KINDS",
+    "BUILDERS",
     "LANES_LAST_MAX_BATCH",
     "Kind",
     "Layout",
@@ -34,7 +35,7 @@ class Kind(NamedTuple):
     lanes_last_max_batch: int
 
 
-KINDS: dict[str, Kind] = {
+BUILDERS: dict[str, Kind] = {
     "sgd": Kind(entrywise.sgd, LANES_LAST_MAX_BATCH),
     "label_noise": Kind(entrywise.label_noise, LANES_LAST_MAX_BATCH),
     "gd": Kind(dense.gd, 0),
@@ -53,9 +54,9 @@ class Layout(NamedTuple):
 
 
 def _kind(kind: str) -> Kind:
-    if kind not in KINDS:
-        raise ValueError(f"optimizer.kind = {kind!r}: must be {' | '.join(KINDS)}")
-    return KINDS[kind]
+    if kind not in BUILDERS:
+        raise ValueError(f"optimizer.kind = {kind!r}: must be {' | '.join(BUILDERS)}")
+    return BUILDERS[kind]
 
 
 def layout(kind: str, batch_size: int, platform: str = "cpu") -> Layout:
@@ -72,7 +73,7 @@ def lanes_last(kind: str, batch_size: int) -> bool:
 
 
 def make_dynamics(kind: str, task: TaskArrays, shapes, batch_size: int, dtype) -> Dynamics:
-    """Build a step kind by name (one of :data:`KINDS`).
+    """Build a step kind by name (one of :data:`BUILDERS`).
 
     Args:
         kind: the dynamics.

@@ -9,13 +9,16 @@ state (``opt``). Each record has ONE keyword constructor (:func:`new_state`, :fu
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array
 
 from rankjump.model.network import Weights
+
+if TYPE_CHECKING:
+    from rankjump.config import Config
 
 __all__ = [
     "Dynamics",
@@ -24,6 +27,7 @@ __all__ = [
     "TaskArrays",
     "lane_array",
     "materialize",
+    "hyper_for",
     "new_hyper",
     "new_state",
     "renormalize",
@@ -98,6 +102,23 @@ def new_hyper(
         label_noise=lane_array(label_noise, dtype, lanes),
         temperature=lane_array(temperature, dtype, lanes),
         momentum=lane_array(momentum, dtype, lanes),
+    )
+
+
+def hyper_for(cfg: Config, lam, eta, lanes=()) -> Hyper:
+    """The hyperparameters of ``cfg`` at ``lam`` and ``eta`` (scalars, or per lane with a
+    trailing phase axis for a schedule): the one place a configuration becomes a
+    :class:`Hyper`, read by the simulator, the rare-event engine and the benchmark. Label noise,
+    temperature and momentum come from ``optimizer``, the dtype from ``run.dtype``."""
+    opt = cfg.optimizer
+    return new_hyper(
+        lam=lam,
+        eta=eta,
+        label_noise=opt.label_noise,
+        temperature=opt.temperature,
+        momentum=opt.momentum or 0.0,
+        dtype=jnp.dtype(cfg.run.dtype),
+        lanes=lanes,
     )
 
 

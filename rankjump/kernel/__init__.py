@@ -53,4 +53,3 @@ __all__ = [
     "tile_lanes",
     "trace_count",
 ]
-

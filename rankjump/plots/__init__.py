@@ -32,12 +32,14 @@ from rankjump.plots.probability import (
 )
 from rankjump.plots.rare import plot_rare_probability, save_rare
 from rankjump.plots.rare_points import fit_rare_probability
+from rankjump.plots.replay import collapse_summary, plot_replay
 from rankjump.plots.save import save_all
 from rankjump.plots.trajectories import plot_singular_values, plot_transitions
 
 __all__ = [
     "DPI",
     "LogPFit",
+    "collapse_summary",
     "describe",
     "fit_log_probability",
     "fit_rare_probability",
@@ -46,6 +48,7 @@ __all__ = [
     "plot_log_probability",
     "plot_rank_fractions",
     "plot_rare_probability",
+    "plot_replay",
     "plot_singular_values",
     "plot_transitions",
     "save_all",

@@ -15,11 +15,11 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
+from rankjump.config.kinds import kind_label
 from rankjump.stats.reports import CellReport
 
 __all__ = [
     "DPI",
-    "KINDS",
     "LEGEND_ABOVE",
     "MAX_CELLS",
     "Cell",
@@ -35,7 +35,6 @@ __all__ = [
 
 DPI = 110  # resolution of raster files
 MAX_CELLS = 25  # panels of a per-cell figure, at most
-KINDS = {"sgd": "SGD", "gd": "GD", "label_noise": "label-noise SGD", "langevin": "Langevin"}
 Cell = tuple[float, float]  # (lam, eta)
 # Keyword arguments of Axes.legend that put the legend over the axes, centred.
 LEGEND_ABOVE = {"loc": "lower center", "bbox_to_anchor": (0.5, 1.01), "fontsize": 8}
@@ -52,7 +51,7 @@ def run_config(ds: xr.Dataset) -> dict:
 def kind_name(ds: xr.Dataset) -> str:
     """The optimizer's name for titles ("SGD", "GD", ...); SGD when the file does not say."""
     kind = run_config(ds).get("optimizer", {}).get("kind", "sgd")
-    return KINDS.get(kind, str(kind))
+    return kind_label(kind)
 
 
 def describe(ds: xr.Dataset, *, per_cell: str | None = None) -> str:

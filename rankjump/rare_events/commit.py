@@ -23,8 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rankjump.rare_events.network import NetworkProcess
-from rankjump.rare_events.splitting import ams
+from rankjump.rare_events.network import NetworkProcess, run_splitting
 from rankjump.rare_events.types import Reactive
 
 __all__ = ["Commitment", "commit_continue", "commit_split"]
@@ -89,16 +88,14 @@ def commit_split(
     def tick(q, finished, z):
         on_iteration(q, finished + idle, z)
 
-    out = ams(
+    out = run_splitting(
         network,
         key,
-        replicas=rare.replicas,
-        kill=rare.kill,
+        rare,
+        steps,
+        every,
+        None if on_iteration is None else tick,
         runs=len(have),
-        steps=steps,
-        every=every,
-        max_iterations=rare.max_iterations,
-        on_iteration=None if on_iteration is None else tick,
         starts=starts,
         floor=rare.commit_floor,
     )

@@ -23,7 +23,7 @@ import xarray as xr
 from tqdm import tqdm
 
 from rankjump.config import Config, config_from_dict, config_to_toml
-from rankjump.rare_events.network import NetworkProcess, run_splitting
+from rankjump.rare_events.network import NetworkProcess, check_rare, run_splitting
 from rankjump.rare_events.rate import as_cell, rate_cell, rate_variables
 from rankjump.results.schema import provenance
 from rankjump.runtime.precision import with_float64
@@ -35,7 +35,6 @@ RESULT_KIND = "rare"  # attrs["result_kind"] of a rare result (a simulate result
 
 def _cell(cfg: Config, lam: float, eta: float, key, progress: bool | None):
     """(the cell's result, its process, extra variables of the method, seconds)."""
-    process = NetworkProcess(cfg, lam, eta)
     r, run = cfg.rare, cfg.run
     bar = tqdm(
         desc=f"lam {lam:g}, eta {eta:g}",
@@ -54,12 +53,10 @@ def _cell(cfg: Config, lam: float, eta: float, key, progress: bool | None):
     with bar:
         if r.method == "rate":
             result = rate_cell(cfg, lam, eta, key, on_iteration=tick)
-            out, extra = as_cell(result), rate_variables(result)
+            out, extra, process = as_cell(result), rate_variables(result), result.network
         else:
-            out, extra = (
-                run_splitting(process, key, r, run.steps, run.record_every, tick),
-                {},
-            )
+            process = NetworkProcess(cfg, lam, eta)
+            out, extra = run_splitting(process, key, r, run.steps, run.record_every, tick), {}
     return out, process, extra, time.perf_counter() - t0
 
 
@@ -74,6 +71,7 @@ def rare(cfg: Config, progress: bool | None = None) -> xr.Dataset:
         A Dataset over (lam, eta) with ``p`` and its interval, per-run values over ``run``, and
         reactive paths over ``reactive`` and ``checkpoint`` (padded with NaN).
     """
+    check_rare(cfg)
     opt, run = cfg.optimizer, cfg.run
     n_lam, n_eta, n_runs = len(opt.lam), len(opt.eta), cfg.rare.runs
     root = jax.random.PRNGKey(run.seed)

@@ -35,8 +35,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from rankjump.config import Config, ConfigError
+from rankjump.config.kinds import KINDS
 from rankjump.config.sections import SCORE_NAMES
-from rankjump.dynamics import State, TaskArrays, materialize, new_hyper, new_state
+from rankjump.dynamics import State, TaskArrays, hyper_for, materialize, new_hyper, new_state
 from rankjump.dynamics.entrywise import sgd_update
 from rankjump.kernel import compiled_advance, lane_mesh
 from rankjump.model.network import entry_vectors, param_norm2, sharpness
@@ -47,7 +48,7 @@ from rankjump.runtime.precision import with_float64
 from rankjump.simulation.plan import plan_run
 from rankjump.simulation.starts import eta_edge, shared_starts
 
-__all__ = ["SCORES", "NetworkProcess", "run_splitting"]
+__all__ = ["SCORES", "NetworkProcess", "check_rare", "run_splitting"]
 
 SCORES = SCORE_NAMES
 
@@ -73,16 +74,8 @@ class NetworkProcess:
         score: str | None = None,
         basin: float | None = None,
     ):
-        net, opt, run = cfg.network, cfg.optimizer, cfg.run
-        if not (net.init == "file" or (net.init == "gd_minimum" and net.gd_start == "shared")):
-            raise ConfigError(
-                'network.init: rare needs one shared start ("gd_minimum" with gd_start = '
-                '"shared", or "file")'
-            )
-        if opt.n_phases > 1:
-            raise ConfigError("optimizer.schedule_steps: rare runs without a schedule")
-        if cfg.rank.rule != "all_layers":
-            raise ConfigError('rank.rule: rare estimates entry into B_r under "all_layers" only')
+        opt, run = cfg.optimizer, cfg.run
+        check_rare(cfg)
         self.score_name = cfg.rare.score if score is None else score
         if self.score_name not in SCORES:
             raise ConfigError(f"rare.score = {self.score_name!r}: must be one of {SCORES}")
@@ -92,11 +85,11 @@ class NetworkProcess:
             )
         li = opt.lam.index(lam)
         plan = plan_run(cfg.replace(run={"trajectories": 1}))
-        self.structure = plan.structure
+        self.cfg, self.structure = cfg, plan.structure
         self.dtype = jnp.dtype(run.dtype)
         self.thr = float(plan.thresholds[li].layer)
         self.arrays = TaskArrays.of(plan.task, self.dtype)
-        starts = shared_starts(cfg)
+        starts = shared_starts(plan)
         self.start_weights = tuple(np.asarray(w[li], self.dtype) for w in starts.weights)
         self.start_rank = int(starts.attrs["start_rank"][li])
         self.eta_edge = eta_edge(self.start_weights, plan.task)
@@ -108,7 +101,7 @@ class NetworkProcess:
                 "already in that set; choose a smaller target rank"
             )
         self.basin = basin
-        self.hyper = (lam, eta, opt.label_noise, opt.temperature)
+        self.lam, self.eta = lam, eta
         self.diverge_norm2 = run.diverge_norm2
         self.target = 1.0
         # (L,) start values of each layer's vanishing singular value (NumPy, float64).
@@ -123,10 +116,12 @@ class NetworkProcess:
 
     @with_float64
     def start(self, key, n: int) -> State:
-        """n replicas at the configured start, step 0 (the key is not used)."""
+        """n replicas at the configured start, step 0, with the kind's optimizer state at the
+        start (a velocity of 0 for momentum; the key is not used)."""
         del key
         weights = tuple(np.broadcast_to(w, (n, *w.shape)).copy() for w in self.start_weights)
-        return new_state(weights=weights)
+        opt = jax.vmap(self.structure.dynamics(self.arrays).init_opt)(weights)
+        return new_state(weights=weights, opt=jax.tree.map(np.asarray, opt))
 
     @with_float64
     def advance(self, keys, state: State, step0: int, n_steps: int) -> State:
@@ -135,18 +130,9 @@ class NetworkProcess:
         s = self.structure
         if n_steps % s.record_every:
             raise ValueError(f"n_steps = {n_steps}: must be a multiple of {s.record_every}")
-        n = len(keys)
-        lam, eta, label_noise, temperature = self.hyper
-        hyper = new_hyper(
-            lam=lam,
-            eta=eta,
-            label_noise=label_noise,
-            temperature=temperature,
-            dtype=self.dtype,
-            lanes=(n,),
-        )
+        hyper = hyper_for(self.cfg, self.lam, self.eta, lanes=(len(keys),))
         state = jax.tree_util.tree_map(jnp.asarray, state)
-        program = compiled_advance(s, lane_mesh(n))
+        program = compiled_advance(s, lane_mesh(len(keys)))
         with jax.default_matmul_precision("highest"):
             for _ in range(n_steps // s.record_every):
                 state = program(state, jnp.asarray(keys), hyper, self.arrays)
@@ -172,7 +158,7 @@ class NetworkProcess:
         return programs[draws, top]
 
     def _build_lookahead(self, draws: int, top: int):
-        task, (lam, eta) = self.arrays, self.hyper[:2]
+        task, lam, eta = self.arrays, self.lam, self.eta
         update = sgd_update(task, len(self.start_weights), 1, False)  # the step, label-free
         hyper = new_hyper(lam=lam, eta=eta, dtype=self.dtype)
         no_noise = jnp.zeros((1, 0), self.dtype)
@@ -283,17 +269,45 @@ def _healthy(weights, limit):
     return jnp.isfinite(norm2) & (norm2 <= limit)
 
 
-def run_splitting(process, key, rare, steps: int, every: int, on_iteration=None):
-    """:func:`rankjump.rare_events.splitting.ams` with the ``[rare]`` section's replicas, kill, runs and
-    iteration cap, over ``steps`` steps scored every ``every``."""
+def check_rare(cfg: Config) -> None:
+    """Refuse, before any compute, a configuration that ``rankjump rare`` cannot estimate: its
+    start must be one shared network, without a schedule, judged by the "all_layers" rule, and
+    its kind one that the method runs (:data:`rankjump.config.kinds.KINDS` says why not)."""
+    net, opt = cfg.network, cfg.optimizer
+    if not (net.init == "file" or (net.init == "gd_minimum" and net.gd_start == "shared")):
+        raise ConfigError(
+            'network.init: rare needs one shared start ("gd_minimum" with gd_start = '
+            '"shared", or "file")'
+        )
+    if opt.n_phases > 1:
+        raise ConfigError("optimizer.schedule_steps: rare runs without a schedule")
+    if cfg.rank.rule != "all_layers":
+        raise ConfigError('rank.rule: rare estimates entry into B_r under "all_layers" only')
+    kind = KINDS[opt.kind]
+    if kind.rare is not None:
+        raise ConfigError(f"optimizer.kind = {opt.kind!r}: rankjump rare refuses it: {kind.rare}")
+    if cfg.rare.method == "rate" and kind.rate is not None:
+        raise ConfigError(
+            f'optimizer.kind = {opt.kind!r}: rare.method = "rate" refuses it: {kind.rate}'
+        )
+
+
+def run_splitting(process, key, rare, steps: int, every: int, on_iteration=None, **options):
+    """:func:`rankjump.rare_events.splitting.ams` with the ``[rare]`` section's replicas, kill,
+    runs and iteration cap, over ``steps`` steps scored every ``every``: the one place the
+    section is handed to the engine. ``options`` go to ``ams`` as they are (``runs`` in place of
+    ``rare.runs``, ``starts``, ``floor``)."""
+    settings = {
+        "replicas": rare.replicas,
+        "kill": rare.kill,
+        "runs": rare.runs,
+        "max_iterations": rare.max_iterations,
+    }
     return ams(
         process,
         key,
-        replicas=rare.replicas,
-        kill=rare.kill,
-        runs=rare.runs,
+        **{**settings, **options},
         steps=steps,
         every=every,
-        max_iterations=rare.max_iterations,
         on_iteration=on_iteration,
     )

@@ -88,6 +88,7 @@ class RateResult(NamedTuple):
     cost: np.ndarray  # (3,) trajectory-steps of the basin, the windows and the commitment
     commit_cost: np.ndarray  # (M,) trajectory-steps of the commitment of each run's kicks
     floored: int  # commitment runs stopped at rare.commit_floor (estimate 0)
+    network: NetworkProcess  # the windows' process: the start, its rank and eta_edge
 
 
 def progress_at(network: NetworkProcess, fraction: float) -> float:
@@ -216,6 +217,7 @@ def rate_cell(cfg: Config, lam: float, eta: float, key, on_iteration=None) -> Ra
         cost,
         commitment.cost,
         commitment.floored,
+        window_net,
     )
 
 

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rankjump.config import Config
-from rankjump.dynamics import new_hyper
+from rankjump.dynamics import hyper_for
 from rankjump.kernel import LaneParams, Structure, new_lane_params
 from rankjump.kernel.layout import block_size, tile_lanes
 from rankjump.model.network import layer_shapes
@@ -76,15 +76,7 @@ class Plan(NamedTuple):
         li, ei = self.lane_lam[lanes], self.lane_eta[lanes]
         lam_phases = np.outer(opt.lam, opt.factors("lam")).astype(dtype)  # (lam, phase)
         eta_phases = np.outer(opt.eta, opt.factors("eta")).astype(dtype)
-        hyper = new_hyper(
-            lam=lam_phases[li],
-            eta=eta_phases[ei],
-            label_noise=opt.label_noise,
-            temperature=opt.temperature,
-            momentum=opt.momentum or 0.0,
-            dtype=dtype,
-            lanes=lanes.shape,
-        )
+        hyper = hyper_for(cfg, lam_phases[li], eta_phases[ei], lanes=lanes.shape)
         return new_lane_params(
             hyper=hyper,
             thr_layer=np.asarray([t.layer for t in self.thresholds], dtype)[li],
@@ -192,14 +184,14 @@ def _available_bytes() -> int | None:
     return None
 
 
-def check_memory(cfg: Config, lanes_held: int, command: str) -> None:
-    """Refuse, before anything is allocated, a run whose records (``lanes_held`` lanes held at
-    once, twice: the records and the Dataset made of them) and one chunk's arrays would not fit
-    in the memory available now."""
+def check_memory(plan: Plan, lanes_held: int, command: str) -> None:
+    """Refuse, before anything is allocated, a run of ``plan`` whose records (``lanes_held``
+    lanes held at once, twice: the records and the Dataset made of them) and one chunk's arrays
+    would not fit in the memory available now."""
+    cfg = plan.cfg
     run = cfg.run
-    shapes = layer_shapes(cfg.task.d_out, cfg.task.d_in, cfg.network.width, cfg.network.depth)
-    weights = sum(r * c for r, c in shapes) * np.dtype(run.dtype).itemsize
-    chunk = min(run.chunk_size, lanes_held) * len(jax.devices())
+    weights = sum(r * c for r, c in plan.structure.shapes) * np.dtype(run.dtype).itemsize
+    chunk = min(run.chunk_size, lanes_held) * len(plan.devices)
     need = 2 * lanes_held * record_bytes(cfg) + chunk * (8 * weights + record_bytes(cfg))
     have = _available_bytes()
     if have is None or need <= 0.8 * have:

@@ -20,7 +20,7 @@ import numpy as np
 import xarray as xr
 
 from rankjump.config import loads_config
-from rankjump.config.sections import ENTRYWISE_KINDS
+from rankjump.config.kinds import ENTRYWISE_KINDS
 from rankjump.dynamics import TaskArrays, make_dynamics
 from rankjump.kernel import interval_structure, split_lane_key
 from rankjump.results.io import ResultError, load_result
@@ -181,7 +181,7 @@ def replay(
     plan = plan_run(cell, devices=jax.devices()[:1], chunk=1)
     plan = plan._replace(lane_traj=np.array([traj]), lane_lam=np.zeros(1, int))
     plan = plan._replace(lane_eta=np.zeros(1, int))
-    starts = shared_starts(cell)
+    starts = shared_starts(plan)
     phases = [(run.record_every, 0, window.start), (window.every, window.start, window.stop)]
     parts, state, extra = [], None, {}
     with progress_bar(window.stop, "replay", progress) as bar:

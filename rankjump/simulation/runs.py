@@ -235,9 +235,9 @@ def simulate(cfg: Config, *, progress: bool | None = None, devices=None) -> xr.D
     """
     t0 = time.perf_counter()
     n_lanes = len(cfg.optimizer.lam) * len(cfg.optimizer.eta) * cfg.run.trajectories
-    check_memory(cfg, n_lanes, "simulate")
     plan = plan_run(cfg, devices)
-    starts = shared_starts(cfg)
+    check_memory(plan, n_lanes, "simulate")
+    starts = shared_starts(plan)
     with progress_bar(plan.n_lanes * cfg.run.steps, "simulate", progress) as bar:
         records, extra = run_chunks(plan, range(plan.n_chunks), starts, bar)
     return assemble(plan, records, extra, starts, time.perf_counter() - t0)

@@ -4,7 +4,7 @@ inside the kernel, per trajectory."""
 
 from __future__ import annotations
 
-import functools
+import warnings
 import zipfile
 from pathlib import Path
 from typing import NamedTuple
@@ -14,12 +14,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from rankjump.config import Config, ConfigError
-from rankjump.model.network import entry_sharpness, layer_shapes
+from rankjump.model.network import entry_sharpness
 from rankjump.model.ranks import REL_FLOOR, ranks_of
-from rankjump.model.tasks import Task, make_task
+from rankjump.model.tasks import Task
 from rankjump.runtime.precision import with_float64
 from rankjump.simulation.minima import GDMinimum, gd_minimum
-from rankjump.simulation.plan import thresholds
+from rankjump.simulation.plan import Plan, plan_run
 
 __all__ = [
     "MinimaCache",
@@ -44,10 +44,20 @@ def start_lams(cfg: Config) -> np.ndarray:
     return np.asarray(cfg.optimizer.lam) * cfg.optimizer.factors("lam")[0]
 
 
-@functools.lru_cache(maxsize=8)
-def _shared_minimum(task_cfg, net, lams) -> GDMinimum:
-    """GD minima are deterministic in (task, network, lam): compute each once per process."""
-    return gd_minimum(make_task(task_cfg), task_cfg.d_out, task_cfg.d_in, net, lams)
+_MINIMA: dict = {}  # shared GD minima by (task, network, start lams), oldest first
+
+
+def _shared_minimum(plan: Plan) -> GDMinimum:
+    """GD minima are deterministic in (task, network, lam): each is computed once per process
+    (the last eight kept)."""
+    cfg = plan.cfg
+    lams = tuple(float(x) for x in start_lams(cfg))
+    key = (cfg.task, cfg.network, lams)
+    if key not in _MINIMA:
+        _MINIMA[key] = gd_minimum(plan.task, cfg.task.d_out, cfg.task.d_in, cfg.network, lams)
+        while len(_MINIMA) > 8:
+            _MINIMA.pop(next(iter(_MINIMA)))
+    return _MINIMA[key]
 
 
 def _start_rank(weights, thr, rule: str) -> int:
@@ -73,15 +83,23 @@ def eta_edge(weights, task: Task) -> float:
 
 
 @with_float64
-def shared_starts(cfg: Config) -> Starts:
-    """The starts shared by all trajectories of a lam: a GD minimum or a weights file.
+def shared_starts(plan: Plan) -> Starts:
+    """The starts shared by all trajectories of a lam of ``plan``: a GD minimum or a weights file.
 
     Per-trajectory GD minima and drawn inits give ``Starts(None, {})``: they are made per chunk.
+    (A :class:`Config` in place of the plan is planned first, with a DeprecationWarning.)
     """
+    if isinstance(plan, Config):
+        warnings.warn(
+            "shared_starts(cfg) is deprecated; pass the plan: shared_starts(plan_run(cfg))",
+            DeprecationWarning,
+            stacklevel=3,  # through with_float64
+        )
+        plan = plan_run(plan)
+    cfg = plan.cfg
     net, n_lam = cfg.network, len(cfg.optimizer.lam)
-    shapes = layer_shapes(cfg.task.d_out, cfg.task.d_in, net.width, net.depth)
     if net.init == "gd_minimum" and net.gd_start == "shared":
-        m = _shared_minimum(cfg.task, net, tuple(float(x) for x in start_lams(cfg)))
+        m = _shared_minimum(plan)
         weights = m.weights
         attrs = {
             "gd_grad_norm": m.grad_norm.tolist(),
@@ -89,11 +107,11 @@ def shared_starts(cfg: Config) -> Starts:
             "gd_loss": m.loss.tolist(),
         }
     elif net.init == "file":
-        w = load_weights(net.init_file, shapes)
+        w = load_weights(net.init_file, plan.structure.shapes)
         weights, attrs = tuple(np.broadcast_to(x, (n_lam, *x.shape)) for x in w), {}
     else:
         return Starts(weights=None, attrs={})
-    thr = thresholds(cfg, make_task(cfg.task))
+    thr = plan.thresholds
     attrs["start_rank"] = [
         _start_rank([w[k] for w in weights], thr[k], cfg.rank.rule) for k in range(n_lam)
     ]

@@ -23,14 +23,13 @@ import time
 from pathlib import Path
 from typing import Protocol
 
-import jax
 import numpy as np
 import xarray as xr
 
 from rankjump.config import Config, config_to_toml
 from rankjump.results.io import load_result
 from rankjump.runtime.precision import with_float64
-from rankjump.simulation.plan import check_memory, plan_run
+from rankjump.simulation.plan import Plan, check_memory, plan_run
 from rankjump.simulation.runs import progress_bar, run_chunks
 from rankjump.simulation.starts import shared_starts
 from rankjump.sweeps.files import (
@@ -145,16 +144,16 @@ def check_chunks_per_job(m_value: int, given: int | None, out: Path) -> None:
         )
 
 
-def check_starts(out: Path, cfg: Config, m: dict) -> None:
+def check_starts(out: Path, plan: Plan, m: dict) -> None:
     """Recompute ``starts.npz`` when it is missing or not the manifest's; refuse when the
     recomputed starts are not those the sweep's jobs were computed from."""
     if m["starts"] is None:
         return
-    found = read_starts(out, cfg.network.depth)
+    found = read_starts(out, plan.cfg.network.depth)
     if found is not None and starts_digest(found) == m["starts"]:
         return
     what = "missing or unreadable" if found is None else "not the starts of this sweep"
-    starts = shared_starts(cfg)
+    starts = shared_starts(plan)
     if starts_digest(starts) != m["starts"]:
         raise SweepError(
             f"{out / STARTS}: {what}, and the starts recomputed from the configuration are not "
@@ -165,9 +164,10 @@ def check_starts(out: Path, cfg: Config, m: dict) -> None:
     log.warning("%s: %s; recomputed from the configuration", out / STARTS, what)
 
 
-def rebuild_manifest(cfg: Config, out: Path, chunks_per_job: int | None, why: str) -> None:
+def rebuild_manifest(plan: Plan, out: Path, chunks_per_job: int | None, why: str) -> None:
     """Write a manifest for ``cfg`` in ``out``, taking the job partition and starts of the job
     files there that belong to a sweep of ``cfg``, so they are reused."""
+    cfg = plan.cfg
     toml = config_to_toml(cfg)
     mine = [i for i in _identities(out) if i.get("config") == digest(toml)]
     if mine:
@@ -175,18 +175,19 @@ def rebuild_manifest(cfg: Config, out: Path, chunks_per_job: int | None, why: st
         chunk, per_job, starts_id = counts.most_common(1)[0][0]
         check_chunks_per_job(per_job, chunks_per_job, out)
     else:
-        chunk, per_job, starts_id = plan_run(cfg).chunk, chunks_per_job or 1, None
+        chunk, per_job, starts_id = plan.chunk, chunks_per_job or 1, None
     starts = read_starts(out, cfg.network.depth)
     if starts is None or starts_id is None or starts_digest(starts) != starts_id:
-        starts = shared_starts(cfg)
+        starts = shared_starts(plan)
         save_starts(out, starts)
     write_manifest(out, new_manifest(cfg, chunk, per_job, starts_digest(starts)))
     found = f"{len(mine)} job file{'s' * (len(mine) != 1)} of it found"
     log.warning("%s: %s; rebuilt from the configuration (%s)", out / MANIFEST, why, found)
 
 
-def _prepare(cfg: Config, out: Path, resume: bool, chunks_per_job: int | None) -> None:
+def _prepare(plan: Plan, out: Path, resume: bool, chunks_per_job: int | None) -> None:
     """Create the sweep folder, or check that the one there is this sweep (``resume``)."""
+    cfg = plan.cfg
     if out.exists() and not out.is_dir():
         raise SweepError(f"--out {out}: exists and is not a directory")
     if not out.parent.is_dir():
@@ -202,23 +203,22 @@ def _prepare(cfg: Config, out: Path, resume: bool, chunks_per_job: int | None) -
         try:
             m = read_manifest(out)
         except SweepError as err:
-            rebuild_manifest(cfg, out, chunks_per_job, str(err).split(": ", 1)[1])
+            rebuild_manifest(plan, out, chunks_per_job, str(err).split(": ", 1)[1])
             return
         if m["config"] != config_to_toml(cfg):
             raise SweepError(
                 f"--out {out}: holds a sweep of another configuration; choose another folder"
             )
         check_chunks_per_job(m["chunks_per_job"], chunks_per_job, out)
-        check_starts(out, cfg, m)
+        check_starts(out, plan, m)
         return
     if out.exists() and not only_leftovers(out):
         raise SweepError(f"--out {out}: is not empty and holds no sweep; choose another folder")
     out.mkdir(exist_ok=True)
     (out / JOBS).mkdir(exist_ok=True)
-    starts = shared_starts(cfg)
+    starts = shared_starts(plan)
     save_starts(out, starts)
-    chunk = plan_run(cfg).chunk
-    write_manifest(out, new_manifest(cfg, chunk, chunks_per_job or 1, starts_digest(starts)))
+    write_manifest(out, new_manifest(cfg, plan.chunk, chunks_per_job or 1, starts_digest(starts)))
 
 
 def _status_words(out: Path) -> str:
@@ -259,8 +259,10 @@ def sweep(
     if chunks_per_job is not None and chunks_per_job < 1:
         raise SweepError(f"--chunks-per-job = {chunks_per_job}: must be >= 1")
     out = Path(out)
-    check_memory(cfg, (chunks_per_job or 1) * cfg.run.chunk_size * len(jax.devices()), "sweep")
-    _prepare(cfg, out, resume, chunks_per_job)
+    plan = plan_run(cfg)
+    lanes_held = (chunks_per_job or 1) * cfg.run.chunk_size * len(plan.devices)
+    check_memory(plan, lanes_held, "sweep")
+    _prepare(plan, out, resume, chunks_per_job)
     m = read_manifest(out)
     plan, jobs = folder_plan(out, m)
     pending = []

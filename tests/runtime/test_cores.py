@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).parent.parent
-TESTS = Path(__file__).parent
+ROOT = Path(__file__).parents[2]
+TESTS = Path(__file__).parents[1]
 COUNT = "import jax, rankjump; print(len(jax.devices('cpu')))"
 
 

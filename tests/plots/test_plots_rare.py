@@ -13,9 +13,9 @@ import pytest
 import xarray as xr
 from matplotlib.container import ErrorbarContainer
 from matplotlib.figure import Figure
-from test_plots import jumps, make_ds
+from support import jumps, make_ds
 
-from rankjump.cli.demo import demo_config
+from rankjump import demo_config
 from rankjump.cli.main import main
 from rankjump.plots import fit_rare_probability, plot_rare_probability
 from rankjump.rare_events.grid import rare

@@ -266,7 +266,7 @@ def _lanes(n, shapes, seed, dtype=jnp.float64):
     return tuple(jnp.asarray(w, dtype) for w in weights), hyper
 
 
-@pytest.mark.parametrize("kind", sorted(dynamics.KINDS))
+@pytest.mark.parametrize("kind", sorted(dynamics.BUILDERS))
 @pytest.mark.parametrize(
     "geometry", [GEOMETRIES[0], GEOMETRIES[3]], ids=lambda g: "x".join(map(str, g))
 )
@@ -400,13 +400,19 @@ def test_dense_step_carries_a_stateful_chain():
     assert gd_dyn.init(stateless.weights).opt == ()
 
 
-def test_registry_names_the_configured_kinds():
+def test_every_table_of_kinds_names_every_kind():
+    """One table of kinds (rankjump.config.kinds.KINDS): the configuration's choices, the
+    builders, the labels of figures and the replay's entry-wise kinds all follow it."""
     from dataclasses import fields
 
-    from rankjump.config import OptimizerConfig
+    from rankjump.config import ENTRYWISE_KINDS, KINDS, OptimizerConfig, kind_label
 
     kind = next(f for f in fields(OptimizerConfig) if f.name == "kind")
-    assert set(kind.metadata["choices"]) == set(dynamics.KINDS)
+    assert tuple(kind.metadata["choices"]) == tuple(KINDS)
+    assert set(dynamics.BUILDERS) == set(KINDS)
+    assert set(ENTRYWISE_KINDS) == {k for k, info in KINDS.items() if info.entrywise}
+    for name in KINDS:
+        assert kind_label(name) != name  # every kind has a name of its own in figures
 
 
 def test_step_is_draw_then_update():

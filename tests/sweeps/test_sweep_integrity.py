@@ -45,7 +45,7 @@ def _pristine(cfg) -> Path:
 
 
 @functools.cache
-def _simulated(cfg) -> xr.Dataset:
+def simulated(cfg) -> xr.Dataset:
     path = Path(tempfile.mkdtemp()) / "simulate.nc"
     return load_result(save_result(simulate(cfg, progress=False), path))
 
@@ -57,7 +57,7 @@ def _copy(tmp: Path, cfg=CFG) -> Path:
 
 
 def _assert_equals_simulate(ds: xr.Dataset) -> None:
-    want = _simulated(CFG)
+    want = simulated(CFG)
     assert set(ds.data_vars) == set(want.data_vars)
     for name in want.variables:
         np.testing.assert_array_equal(ds[name].values, want[name].values, err_msg=name)

@@ -14,12 +14,12 @@ import jax
 import numpy as np
 import pytest
 
-from rankjump import ConfigError, binomial_ci, config_to_toml, loads_config, simulate
-from rankjump.cli.demo import demo_config
+from rankjump import ConfigError, config_to_toml, demo_config, loads_config, simulate
 from rankjump.cli.main import main
 from rankjump.plots import plot_rare_probability
 from rankjump.rare_events.grid import merge_etas, merge_lams, rare
 from rankjump.rare_events.network import NetworkProcess
+from rankjump.stats import binomial_ci
 
 # The demo's network at eta 0.17: jumps within 16,000 steps have P of about 0.01 (entering B_2
 # takes the collapse of a layer's mode and then about 9,000 steps of weight decay). With so few

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from support import BAD
 
 from rankjump import (
     Config,
@@ -17,84 +18,6 @@ from rankjump.config import TaskConfig
 from rankjump.model.tasks import make_task
 
 # ------------------------------------------------------------------ validation
-
-# (name, configuration dict, a regular expression the message must match). Every message must
-# name the offending field (or section).
-BAD = [
-    (
-        "unknown key",
-        {"network": {"dept": 3}},
-        r"network\.dept.*unknown.*did you mean network\.depth",
-    ),
-    ("unknown key, no close match", {"run": {"zzzzzz": 1}}, r"run\.zzzzzz.*unknown key.*steps"),
-    ("unknown section", {"netwrk": {"depth": 3}}, r"\[netwrk\].*unknown section.*\[network\]"),
-    ("section not a table", {"run": 3}, r"\[run\]"),
-    ("depth 0", {"network": {"depth": 0}}, r"network\.depth = 0: must be >= 1"),
-    ("observed 0", {"task": {"observed": 0.0}}, r"task\.observed = 0\.0: must be > 0"),
-    ("observed 1.5", {"task": {"observed": 1.5}}, r"task\.observed = 1\.5: must be <= 1"),
-    ("observed too small", {"task": {"observed": 0.001}}, r"task\.observed = 0\.001"),
-    ("negative lam", {"optimizer": {"lam": [1e-3, -0.1]}}, r"optimizer\.lam = -0\.1: must be >= 0"),
-    ("eta 0", {"optimizer": {"eta": [0.0]}}, r"optimizer\.eta = 0\.0: must be > 0"),
-    ("empty eta", {"optimizer": {"eta": []}}, r"optimizer\.eta"),
-    ("rank > min(d)", {"task": {"d_out": 4, "d_in": 3, "rank": 4}}, r"task\.rank = 4: .*<= .* 3"),
-    (
-        "record_every",
-        {"run": {"steps": 100, "record_every": 30}},
-        r"run\.record_every = 30: must divide run\.steps = 100",
-    ),
-    ("dtype float16", {"run": {"dtype": "float16"}}, r"run\.dtype = 'float16': must be one of"),
-    ("depth 2.5", {"network": {"depth": 2.5}}, r"network\.depth = 2\.5: must be an integer"),
-    ("depth true", {"network": {"depth": True}}, r"network\.depth = True: must be an integer"),
-    ("lam string", {"optimizer": {"lam": "x"}}, r"optimizer\.lam = 'x'"),
-    (
-        "lam list of strings",
-        {"optimizer": {"lam": ["x"]}},
-        r"optimizer\.lam = 'x': must be a number",
-    ),
-    ("eta nan", {"optimizer": {"eta": [float("nan")]}}, r"optimizer\.eta = nan: must be finite"),
-    ("width string", {"network": {"width": "10"}}, r"network\.width = '10': must be an integer"),
-    (
-        "singular_values length",
-        {"task": {"rank": 2, "singular_values": [1.0]}},
-        r"task\.singular_values has 1 values: must have rank = 2",
-    ),
-    (
-        "singular_values negative",
-        {"task": {"rank": 1, "singular_values": [-1.0]}},
-        r"task\.singular_values = -1\.0: must be > 0",
-    ),
-    (
-        "batch > observed",
-        {
-            "task": {"d_out": 2, "d_in": 2, "rank": 1, "observed": 0.5},
-            "optimizer": {"batch_size": 3},
-        },
-        r"optimizer\.batch_size = 3: must be <= the number of observed entries \(2\)",
-    ),
-    ("threshold bogus", {"rank": {"threshold": "bogus"}}, r"rank\.threshold = 'bogus': must be"),
-    ("threshold negative", {"rank": {"threshold": -1.0}}, r"rank\.threshold = -1\.0: must be > 0"),
-    (
-        "2 eta lam >= 1",
-        {"optimizer": {"lam": [0.5], "eta": [1.0]}},
-        r"optimizer\.eta, optimizer\.lam: 2 \* eta \* lam = 1 must be < 1",
-    ),
-    ("balanced without init_rank", {"network": {"init": "balanced"}}, r"network\.init_rank"),
-    (
-        "init_rank too big",
-        {"network": {"init": "balanced", "init_rank": 11}},
-        r"network\.init_rank = 11: must be <= min\(d_out, d_in, width\) = 10",
-    ),
-    ("file without init_file", {"network": {"init": "file"}}, r"network\.init_file"),
-    ("unknown init", {"network": {"init": "xavier"}}, r"network\.init = 'xavier': must be one of"),
-    ("label_noise 0", {"optimizer": {"kind": "label_noise"}}, r"optimizer\.label_noise"),
-    ("langevin T 0", {"optimizer": {"kind": "langevin"}}, r"optimizer\.temperature"),
-    ("safety > 1", {"rank": {"safety": 2.0}}, r"rank\.safety = 2\.0: must be <= 1"),
-    (
-        "sv and norm",
-        {"task": {"rank": 1, "singular_values": [1.0], "target_norm": 2.0}},
-        r"task\.target_norm",
-    ),
-]
 
 
 @pytest.mark.parametrize(("data", "pattern"), [b[1:] for b in BAD], ids=[b[0] for b in BAD])

@@ -6,17 +6,14 @@ The runs share program shapes with tests/test_simulate.py (``small_config``: flo
 
 from __future__ import annotations
 
-import functools
 import os
-import tempfile
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-import xarray as xr
 from conftest import small_config
+from support import GRID, assert_same_result, simulated
 
 from rankjump import (
     ConfigError,
@@ -26,7 +23,6 @@ from rankjump import (
     load_result,
     loads_config,
     merge,
-    save_result,
     simulate,
     sweep,
 )
@@ -42,32 +38,6 @@ from rankjump.simulation.starts import MinimaCache, shared_starts
 from rankjump.sweeps.files import JOBS
 from rankjump.sweeps.jobs import InlineExecutor
 
-# 2 x 2 cells x 6 trajectories = 24 lanes in 6 chunks of 4.
-GRID = small_config(
-    optimizer={"lam": [1e-2, 2e-2], "eta": [0.05, 0.1]},
-    run={"trajectories": 6, "chunk_size": 4},
-)
-
-
-@functools.cache
-def _simulated(cfg):
-    """simulate(cfg), saved and loaded back as a sweep's merged file is (memoised)."""
-    path = Path(tempfile.mkdtemp()) / "simulate.nc"
-    return load_result(save_result(simulate(cfg, progress=False), path))
-
-
-def _assert_same_result(got: xr.Dataset, want: xr.Dataset) -> None:
-    """Same variables, values (bit for bit), coordinates and attributes apart from wall time."""
-    assert set(got.data_vars) == set(want.data_vars)
-    for name in want.variables:
-        np.testing.assert_array_equal(got[name].values, want[name].values, err_msg=name)
-        assert got[name].dims == want[name].dims, name
-    drop = {"wall_time_s"}
-    assert {k: v for k, v in got.attrs.items() if k not in drop} == {
-        k: v for k, v in want.attrs.items() if k not in drop
-    }
-
-
 # ------------------------------------------------------------------ sweep == simulate, resume
 
 
@@ -79,8 +49,8 @@ def test_sweep_equals_simulate(tmp_path):
         "job-00001.npz",
         "job-00002.npz",
     ]
-    _assert_same_result(ds, _simulated(GRID))
-    _assert_same_result(load_result(out / "result.nc"), _simulated(GRID))
+    assert_same_result(ds, simulated(GRID))
+    assert_same_result(load_result(out / "result.nc"), simulated(GRID))
 
 
 class _StopAfter(InlineExecutor):
@@ -106,7 +76,7 @@ def test_interrupted_sweep_resumed_equals_uninterrupted(tmp_path):
     with pytest.raises(SweepError, match="2 of 6 jobs done.*--resume"):
         sweep(GRID, out, progress=False)
     ds = sweep(GRID, out, resume=True, progress=False)
-    _assert_same_result(ds, _simulated(GRID))
+    assert_same_result(ds, simulated(GRID))
     # Finished jobs were not rerun.
     assert all(os.stat(p).st_mtime_ns == t for p, t in before.items())
 
@@ -282,7 +252,7 @@ dtype = "float64"
 
 
 def test_per_trajectory_gd_minima_start_at_known_ranks(tmp_path):
-    ds = _simulated(PER_TRAJ)
+    ds = simulated(PER_TRAJ)
     tol = PER_TRAJ.network.gd_tol
     assert ds["gd_grad_norm"].dims == ("lam", "traj")
     assert np.all(ds["gd_grad_norm"].values <= tol) and np.all(ds["gd_steps"].values > 0)
@@ -306,7 +276,7 @@ def test_per_trajectory_gd_minima_start_at_known_ranks(tmp_path):
     assert cell.conditioned == int((start[0, 0] == modal).sum()) < cell.n
     # A sweep of it, recomputing the minima job by job, merges to the same result.
     MinimaCache.clear_shared()
-    _assert_same_result(sweep(PER_TRAJ, tmp_path / "sweep", progress=False), ds)
+    assert_same_result(sweep(PER_TRAJ, tmp_path / "sweep", progress=False), ds)
 
 
 def test_per_trajectory_start_needs_gd_minimum():
@@ -328,7 +298,7 @@ class _Counter:
 def test_progress_is_reported_from_inside_the_scan(capsys):
     plan = plan_run(GRID)
     counter = _Counter()
-    run_chunks(plan, range(plan.n_chunks), shared_starts(GRID), counter)
+    run_chunks(plan, range(plan.n_chunks), shared_starts(plan), counter)
     # One update per checkpoint interval of each chunk (4 lanes x 50 steps), not one per chunk.
     assert counter.updates == [4 * 50] * (plan.n_chunks * 4)
     assert sum(counter.updates) == plan.n_lanes * GRID.run.steps

@@ -37,8 +37,8 @@ print("identical")
 
 def test_four_devices_equal_one():
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4")
-    tests = str(Path(__file__).parent)
-    root = str(Path(__file__).parent.parent)
+    tests = str(Path(__file__).parents[1])
+    root = str(Path(__file__).parents[2])
     env["PYTHONPATH"] = os.pathsep.join([root, env.get("PYTHONPATH", "")])
     out = subprocess.run(
         [sys.executable, "-c", SCRIPT.format(tests=tests)],

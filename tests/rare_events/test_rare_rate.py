@@ -12,8 +12,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from rankjump import ConfigError, binomial_ci, simulate
-from rankjump.cli.demo import demo_config
+from rankjump import ConfigError, demo_config, simulate
 from rankjump.cli.rare import format_rare, rare_to_dict
 from rankjump.dynamics import TaskArrays, materialize, new_hyper, new_state
 from rankjump.dynamics.entrywise import sgd_update
@@ -28,6 +27,7 @@ from rankjump.rare_events.rate import (
     rate_variables,
 )
 from rankjump.runtime.precision import with_float64
+from rankjump.stats import binomial_ci
 
 # The demo's network at eta 0.18, where kicks are frequent: small windows keep this fast.
 CFG = demo_config().replace(
@@ -169,7 +169,7 @@ def _best_after_draws(net, weights, draws, top):
     steps (the project's own SGD step, :func:`sgd_update`), each on one of the ``top`` entries
     of largest overshoot, in float64; the best progress after 1..draws of them."""
     rows, cols, y = (np.asarray(x, np.float64) for x in net.arrays)
-    lam, eta = net.hyper[:2]
+    lam, eta = net.lam, net.eta
     task = TaskArrays(rows=jnp.asarray(rows, int), cols=jnp.asarray(cols, int), y=jnp.asarray(y))
     update = sgd_update(task, len(weights), 1, False)
     hyper = new_hyper(lam=lam, eta=eta, dtype=jnp.float64)

@@ -8,84 +8,15 @@ import math
 import numpy as np
 import pytest
 import xarray as xr
-from conftest import small_config
 from matplotlib.collections import PolyCollection
 from matplotlib.container import BarContainer
 from matplotlib.figure import Figure
+from support import jumps, make_ds
 
 from rankjump import plots
 from rankjump.cli import plot as plots_cli
-from rankjump.config import config_to_toml
 from rankjump.results.io import save_result
 from rankjump.stats.analysis import analyze
-
-K = 4  # stored singular values
-
-
-def make_ds(
-    rank: np.ndarray,
-    lam: list[float],
-    eta: list[float],
-    diverged: np.ndarray | None = None,
-    record_every: int = 100,
-) -> xr.Dataset:
-    """A result Dataset with results.build_dataset's schema from (lam, eta, traj, ckpt) ranks.
-
-    Singular values: modes below the rank sit at 1e-7 (the float32 floor), the others at 1..K.
-    """
-    rank = np.asarray(rank, dtype=np.int32)
-    n_lam, n_eta, n_traj, n_ck = rank.shape
-    diverged = np.zeros(rank.shape[:3], bool) if diverged is None else diverged
-    cell = ("lam", "eta", "traj")
-    steps = np.arange(n_ck, dtype=np.int64) * record_every
-    k = np.arange(K)
-    sv = np.where(k < rank[..., None], 4.0 - k, 1e-7).astype(np.float32)
-    zeros = np.zeros(rank.shape, np.float32)
-    cfg = small_config(
-        optimizer={"lam": lam, "eta": eta},
-        run={"trajectories": n_traj, "steps": (n_ck - 1) * record_every, "record_every": 100},
-    )
-    ds = xr.Dataset(
-        {
-            "rank": (cell + ("checkpoint",), rank),
-            "layer_rank": (cell + ("checkpoint", "layer"), np.repeat(rank[..., None], 3, -1)),
-            "end_rank": (cell + ("checkpoint",), rank),
-            "sv": (cell + ("checkpoint", "k"), sv),
-            "loss": (cell + ("checkpoint",), zeros),
-            "data_loss": (cell + ("checkpoint",), zeros),
-            "param_norm2": (cell + ("checkpoint",), zeros),
-            "imbalance": (cell + ("checkpoint",), zeros),
-            "diverged": (cell, diverged),
-            "diverged_step": (cell, np.where(diverged, steps[-1], -1)),
-        },
-        coords={
-            "lam": np.asarray(lam, float),
-            "eta": np.asarray(eta, float),
-            "traj": np.arange(n_traj),
-            "step": ("checkpoint", steps),
-            "layer": np.arange(1, 4),
-            "k": np.arange(1, K + 1),
-        },
-    )
-    ds.attrs.update(
-        config=config_to_toml(cfg),
-        producer="rankjump",
-        wall_time_s=1.0,
-        threshold_layer=[1e-3] * n_lam,
-        threshold_end=[1e-9] * n_lam,
-        rel_floor=1e-5,
-    )
-    return ds
-
-
-def jumps(n_traj: int, n_ck: int, counts: np.ndarray, at: int = 2, start: int = 3) -> np.ndarray:
-    """(lam, eta, traj, ckpt) ranks: in each cell the first counts[i, j] trajectories drop to
-    start - 1 at checkpoint `at`, the rest stay at start."""
-    counts = np.asarray(counts)
-    rank = np.full(counts.shape + (n_traj, n_ck), start)
-    for idx, c in np.ndenumerate(counts):
-        rank[idx][:c, at:] = start - 1
-    return rank
 
 
 @pytest.fixture

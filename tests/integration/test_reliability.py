@@ -16,8 +16,7 @@ import pytest
 from conftest import small_config
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_config import BAD
-from test_sweep import GRID, _assert_same_result, _simulated
+from support import BAD, GRID, assert_same_result, simulated
 
 from rankjump import Config, ConfigError, config_to_toml, load_result, loads_config, save_result
 from rankjump.cli.main import main
@@ -25,7 +24,7 @@ from rankjump.sweeps.cluster import SubmititExecutor
 from rankjump.sweeps.files import JOBS, SweepError
 from rankjump.sweeps.jobs import sweep
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 # ------------------------------------------------------------------ bad input at the command line
 
@@ -238,7 +237,7 @@ SIGNAL_GRID = GRID.replace(run={"trajectories": 24})
 def test_killed_sweep_resumes_to_the_uninterrupted_result(tmp_path):
     config = tmp_path / "grid.toml"
     config.write_text(config_to_toml(SIGNAL_GRID))
-    want = _simulated(SIGNAL_GRID)
+    want = simulated(SIGNAL_GRID)
     # SIGKILL while the sweep starts up, and again once some jobs are done.
     out = tmp_path / "sweep"
     proc = _sweep_process(config, out, "--quiet")
@@ -249,7 +248,7 @@ def test_killed_sweep_resumes_to_the_uninterrupted_result(tmp_path):
     _kill(proc)
     done = len(list((out / JOBS).glob("job-*.npz")))
     assert 2 <= done < 24 and not (out / "result.nc").exists()
-    _assert_same_result(sweep(SIGNAL_GRID, out, resume=True, progress=False), want)
+    assert_same_result(sweep(SIGNAL_GRID, out, resume=True, progress=False), want)
 
 
 def test_sigint_stops_a_sweep_with_a_resume_hint(tmp_path):
@@ -276,7 +275,7 @@ def test_submitit_local_executor_equals_inline(tmp_path):
         executor=SubmititExecutor("local", parallel=2),
         progress=False,
     )
-    _assert_same_result(ds, _simulated(GRID))
+    assert_same_result(ds, simulated(GRID))
     assert (out / "submitit").is_dir()
 
 
