@@ -9,7 +9,7 @@ import numpy as np
 import xarray as xr
 from matplotlib.figure import Figure
 
-from rankjump.plots import DPI, describe
+from rankjump.plots.common import DPI, describe
 
 __all__ = ["collapse_summary", "plot_replay", "sample_excess"]
 
