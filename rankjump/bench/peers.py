@@ -2,7 +2,8 @@
 
 The benchmarks (benchmarks/README.md) report, in the same run, trajectory-steps per second for
 rankjump's kernel and for two PyTorch peers, plus the achieved GFLOP/s (an analytic count of the
-useful arithmetic, :mod:`rankjump.bench.flops`) against a measured float32 matmul peak of the machine:
+useful arithmetic, :mod:`rankjump.bench.flops`) against a measured float32 matmul peak of the
+machine:
 
 - :func:`torch_naive`: what a researcher would write. ONE trajectory at a time, weights as
   ``requires_grad`` tensors, the full product A = W_L ... W_1 every step, the batch's entries
@@ -10,22 +11,21 @@ useful arithmetic, :mod:`rankjump.bench.flops`) against a measured float32 matmu
   One thread: a 20 x 20 matmul gains nothing from more.
 - :func:`torch_batched`: all trajectories at once. Weights as (T, rows, cols) tensors, A by a
   ``torch.bmm`` chain, each trajectory's B entries gathered by advanced indexing, the loss summed
-  over trajectories of per-trajectory batch means (the sum keeps the trajectories' gradients
-  apart), autograd, the same SGD step. Every core the process may run on by default (as many
-  torch threads), as rankjump's kernel steps on one CPU device per core (:mod:`rankjump.runtime.cores`);
+  over trajectories of per-trajectory batch means (the sum keeps the trajectories' gradients apart),
+  autograd, the same SGD step. Every core the process may run on by default (as many torch threads),
+  as rankjump's kernel steps on one CPU device per core (:mod:`rankjump.runtime.cores`);
   ``threads=1`` gives the one-thread figure.
 
 Both run the step loops of :mod:`rankjump.bench.peer_steps`, docs/theory.md's step exactly, with B
-entries drawn uniformly with replacement (all observed entries for ``kind = "gd"``). They start
-from the Gaussian init N(0, init_scale^2 / fan_in) whatever ``network.init`` says (throughput does
-not depend on the start) and use ``run.dtype`` (float32 by default). Timing
-(:func:`rankjump.bench.timing.best_time`): one warm-up run, then the minimum of ``repeats`` timed runs
-(``time.perf_counter``); the weights are reset before each run, outside the timer; drawing the
+entries drawn uniformly with replacement (all observed entries for ``kind = "gd"``). They start from
+the Gaussian init N(0, init_scale^2 / fan_in) whatever ``network.init`` says (throughput does not
+depend on the start) and use ``run.dtype`` (float32 by default). Timing
+(:func:`rankjump.bench.timing.best_time`): one warm-up run, then the minimum of ``repeats`` timed
+runs (``time.perf_counter``); the weights are reset before each run, outside the timer; drawing the
 entry indices (in bulk, as rankjump does) is inside it.
 
 torch is an optional extra (``pip install rankjump[bench]``) and is imported only inside the
-functions that need it. The flop counts and sgemm peaks are re-exported here from
-:mod:`rankjump.bench.flops`.
+functions that need it. The flop counts and sgemm peaks are in :mod:`rankjump.bench.flops`.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""The `rankjump rare CONFIG.toml --out FILE` subcommand (:func:`rankjump.rare_events.grid.rare`)."""
+"""The `rankjump rare CONFIG.toml --out FILE` subcommand
+(:func:`rankjump.rare_events.grid.rare`)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from rankjump.stats.intervals import markov_lower
 __all__ = ["add_parser", "format_rare", "rare_to_dict", "run"]
 
 
-# Per-cell numbers of the rate method (rankjump.rare_events.rate.rate_variables) in its table and JSON.
+# Per-cell numbers of the rate method (rankjump.rare_events.rate.rate_variables) in its table and
+# JSON.
 RATE_COLUMNS = (("kick_p", "kick/window"), ("committor", "committor"))
 
 

@@ -1,4 +1,5 @@
-"""The `rankjump replay FILE --cell LAM,ETA --traj T` subcommand (:mod:`rankjump.simulation.replays`)."""
+"""The `rankjump replay FILE --cell LAM,ETA --traj T` subcommand
+(:mod:`rankjump.simulation.replays`)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The `rankjump stats FILE` subcommand: a readable table of `rankjump.stats.analysis.analyze`, or JSON."""
+"""The `rankjump stats FILE` subcommand: a readable table of `rankjump.stats.analysis.analyze`, or
+JSON."""
 
 from __future__ import annotations
 

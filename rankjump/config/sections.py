@@ -221,7 +221,8 @@ class RankConfig(Section):
     """How ranks are judged.
 
     ``threshold``: per-layer singular values above it count; "auto" uses the absorption bound
-    ``safety * (2 lam / rho)^(1/(L-2))`` (docs/theory.md; :func:`rankjump.model.ranks.thresholds_for`).
+    ``safety * (2 lam / rho)^(1/(L-2))`` (docs/theory.md,
+    :func:`rankjump.model.ranks.thresholds_for`).
     ``rule``: how per-layer ranks make the network's rank (the recorded ``rank``):
     "all_layers" (default) the largest per-layer rank, so rank <= r means every layer has at most
     r singular values above threshold (the absorbing set B_r); "any_layer" the smallest (the
@@ -238,7 +239,8 @@ class RankConfig(Section):
 
 @dataclass(frozen=True)
 class RareConfig(Section):
-    """Rare jumps by adaptive multilevel splitting (``rankjump rare``; :mod:`rankjump.rare_events.splitting`).
+    """Rare jumps by adaptive multilevel splitting (``rankjump rare``;
+    :mod:`rankjump.rare_events.splitting`).
 
     Per (lam, eta) cell, ``runs`` independent runs of ``replicas`` replicas each estimate the
     probability of entering B_{target_rank} within ``run.steps`` from the configured start;
@@ -253,16 +255,15 @@ class RareConfig(Section):
     "smallest_layer" for the smallest; "lead_mean" the mean of "smallest_layer" and "layer_mean".
     ``target_rank``: default one below the start rank.
 
-    ``method = "rate"`` (:mod:`rankjump.rare_events.rate`) estimates instead the rate of kicks out of
-    the start's basin: windows of ``window`` steps (scored every ``window_every``) start from
+    ``method = "rate"`` (:mod:`rankjump.rare_events.rate`) estimates instead the rate of kicks out
+    of the start's basin: windows of ``window`` steps (scored every ``window_every``) start from
     ``pool`` basin states (after ``burn_in`` steps); a kick is a layer's vanishing value below
     ``kick`` times its start value; the kicked states are continued over ``commit_steps`` steps
     (default: twice the pure weight-decay time to the threshold) to see whether they enter
     B_{target_rank} before falling back into the basin: ``commit = "split"`` by one AMS run per
-    window run (``replicas``, ``kill``, scored by ``commit_score``; a run whose weight falls
-    below ``commit_floor`` stops at 0, a bias below that in the committor), ``"continue"`` by
-    ``commit_reps`` plain continuations of each kicked state;
-    P(run.steps) follows from the rate.
+    window run (``replicas``, ``kill``, scored by ``commit_score``; a run whose weight falls below
+    ``commit_floor`` stops at 0, a bias below that in the committor), ``"continue"`` by
+    ``commit_reps`` plain continuations of each kicked state; P(run.steps) follows from the rate.
     """
 
     _name = "rare"

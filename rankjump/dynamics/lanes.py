@@ -3,10 +3,10 @@
 Every array carries the lane (network) axis LAST: weights (rows, cols, lanes), scale and
 hyperparameters (lanes,), per-step samples (B, lanes). A step is then a handful of element-wise
 multiply-reduce loops over contiguous lanes, which XLA vectorizes across networks (a vmap of the
-one-network step makes tiny per-network matrix-vector products instead). Column j of W_1 and row
-i of W_L are read through one-hot vectors, which costs a pass over those layers but keeps every
-access contiguous (gathers and scatters are slower here). :func:`entry_vectors_lanes` is the
-lanes-last equal of :func:`rankjump.model.network.entry_vectors`, the one definition of the gradient.
+one-network step makes tiny per-network matrix-vector products instead). Column j of W_1 and row i
+of W_L are read through one-hot vectors, which costs a pass over those layers but keeps every access
+contiguous (gathers and scatters are slower here). :func:`entry_vectors_lanes` is the lanes-last
+equal of :func:`rankjump.model.network.entry_vectors`, the one definition of the gradient.
 """
 
 from __future__ import annotations

@@ -65,7 +65,8 @@ class TaskArrays(NamedTuple):
 
     @classmethod
     def of(cls, task, dtype) -> TaskArrays:
-        """A task's observed entries (``rankjump.model.tasks.Task``) as arrays, targets in ``dtype``."""
+        """A task's observed entries (``rankjump.model.tasks.Task``) as arrays, targets in
+        ``dtype``."""
         return cls(
             rows=jnp.asarray(task.rows), cols=jnp.asarray(task.cols), y=jnp.asarray(task.y, dtype)
         )

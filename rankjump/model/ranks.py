@@ -59,14 +59,14 @@ def thresholds_for(
 ) -> Thresholds:
     """Thresholds for one value of lam.
 
-    ``threshold = "auto"``: eps_layer = safety * (2 lam / rho)^(1/(L-2)) with
-    rho = 2 max |y_ij| over the observed entries, a bound on 2 max |r_ij| for a network whose
-    extra mode is the only thing left (A = 0 on it). Below that per-layer size an extra mode cannot
-    grow (:func:`rankjump.model.theory.absorption_radius`), so counting only larger values means "rank
-    <= r" marks the absorbing set B_r. For depth <= 2 or lam = 0 there is no absorption and the
-    dtype's floor alone is used. A number is used as eps_layer directly. The end-to-end
-    threshold is eps_layer^L; both are later raised to REL_FLOOR[dtype] times the largest singular
-    value of the matrix they are applied to.
+    ``threshold = "auto"``: eps_layer = safety * (2 lam / rho)^(1/(L-2)) with rho = 2 max |y_ij|
+    over the observed entries, a bound on 2 max |r_ij| for a network whose extra mode is the only
+    thing left (A = 0 on it). Below that per-layer size an extra mode cannot grow
+    (:func:`rankjump.model.theory.absorption_radius`), so counting only larger values means "rank <=
+    r" marks the absorbing set B_r. For depth <= 2 or lam = 0 there is no absorption and the dtype's
+    floor alone is used. A number is used as eps_layer directly. The end-to-end threshold is
+    eps_layer^L; both are later raised to REL_FLOOR[dtype] times the largest singular value of the
+    matrix they are applied to.
     """
     if threshold == "auto":
         rho = 2.0 * float(np.max(np.abs(y))) if y.size else 0.0

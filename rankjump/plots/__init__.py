@@ -1,9 +1,9 @@
 """The standard figures of a result Dataset (README.md, `rankjump plot`).
 
-Every function takes the result Dataset and, optionally, its `rankjump.stats.analysis.Report` (made with
-`analyze(ds)` when not given) and returns a `matplotlib.figure.Figure`. Probabilities, intervals,
-transition counts and final ranks are read from the Report; the Dataset supplies what the Report
-does not hold (the configuration, per-checkpoint rank occupancy, singular values). Diverged
+Every function takes the result Dataset and, optionally, its `rankjump.stats.analysis.Report` (made
+with `analyze(ds)` when not given) and returns a `matplotlib.figure.Figure`. Probabilities,
+intervals, transition counts and final ranks are read from the Report; the Dataset supplies what the
+Report does not hold (the configuration, per-checkpoint rank occupancy, singular values). Diverged
 trajectories are left out everywhere and counted in the caption, as in `rankjump.stats.analysis`.
 
 Figures are built with `Figure()` rather than pyplot: nothing needs a display or a backend, no

@@ -2,8 +2,8 @@
 result estimates, the weighted fit of its ln p, and the plain Monte Carlo proportions of the same
 event in ``rankjump simulate`` results.
 
-A rare result (:mod:`rankjump.rare_events.grid`) holds per (lam, eta) cell the mean ``p`` of the runs'
-estimates with a t interval on ln p (``log_p_lo``, ``log_p_hi``), and per run its estimate and
+A rare result (:mod:`rankjump.rare_events.grid`) holds per (lam, eta) cell the mean ``p`` of the
+runs' estimates with a t interval on ln p (``log_p_lo``, ``log_p_hi``), and per run its estimate and
 whether it went extinct (estimate 0) or stopped unfinished (no estimate). Its attrs name the start
 and target rank of every lam; B_target = {rank <= target}.
 """

@@ -1,14 +1,14 @@
 """``rankjump rare``: jump probabilities too small for plain Monte Carlo, by splitting.
 
-For every (lam, eta) cell of a configuration, :func:`rankjump.rare_events.splitting.ams` runs ``rare.runs``
-independent runs of ``rare.replicas`` replicas of the network
+For every (lam, eta) cell of a configuration, :func:`rankjump.rare_events.splitting.ams` runs
+``rare.runs`` independent runs of ``rare.replicas`` replicas of the network
 (:class:`rankjump.rare_events.network.NetworkProcess`) and estimates P(enter B_{target} within
 ``run.steps``) with an interval on p and on ln p. The result is a labeled Dataset (netCDF on disk)
 with, per cell, the estimate and interval, each run's estimate, iterations and cost in
-trajectory-steps, and the reactive paths: the final replicas that reached the target set, with
-their weights and scores at every checkpoint. With ``rare.method = "rate"`` the cell is estimated
-from the rate of kicks out of the basin instead (:mod:`rankjump.rare_events.rate`; no reactive paths,
-and the rate, the kick probability per window, the committor and the delay are added).
+trajectory-steps, and the reactive paths: the final replicas that reached the target set, with their
+weights and scores at every checkpoint. With ``rare.method = "rate"`` the cell is estimated from the
+rate of kicks out of the basin instead (:mod:`rankjump.rare_events.rate`; no reactive paths, and the
+rate, the kick probability per window, the committor and the delay are added).
 """
 
 from __future__ import annotations

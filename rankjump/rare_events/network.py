@@ -1,4 +1,5 @@
-"""One (lam, eta) cell of a configuration as a splitting process (:mod:`rankjump.rare_events.splitting`).
+"""One (lam, eta) cell of a configuration as a splitting process
+(:mod:`rankjump.rare_events.splitting`).
 
 The process is the simulator's own compiled stepping (:func:`rankjump.kernel.compiled_advance`),
 one checkpoint interval of ``run.record_every`` steps per call, each replica from its own step
@@ -54,7 +55,8 @@ SCORES = SCORE_NAMES
 
 
 class NetworkProcess:
-    """The DLN of ``cfg`` at cell (``lam``, ``eta``) as a :class:`rankjump.rare_events.splitting.Process`.
+    """The DLN of ``cfg`` at cell (``lam``, ``eta``) as a
+    :class:`rankjump.rare_events.splitting.Process`.
 
     Args:
         cfg: a validated configuration with a shared start (``network.init`` = "gd_minimum" with

@@ -7,11 +7,11 @@ kick coming, so this method splits the event in three:
 
 1. Basin: ``rare.pool`` replicas run ``rare.burn_in`` steps from the start; those not kicked are
    the basin's stationary states.
-2. Kicks: :func:`rankjump.rare_events.splitting.ams` over windows of ``rare.window`` steps started from basin
-   states, scored every ``rare.window_every`` steps by the most advanced layer ("smallest_layer",
-   :mod:`rankjump.rare_events.network`) and, before a kick, by how far one or two draws of the entries
-   that overshoot most would take it (:meth:`KickWindow.score`); the event is a layer's value at
-   or below ``rare.kick`` times its start value.
+2. Kicks: :func:`rankjump.rare_events.splitting.ams` over windows of ``rare.window`` steps
+   started from basin states, scored every ``rare.window_every`` steps by the most advanced layer
+   ("smallest_layer", :mod:`rankjump.rare_events.network`) and, before a kick, by how far one or
+   two draws of the entries that overshoot most would take it (:meth:`KickWindow.score`); the
+   event is a layer's value at or below ``rare.kick`` times its start value.
 3. Commitment (:mod:`rankjump.rare_events.commit`): the kicked states (the first checkpoint past the
    kick of every reactive path) are continued over ``commit_steps`` steps, looked at every 100
    steps (or the largest divisor of ``run.record_every`` below); entering B_{target} before
@@ -22,10 +22,10 @@ kick coming, so this method splits the event in three:
 
 Run m's estimate of P(kick within a window, and the kick commits) is r_m = sum_j w_j c_j over its
 reactive paths j (weights w_j), or (sum_j w_j) c_m when the commitment is split: unbiased in both
-cases, as the reactive weights are (:class:`rankjump.rare_events.splitting.Reactive`) and c_m is unbiased for
-the weighted mean committor of run m's kicked states given them. The rate of committed kicks is
-k = mean(r_m) / exposure (the window less the mean lag of a kick), with a t interval over the
-runs, and with kicks at a constant rate from the start,
+cases, as the reactive weights are (:class:`rankjump.rare_events.splitting.Reactive`) and c_m is
+unbiased for the weighted mean committor of run m's kicked states given them. The rate of committed
+kicks is k = mean(r_m) / exposure (the window less the mean lag of a kick), with a t interval over
+the runs, and with kicks at a constant rate from the start,
 
     P(enter B_{target} within T) = 1 - exp(-k * E[(T - D)^+]),
 
@@ -98,7 +98,8 @@ def progress_at(network: NetworkProcess, fraction: float) -> float:
 
 
 class KickWindow:
-    """Windows of the network from basin states (a :class:`rankjump.rare_events.splitting.Process`)."""
+    """Windows of the network from basin states (a
+    :class:`rankjump.rare_events.splitting.Process`)."""
 
     def __init__(self, network: NetworkProcess, pool, kick: float):
         self.network, self.pool = network, pool
@@ -114,10 +115,10 @@ class KickWindow:
         return self.network.advance(keys, state, step0, n_steps)
 
     def score(self, state) -> np.ndarray:
-        """The most advanced layer's progress u, capped at the kick level K; below it, the
-        progress u_d after the best d = 1..LOOK_DRAWS draws
-        (:meth:`rankjump.rare_events.network.NetworkProcess.lookahead`) counts LOOK_SHARE of the way:
-        max(u, LOOK_SHARE * K * mean_d clip(u_d / K, 0, 1)) (NaN: diverged)."""
+        """The most advanced layer's progress u, capped at the kick level K; below it, the progress
+        u_d after the best d = 1..LOOK_DRAWS draws
+        (:meth:`rankjump.rare_events.network.NetworkProcess.lookahead`) counts LOOK_SHARE of the
+        way: max(u, LOOK_SHARE * K * mean_d clip(u_d / K, 0, 1)) (NaN: diverged)."""
         u = np.minimum(self.network.score(state), self.target)
         ahead = self.network.lookahead(state, draws=LOOK_DRAWS, top=LOOK_TOP) / self.target
         ready = LOOK_SHARE * self.target * np.clip(ahead, 0.0, 1.0).mean(axis=1)

@@ -1,5 +1,5 @@
-"""What the splitting engine (:func:`rankjump.rare_events.splitting.ams`) sees of a process, and what it
-returns: the :class:`Process` protocol, the reactive paths and the per-run result."""
+"""What the splitting engine (:func:`rankjump.rare_events.splitting.ams`) sees of a process, and
+what it returns: the :class:`Process` protocol, the reactive paths and the per-run result."""
 
 from __future__ import annotations
 

@@ -63,7 +63,8 @@ def _score(state: WalkState, barrier, horizon) -> Float[Array, " n"]:
 
 
 class Walk(NamedTuple):
-    """The +-1 random walk from 0 as a splitting process (:class:`rankjump.rare_events.splitting.Process`).
+    """The +-1 random walk from 0 as a splitting process
+    (:class:`rankjump.rare_events.splitting.Process`).
 
     The event is S >= barrier. With ``horizon=None`` the score is S (integer; target = barrier).
     With a horizon T the score is (S_n - barrier) / sqrt(T + 1 - n) and the target 0: the same

@@ -1,7 +1,7 @@
 """The result file: atomic save, and the one validated load every command reads through.
 
-The schema (variables, attributes, provenance) is :mod:`rankjump.results.schema`, re-exported here, and
-the atomic writes :mod:`rankjump.results.atomic`.
+The schema (variables, attributes, provenance) is :mod:`rankjump.results.schema`, the atomic
+writes :mod:`rankjump.results.atomic`.
 """
 
 from __future__ import annotations

@@ -42,7 +42,8 @@ class Plan(NamedTuple):
 
     Lanes are ordered lam-major, then eta, then trajectory. Chunk c holds lanes
     ``c * chunk .. (c + 1) * chunk - 1`` (wrapped around to pad the last one), so a sweep job that
-    runs some chunks computes exactly what :func:`rankjump.simulation.runs.simulate` computes for them.
+    runs some chunks computes exactly what :func:`rankjump.simulation.runs.simulate` computes for
+    them.
     """
 
     cfg: Config

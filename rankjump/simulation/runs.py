@@ -1,8 +1,9 @@
 """``simulate``: every chunk of a run through the compiled kernel, assembled into a result.
 
-The plan (:mod:`rankjump.simulation.plan`) fixes the lanes and chunks, the starts (:mod:`rankjump.simulation.starts`)
-where they begin; each chunk is one call of :func:`rankjump.kernel.compiled_chunk`, its lane axis
-sharded over the devices. A sweep (:mod:`rankjump.sweeps.jobs`) runs the same chunks as separate jobs.
+The plan (:mod:`rankjump.simulation.plan`) fixes the lanes and chunks, the starts
+(:mod:`rankjump.simulation.starts`) where they begin; each chunk is one call of
+:func:`rankjump.kernel.compiled_chunk`, its lane axis sharded over the devices. A sweep
+(:mod:`rankjump.sweeps.jobs`) runs the same chunks as separate jobs.
 """
 
 from __future__ import annotations
@@ -44,10 +45,10 @@ def run_chunks(
     """Run the given chunks of a plan.
 
     Args:
-        plan: from :func:`rankjump.simulation.plan.plan_run`.
-        chunks: chunk indices, in the order their records are returned.
-        starts: from :func:`rankjump.simulation.starts.shared_starts` (the same for every chunk of the run).
-        progress: an object with ``update(n)`` (a tqdm bar), told the trajectory-steps done as
+        plan: from :func:`rankjump.simulation.plan.plan_run`. chunks: chunk indices, in the order
+        their records are returned. starts: from :func:`rankjump.simulation.starts.shared_starts`
+        (the same for every chunk of the run). progress: an object with ``update(n)`` (a tqdm bar),
+        told the trajectory-steps done as
             the scan advances (a host callback at each checkpoint).
         minima: per-trajectory GD minima already computed (default: a new cache shared by these
             chunks).

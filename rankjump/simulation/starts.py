@@ -73,9 +73,9 @@ def _start_rank(weights, thr, rule: str) -> int:
 def eta_edge(weights, task: Task) -> float:
     """1 / max_e h_e over the observed entries e of one network, in float64.
 
-    h_e = ||dA[i, j] / dtheta||^2 (:func:`rankjump.model.network.entry_sharpness`). Above this learning
-    rate a single-entry SGD step on the stiffest entry amplifies its residual, r_e -> (1 - 2 eta
-    h_e) r_e with |1 - 2 eta h_e| > 1, instead of shrinking it (docs/theory.md, section 6).
+    h_e = ||dA[i, j] / dtheta||^2 (:func:`rankjump.model.network.entry_sharpness`). Above this
+    learning rate a single-entry SGD step on the stiffest entry amplifies its residual, r_e -> (1 -
+    2 eta h_e) r_e with |1 - 2 eta h_e| > 1, instead of shrinking it (docs/theory.md, section 6).
     """
     weights = tuple(jnp.asarray(np.asarray(w, np.float64)) for w in weights)
     h = jax.vmap(lambda i, j: entry_sharpness(weights, i, j)[1])(task.rows, task.cols)
@@ -126,8 +126,8 @@ class MinimaCache:
     computed once and kept: the same (lam, trajectory) start serves every eta cell.
 
     Minima are computed in programs of ``block`` lanes, the run's chunk, so a sweep job and
-    :func:`rankjump.simulation.runs.simulate` compute each one with the same program (padding repeats
-    the last pair), bit for bit.
+    :func:`rankjump.simulation.runs.simulate` compute each one with the same program (padding
+    repeats the last pair), bit for bit.
     """
 
     def __init__(self, cfg: Config, task: Task, block: int):

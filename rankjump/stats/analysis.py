@@ -26,7 +26,7 @@ shared by all statistics:
   (starts vary with per-trajectory GD minima). Transitions, final ranks and the upward check use
   every analysed trajectory.
 
-The report types (`rankjump.stats.reports`) are re-exported here; one cell's statistics are computed by
+The report types are in `rankjump.stats.reports`; one cell's statistics are computed by
 `rankjump.stats.cells`.
 """
 

@@ -1,8 +1,8 @@
 """Jump statistics of one (lam, eta) cell from its rank arrays (rules: `rankjump.stats.analysis`).
 
-`analyze_cell` counts transitions, final ranks, upward moves and, through `rank_set_stats`, the
-rank sets B_r = {rank <= r}: reached, the reached curve with intervals, and Kaplan-Meier first
-passage. Both work on plain NumPy arrays; `rankjump.stats.analysis.analyze` reads them from a result.
+`analyze_cell` counts transitions, final ranks, upward moves and, through `rank_set_stats`, the rank
+sets B_r = {rank <= r}: reached, the reached curve with intervals, and Kaplan-Meier first passage.
+Both work on plain NumPy arrays; `rankjump.stats.analysis.analyze` reads them from a result.
 """
 
 from __future__ import annotations

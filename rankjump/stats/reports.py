@@ -1,7 +1,7 @@
 """The statistics' report types: proportions with intervals, the upward check, rank sets, cells.
 
-`rankjump.stats.analysis.analyze` fills them (its docstring states the rules); every type has `to_dict`,
-the JSON shape of `rankjump stats --json`.
+`rankjump.stats.analysis.analyze` fills them (its docstring states the rules); every type has
+`to_dict`, the JSON shape of `rankjump stats --json`.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """Sweeps: a run split into jobs that each write one file; resumable, merged into one result.
 
 A job is a range of the run's chunks (:class:`rankjump.simulation.runs.Plan`): the lanes it runs are
-exactly those :func:`rankjump.simulation.runs.simulate` runs in the same chunks, so the merged result
-equals ``simulate`` of the same configuration. The folder's files, and how a job file proves it
-is its job of this sweep, are in :mod:`rankjump.sweeps.files`.
+exactly those :func:`rankjump.simulation.runs.simulate` runs in the same chunks, so the merged
+result equals ``simulate`` of the same configuration. The folder's files, and how a job file proves
+it is its job of this sweep, are in :mod:`rankjump.sweeps.files`.
 
 Resume reuses exactly the job files whose identity and checksum are right and recomputes the
 others (missing, truncated, corrupt, from another job or another sweep), with a note naming each;
@@ -11,8 +11,8 @@ a lost or edited ``sweep.json`` is rebuilt from the configuration and the job fi
 a lost or stale ``starts.npz`` is recomputed, or refused when recomputing gives other weights
 than the finished jobs used. How jobs are run is the executor's business:
 :class:`InlineExecutor` runs them one after another in this process;
-:class:`rankjump.sweeps.cluster.SubmititExecutor` submits the same :func:`run_job` calls to Slurm (or to
-local processes).
+:class:`rankjump.sweeps.cluster.SubmititExecutor` submits the same :func:`run_job` calls to Slurm
+(or to local processes).
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""Tests of rankjump.bench.peers and rankjump.bench.peer_steps: the torch peers against a NumPy float64
-reference of the SGD step (docs/theory.md).
+"""Tests of rankjump.bench.peers and rankjump.bench.peer_steps: the torch peers against a NumPy
+float64 reference of the SGD step (docs/theory.md).
 
 The reference applies, for B sampled observed entries (i, j),
 

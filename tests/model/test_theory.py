@@ -1,4 +1,5 @@
-"""Tests of rankjump.model.theory, rankjump.model.ranks and GD minima against docs/theory.md's closed forms."""
+"""Tests of rankjump.model.theory, rankjump.model.ranks and GD minima against docs/theory.md's
+closed forms."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Tests of the generalized AMS engine (rankjump.rare_events.splitting) on the +-1 walk (rankjump.rare_events.walk).
+"""Tests of the generalized AMS engine (rankjump.rare_events.splitting) on the +-1 walk
+(rankjump.rare_events.walk).
 
 Statistical tests use fixed keys and state their significance: how often each would fail for a
 fresh key if the code were right. Shapes are shared between tests so that jit compiles few
