@@ -8,6 +8,7 @@ from pathlib import Path
 
 from rankjump.cli.command import add_set, config_of
 from rankjump.results.io import check_output_file
+from rankjump.stats.diagnostics import MAX_TOP_SHARE, MIN_EFFECTIVE_RUNS, result_diagnostics
 from rankjump.stats.intervals import markov_lower
 
 __all__ = ["add_parser", "format_rare", "rare_to_dict", "run"]
@@ -16,40 +17,55 @@ __all__ = ["add_parser", "format_rare", "rare_to_dict", "run"]
 # Per-cell numbers of the rate method (rankjump.rare_events.rate.rate_variables) in its table and
 # JSON.
 RATE_COLUMNS = (("kick_p", "kick/window"), ("committor", "committor"))
+DIAGNOSTICS = ("runs_effective", "top_share", "tail_index", "relvar_n")  # numbers in the JSON
 
 
 def format_rare(ds) -> str:
     """The table of a rare result: per cell p, its interval, the lower end that holds whatever the
-    runs' law (:func:`rankjump.stats.intervals.markov_lower`), finished and extinct runs, cost,
+    runs' law (:func:`rankjump.stats.intervals.markov_lower`), the runs' effective number and the
+    top run's share (:mod:`rankjump.stats.diagnostics`), finished and extinct runs, cost,
     eta / eta_edge (the start's edge of stability) and, by the rate method, the probability of a
-    kick per window and the committor of the kicked states."""
+    kick per window and the committor of the kicked states. A cell that fails the diagnostics
+    shows "unreliable" in place of its interval: only the any-law lower end holds there."""
     level = ds.attrs["level"]
-    interval = f"{level:.0%} interval"
+    interval = f"{level:.0%} t interval"
+    ds = ds.assign(result_diagnostics(ds))
     edge = "eta_edge" in ds
     extra = [(v, h) for v, h in RATE_COLUMNS if v in ds]
     head = f"{'lam':>8} {'eta':>8} {'p':>10} {interval:>24} {'any-law lo':>10}"
+    head += f" {'eff runs':>8} {'top run':>7}"
     head += f" {'runs done':>9} {'extinct':>7}"
     head += f" {'traj-steps':>11}" + (f" {'eta/edge':>8}" if edge else "")
     lines, unbounded = [head + "".join(f" {h:>11}" for _, h in extra)], False
+    flagged = 0
     for lam in ds["lam"].values:
         for eta in ds["eta"].values:
             c = ds.sel(lam=lam, eta=eta)
             hi = float(c["p_hi"])
             unbounded |= hi != hi and float(c["p"]) == 0.0
             ci = f"[{float(c['p_lo']):.3g}, {'none' if hi != hi else format(hi, '.3g')}]"
+            if not bool(c["reliable"]) and float(c["p"]) > 0:
+                ci, flagged = "unreliable", flagged + 1
             done = f"{int(c['run_finished'].sum())}/{c.sizes['run']}"
             extinct, cost = int(c["run_extinct"].sum()), int(c["run_cost"].sum())
             low = markov_lower(float(c["p"]), level)
-            line = (
-                f"{lam:>8g} {eta:>8g} {float(c['p']):>10.3g} {ci:>24} {low:>10.3g} {done:>9}"
-                f" {extinct:>7} {cost:>11.3g}"
-            )
+            line = f"{lam:>8g} {eta:>8g} {float(c['p']):>10.3g} {ci:>24} {low:>10.3g}"
+            eff, top = float(c["runs_effective"]), float(c["top_share"])
+            line += f" {eff:>8.3g} {top:>7.0%}" if top == top else f" {'-':>8} {'-':>7}"
+            line += f" {done:>9} {extinct:>7} {cost:>11.3g}"
             line += f" {eta / float(c['eta_edge']):>8.2f}" if edge else ""
             lines.append(line + "".join(f" {float(c[v]):>11.3g}" for v, _ in extra))
     lines.append(
         f"any-law lo: {(1 - level) / 2:g} p, a lower end that holds whatever the law of the runs'"
         " estimates (Markov's inequality); the t interval's needs their mean near normal"
     )
+    if flagged:
+        lines.append(
+            f"unreliable: fewer than {MIN_EFFECTIVE_RUNS:g} effective runs ((sum r)^2 / sum r^2)"
+            f" or one run carrying more than {MAX_TOP_SHARE:.0%} of the sum: a few runs carry the"
+            " mean, no two-sided interval holds and p itself reads low more often than high; "
+            'only the any-law lower end stands (more runs: rare.runs, or rare.runs = "auto")'
+        )
     if unbounded and ds.attrs.get("method") == "rate":
         lines.append(
             "p = 0 with no upper end: no run found a kick that committed (runs whose kick "
@@ -66,8 +82,11 @@ def format_rare(ds) -> str:
 
 
 def rare_to_dict(ds) -> dict:
-    """A rare result as JSON-ready values (NaN as None): per cell p, intervals, runs, eta_edge
-    and the rate method's own numbers (:data:`rankjump.rare_events.rate.RATE_VARIABLES`)."""
+    """A rare result as JSON-ready values (NaN as None): per cell p, intervals, the diagnostics of
+    its runs, runs, eta_edge and the rate method's own numbers
+    (:data:`rankjump.rare_events.rate.RATE_VARIABLES`). ``ci`` is the interval that holds: the t
+    interval of a reliable cell, ``[lo_any_law, None]`` of an unreliable one (``t_ci`` is the t
+    interval whatever the cell)."""
 
     from rankjump.rare_events.rate import RATE_RUN_VARIABLES, RATE_VARIABLES
 
@@ -75,18 +94,23 @@ def rare_to_dict(ds) -> dict:
         x = float(x)
         return None if x != x or x in (float("inf"), float("-inf")) else x
 
-    cells = []
+    ds, cells = ds.assign(result_diagnostics(ds)), []
     for lam in ds["lam"].values:
         for eta in ds["eta"].values:
             c = ds.sel(lam=lam, eta=eta)
+            low = num(markov_lower(float(c["p"]), ds.attrs["level"]))
+            t_ci = [num(c["p_lo"]), num(c["p_hi"])]
             cells.append(
                 {
                     "lam": float(lam),
                     "eta": float(eta),
                     "p": num(c["p"]),
-                    "ci": [num(c["p_lo"]), num(c["p_hi"])],
+                    "reliable": bool(c["reliable"]),
+                    "ci": t_ci if bool(c["reliable"]) else [low, None],
+                    "t_ci": t_ci,
                     "log_ci": [num(c["log_p_lo"]), num(c["log_p_hi"])],
-                    "lo_any_law": num(markov_lower(float(c["p"]), ds.attrs["level"])),
+                    "lo_any_law": low,
+                    **{name: num(c[name]) for name in DIAGNOSTICS},
                     "run_estimates": [num(x) for x in c["run_estimate"].values],
                     "runs_finished": int(c["run_finished"].sum()),
                     "cost": int(c["run_cost"].sum()),

@@ -22,8 +22,10 @@ from rankjump.plots.rare_points import (
     fit_rare_probability,
     monte_carlo_points,
     rare_event,
+    reliable_cells,
 )
 from rankjump.plots.save import check_formats, write_figures
+from rankjump.stats.diagnostics import MAX_TOP_SHARE, MIN_EFFECTIVE_RUNS
 from rankjump.stats.intervals import markov_lower
 
 __all__ = ["plot_rare_probability", "save_rare"]
@@ -44,7 +46,7 @@ def _interval(ax: Axes, x, p, lo, hi, fmt: str, color: str, label: str, **kw) ->
 
 def _draw_rare(ax: Axes, ds: xr.Dataset, colors: dict[float, str]) -> list[str]:
     """Splitting estimates, one series per lam, and their fit lines; returns caption notes."""
-    notes, zero_runs, at_foot, reach_zero = [], [], False, False
+    notes, zero_runs, at_foot, reach_zero, flagged = [], [], False, False, False
     foot = ax.get_xaxis_transform()  # x in data, y in axes units
     fits = fit_rare_probability(ds)
     m = ds.sizes["run"]
@@ -71,7 +73,9 @@ def _draw_rare(ax: Axes, ds: xr.Dataset, colors: dict[float, str]) -> list[str]:
             notes.append(f"lam {lam:g}: no 1 / (eta lam), its {len(etas)} cells are not drawn")
             continue
         x = 1.0 / (etas * lam)
-        pos, bound = p > 0, (p == 0) & (p_hi > 0)
+        reliable = reliable_cells(cell)
+        unreliable = (p > 0) & ~reliable
+        pos, bound = (p > 0) & reliable, (p == 0) & (p_hi > 0)
         extinct, missing = (p == 0) & ~bound, np.isnan(p)
         at_foot |= bool(extinct.any() or missing.any())
         if pos.any():
@@ -95,6 +99,22 @@ def _draw_rare(ax: Axes, ds: xr.Dataset, colors: dict[float, str]) -> list[str]:
                     arrowprops={"arrowstyle": "->", "color": color, "lw": 1.2},
                 )
             reach_zero |= bool(open_below.any())
+        if unreliable.any():
+            # A few runs carry p: no two-sided interval holds, only the any-law lower end.
+            low = markov_lower(p[unreliable], ds.attrs["level"])
+            label = f"{name}: unreliable, down to the lower end for any law"
+            err = [p[unreliable] - low, np.zeros_like(low)]
+            ax.errorbar(
+                x[unreliable],
+                p[unreliable],
+                yerr=err,
+                fmt="o",
+                mfc="none",
+                color=color,
+                capsize=3,
+                label=label,
+            )
+            flagged = True
         if bound.any():
             _open(ax, x[bound], p_hi[bound], "v", color, f"{name}: p = 0, upper interval end")
         if extinct.any():
@@ -124,6 +144,12 @@ def _draw_rare(ax: Axes, ds: xr.Dataset, colors: dict[float, str]) -> list[str]:
         notes.insert(0, f"runs estimating 0: {'; '.join(zero_runs[:8])}{more}")
     if at_foot:
         notes.append("triangles or crosses at the foot of the axes: cells with no estimate > 0")
+    if flagged:
+        notes.append(
+            f"hollow circles: unreliable cells (fewer than {MIN_EFFECTIVE_RUNS:g} effective runs or"
+            f" a run carrying more than {MAX_TOP_SHARE:.0%} of the sum), no two-sided interval, a"
+            " bar down to the lower end for any law; left out of the fits"
+        )
     if reach_zero:
         notes.append(
             "arrows down to the foot of the axes: t intervals whose lower end is p = 0; the bars on"

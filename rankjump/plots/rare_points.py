@@ -19,6 +19,7 @@ import xarray as xr
 from rankjump.plots.common import run_config
 from rankjump.plots.probability import LogPFit
 from rankjump.stats.analysis import analyze
+from rankjump.stats.diagnostics import result_diagnostics
 from rankjump.stats.reports import Proportion, Report
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "fit_rare_probability",
     "monte_carlo_points",
     "rare_event",
+    "reliable_cells",
 ]
 
 # What the figure reads from a rare result: variables, then attrs.
@@ -92,11 +94,18 @@ def rare_event(ds: xr.Dataset) -> RareEvent:
     return RareEvent(per_lam("target_rank"), per_lam("start_rank"), int(steps), level)
 
 
+def reliable_cells(ds: xr.Dataset) -> np.ndarray:
+    """Whether each cell of (a selection of) a rare result passes the diagnostics of its runs
+    (:func:`rankjump.stats.diagnostics.result_diagnostics`: read from the file, or computed from
+    its runs' estimates for a file written before they were)."""
+    return result_diagnostics(ds)["reliable"].values.astype(bool)
+
+
 def fit_rare_probability(ds: xr.Dataset) -> dict[float, LogPFit]:
     """Weighted least squares of ln p on 1 / (eta lam), one line per lam.
 
-    Cells with p > 0, lam > 0 and a finite ln p interval of positive width are used, each
-    weighted by the inverse half-width of its interval on ln p.
+    Reliable cells (:func:`reliable_cells`) with p > 0, lam > 0 and a finite ln p interval of
+    positive width are used, each weighted by the inverse half-width of its interval on ln p.
 
     Returns:
         lam -> LogPFit, for every lam with at least 2 distinct 1 / (eta lam) among its cells.
@@ -111,7 +120,7 @@ def fit_rare_probability(ds: xr.Dataset) -> dict[float, LogPFit]:
         p, lo, hi = (cell[v].values.astype(float) for v in ("p", "log_p_lo", "log_p_hi"))
         with np.errstate(invalid="ignore"):  # -inf - -inf where every run is extinct
             half = (hi - lo) / 2
-        use = np.isfinite(x) & (p > 0) & np.isfinite(half) & (half > 0)
+        use = np.isfinite(x) & (p > 0) & np.isfinite(half) & (half > 0) & reliable_cells(cell)
         if len(np.unique(x[use])) >= 2:
             slope, intercept = np.polyfit(x[use], np.log(p[use]), 1, w=1 / half[use])
             fits[float(lam)] = LogPFit(float(slope), float(intercept), int(use.sum()))

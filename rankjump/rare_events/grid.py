@@ -27,6 +27,7 @@ from rankjump.rare_events.network import NetworkProcess, check_rare, run_splitti
 from rankjump.rare_events.rate import as_cell, rate_cell, rate_variables
 from rankjump.results.schema import provenance
 from rankjump.runtime.precision import with_float64
+from rankjump.stats.diagnostics import result_diagnostics
 
 __all__ = ["RESULT_KIND", "merge_etas", "merge_lams", "rare"]
 
@@ -171,6 +172,7 @@ def _dataset(cfg, cells, shape, start_rank, target_rank, wall) -> xr.Dataset:
         else f"{level:.0%} delta-method interval on ln p, lower end"
     )
     ds["run_cost"].attrs["long_name"] = "trajectory-steps simulated by the run"
+    ds = ds.assign(result_diagnostics(ds, cfg.rare.replicas))
     ds["reactive_weight"].attrs["long_name"] = "prod_q (1 - K_q / N) / N of the path's run"
     ds.attrs.update(
         {

@@ -2,6 +2,8 @@
 
 - :mod:`~rankjump.stats.intervals`: binomial intervals, the mean of independent runs with its t
   and log intervals, and the lower end that holds for any law (:func:`markov_lower`);
+- :mod:`~rankjump.stats.diagnostics`: how many runs carry a mean of run estimates, and whether
+  its interval can be trusted (:func:`diagnose`);
 - :mod:`~rankjump.stats.reports`: the records of a report (:class:`Report` and its parts);
 - :mod:`~rankjump.stats.cells`: one cell's transitions, rank sets and first passages;
 - :mod:`~rankjump.stats.analysis`: :func:`analyze`, a result Dataset to a :class:`Report`.
@@ -12,6 +14,13 @@ command line read it.
 
 from rankjump.stats.analysis import ON_CHOICES, analyze
 from rankjump.stats.cells import analyze_cell, rank_set_stats
+from rankjump.stats.diagnostics import (
+    MAX_TOP_SHARE,
+    MIN_EFFECTIVE_RUNS,
+    RunDiagnostics,
+    diagnose,
+    hill_tail_index,
+)
 from rankjump.stats.intervals import (
     CI_METHODS,
     Summary,
@@ -31,17 +40,22 @@ from rankjump.stats.reports import (
 
 __all__ = [
     "CI_METHODS",
+    "MAX_TOP_SHARE",
+    "MIN_EFFECTIVE_RUNS",
     "ON_CHOICES",
     "CellReport",
     "Proportion",
     "RankSet",
     "Report",
+    "RunDiagnostics",
     "Summary",
     "UpwardCheck",
     "UpwardEvent",
     "analyze",
     "analyze_cell",
     "binomial_ci",
+    "diagnose",
+    "hill_tail_index",
     "markov_lower",
     "rank_set_stats",
     "summarize",

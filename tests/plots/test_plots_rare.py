@@ -35,6 +35,10 @@ def rare_ds() -> xr.Dataset:
     ds = rare(cfg, progress=False)
     # The cases below rely on these outcomes of the fixed seed.
     assert ds["p"].sel(eta=0.17).item() == 0 and ds["p"].sel(eta=0.19).item() > 0
+    # Two runs never pass the diagnostics; the figure of reliable cells is tested on these cells
+    # marked reliable, that of unreliable ones in its own test.
+    assert not ds["reliable"].any()
+    ds["reliable"][:] = True
     return ds
 
 
@@ -108,6 +112,22 @@ def test_one_series_per_lam_at_the_estimates(rare_ds):
     line = _line(fig, "lam = 0.004: weighted fit over 2 cells")
     assert f"slope {slope:.4g}" in line.get_label()
     np.testing.assert_allclose(np.log(line.get_ydata()[[0, -1]]), np.log([2e-2, 1e-3]))
+
+
+def test_unreliable_cells_are_hollow_with_only_the_lower_end_for_any_law(rare_ds):
+    ds = _two_lam(rare_ds)
+    ds["reliable"].loc[{"lam": 0.004, "eta": 0.19}] = False
+    fig = plot_rare_probability(ds)
+    (series,) = _series(fig, "lam = 0.004: unreliable, down to the lower end for any law")
+    p = ds["p"].sel(lam=0.004, eta=0.19).item()
+    np.testing.assert_allclose(series.lines[0].get_xydata(), [[1 / (0.19 * 0.004), p]])
+    assert series.lines[0].get_markerfacecolor() == "none"
+    np.testing.assert_allclose(_bars(series), [[0.025 * p, p]])  # no upper end
+    (kept,) = _series(fig, "lam = 0.004: splitting")
+    np.testing.assert_allclose(kept.lines[0].get_xdata(), [1 / (0.17 * 0.004)])
+    assert "hollow circles: unreliable cells" in fig.get_supxlabel()
+    # Left out of the fit: one reliable cell is left at lam 0.004, so no line there.
+    assert 0.004 not in fit_rare_probability(ds)
 
 
 def test_the_fit_weights_cells_by_their_interval(rare_ds):

@@ -16,6 +16,7 @@ import pytest
 
 from rankjump import ConfigError, config_to_toml, demo_config, loads_config, simulate
 from rankjump.cli.main import main
+from rankjump.cli.rare import format_rare
 from rankjump.plots import plot_rare_probability
 from rankjump.rare_events.grid import merge_etas, merge_lams, rare
 from rankjump.rare_events.network import NetworkProcess
@@ -130,6 +131,41 @@ def test_splitting_agrees_with_plain_monte_carlo_on_the_network():
     p_ams, se_ams = float(split["p"]), float(split["p_stderr"])
     z = (p_ams - p_mc) / np.hypot(se_mc, se_ams)
     assert abs(z) < 2.576, (p_mc, (lo, hi), p_ams, se_ams)
+
+
+def test_every_cell_carries_the_diagnostics_of_its_runs(tmp_path, capsys):
+    """The file, `rankjump stats` and its JSON give each cell's effective runs, top share, tail
+    index and relative variance x N; a cell that fails them shows no two-sided interval."""
+    from rankjump.stats.diagnostics import diagnose
+
+    ds = _rare(CFG)
+    c = ds.isel(lam=0, eta=0)
+    want = diagnose(c["run_estimate"].values, CFG.rare.replicas)
+    assert float(c["runs_effective"]) == pytest.approx(want.effective_runs, nan_ok=True)
+    assert float(c["top_share"]) == pytest.approx(want.top_share, nan_ok=True)
+    assert float(c["relvar_n"]) == pytest.approx(want.relvar_n, nan_ok=True)
+    assert not bool(c["reliable"])  # 3 runs: at most 3 effective runs
+    path = tmp_path / "rare.nc"
+    ds.to_netcdf(path, engine="h5netcdf")
+    assert main(["stats", str(path)]) == 0
+    table = capsys.readouterr().out
+    assert "eff runs" in table and "top run" in table
+    if float(c["p"]) > 0:
+        assert "unreliable" in table.splitlines()[2] and "no two-sided interval holds" in table
+    assert main(["stats", str(path), "--json"]) == 0
+    cell = json.loads(capsys.readouterr().out)["cells"][0]
+    assert cell["reliable"] is False
+    assert cell["ci"] == [cell["lo_any_law"], None]
+    assert cell["t_ci"][0] == pytest.approx(float(c["p_lo"]))
+    for name in ("runs_effective", "top_share", "relvar_n"):
+        assert cell[name] == pytest.approx(float(c[name]), nan_ok=True)
+    # A cell that passes keeps its t interval as the one that holds.
+    passed = ds.copy(deep=True)
+    passed["reliable"][:] = True
+    passed.to_netcdf(tmp_path / "passed.nc", engine="h5netcdf")
+    assert main(["stats", str(tmp_path / "passed.nc"), "--json"]) == 0
+    cell = json.loads(capsys.readouterr().out)["cells"][0]
+    assert cell["ci"] == cell["t_ci"] and "unreliable" not in format_rare(passed)
 
 
 def test_a_cell_whose_runs_all_died_out_has_no_upper_end():
