@@ -46,7 +46,8 @@ def format_rare(ds) -> str:
             ci = f"[{float(c['p_lo']):.3g}, {'none' if hi != hi else format(hi, '.3g')}]"
             if not bool(c["reliable"]) and float(c["p"]) > 0:
                 ci, flagged = "unreliable", flagged + 1
-            done = f"{int(c['run_finished'].sum())}/{c.sizes['run']}"
+            made = int(c["run_made"].sum()) if "run_made" in c else c.sizes["run"]
+            done = f"{int(c['run_finished'].sum())}/{made}"
             extinct, cost = int(c["run_extinct"].sum()), int(c["run_cost"].sum())
             low = markov_lower(float(c["p"]), level)
             line = f"{lam:>8g} {eta:>8g} {float(c['p']):>10.3g} {ci:>24} {low:>10.3g}"
@@ -88,7 +89,7 @@ def rare_to_dict(ds) -> dict:
     interval of a reliable cell, ``[lo_any_law, None]`` of an unreliable one (``t_ci`` is the t
     interval whatever the cell)."""
 
-    from rankjump.rare_events.rate import RATE_RUN_VARIABLES, RATE_VARIABLES
+    from rankjump.rare_events.rate_result import RATE_RUN_VARIABLES, RATE_VARIABLES
 
     def num(x):
         x = float(x)
@@ -113,6 +114,7 @@ def rare_to_dict(ds) -> dict:
                     **{name: num(c[name]) for name in DIAGNOSTICS},
                     "run_estimates": [num(x) for x in c["run_estimate"].values],
                     "runs_finished": int(c["run_finished"].sum()),
+                    **_runs_made(c),
                     "cost": int(c["run_cost"].sum()),
                     **{v: num(c[v]) for v in ("eta_edge", *RATE_VARIABLES) if v in ds},
                     **{v: [num(x) for x in c[v].values] for v in RATE_RUN_VARIABLES if v in ds},
@@ -120,6 +122,18 @@ def rare_to_dict(ds) -> dict:
             )
     keys = ("method", "score", "start_rank", "target_rank", "level")
     return {"kind": "rare", **{k: ds.attrs.get(k) for k in keys}, "cells": cells}
+
+
+def _runs_made(c) -> dict:
+    """A cell's runs made and why they stopped, where the file says (``rare.runs = "auto"``)."""
+    from rankjump.rare_events.batches import STOPS
+
+    out = {}
+    if "run_made" in c:
+        out["runs_made"] = int(c["run_made"].sum())
+    if "runs_stop" in c:
+        out["runs_stop"] = STOPS[int(c["runs_stop"])]
+    return out
 
 
 def run(args: argparse.Namespace) -> int:
@@ -137,8 +151,14 @@ def run(args: argparse.Namespace) -> int:
         if r.method == "rate"
         else f"score {r.score}, checkpoints every {cfg.run.record_every}"
     )
+    runs = (
+        f"runs in batches of {r.auto_batch} until a cell passes the diagnostics (at most "
+        f"{r.max_runs}" + (f", {r.budget:.3g} trajectory-steps" if r.budget else "") + ")"
+        if r.runs == "auto"
+        else f"{r.runs} runs"
+    )
     print(
-        f"rankjump rare: {r.method}, {r.runs} runs x {r.replicas} replicas (kill {r.kill}), "
+        f"rankjump rare: {r.method}, {runs} x {r.replicas} replicas (kill {r.kill}), "
         f"horizon {cfg.run.steps} steps, {how}"
     )
     ds = rare(cfg, progress=not args.quiet)

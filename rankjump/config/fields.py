@@ -42,6 +42,7 @@ def _describe(kind) -> str:
         "floats": "a list of numbers",
         "ints": "a list of integers",
         "threshold": '"auto" or a positive number',
+        "auto_int": '"auto" or an integer',
     }[kind]
 
 
@@ -54,12 +55,12 @@ def check_field(section: str, f: dataclasses.Field, value: Any) -> Any:
             return None
         raise ConfigError(f"{name} is required")
     kind = m["kind"]
-    if kind == "threshold":
+    if kind in ("threshold", "auto_int"):
         if value == "auto":
             return value
         if isinstance(value, str):
-            raise ConfigError(f"{name} = {value!r}: must be {_describe('threshold')}")
-        kind = float
+            raise ConfigError(f"{name} = {value!r}: must be {_describe(kind)}")
+        kind = float if kind == "threshold" else int
     if kind in ("floats", "ints"):
         scalar = float if kind == "floats" else int
         if isinstance(value, (int, float)) and not isinstance(value, bool):

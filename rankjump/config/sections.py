@@ -248,6 +248,9 @@ class RareConfig(Section):
     checkpoints (every ``run.record_every`` steps) are where replicas are scored and branch.
     The default 40 runs give a 95% interval within about +-30% of the estimate in the demo's
     setting at eta 0.17 (P near 0.02 within 16,000 steps; 10 runs gave +-60%).
+    ``runs = "auto"`` adds batches of ``auto_batch`` runs to a cell until its runs pass the
+    diagnostics (:mod:`rankjump.stats.diagnostics`), it holds ``max_runs`` runs, or they have
+    cost ``budget`` trajectory-steps (when given); the result says which, per cell.
     ``score``: how close a replica is to the target set (the estimate is unbiased for any score;
     the score sets its variance): "layer_mean" the mean over layers of how far each layer's
     vanishing singular value has fallen, on a log scale, from its start toward the threshold;
@@ -270,7 +273,10 @@ class RareConfig(Section):
     method: str = spec("ams", str, choices=("ams", "rate"))
     replicas: int = spec(100, int, lo=2, hi=1_000_000)
     kill: int = spec(10, int, lo=1)
-    runs: int = spec(40, int, lo=2, hi=100_000)
+    runs: int | str = spec(40, "auto_int", lo=2, hi=100_000)
+    max_runs: int = spec(400, int, lo=2, hi=100_000)
+    auto_batch: int = spec(20, int, lo=1, hi=100_000)
+    budget: float | None = spec(None, float, lo=0.0, lo_open=True, optional=True)
     score: str = spec("layer_mean", str, choices=SCORE_NAMES)
     target_rank: int | None = spec(None, int, lo=0, optional=True)
     max_iterations: int = spec(100_000, int, lo=1)

@@ -23,6 +23,7 @@ from rankjump.plots.rare_points import (
     monte_carlo_points,
     rare_event,
     reliable_cells,
+    runs_made,
 )
 from rankjump.plots.save import check_formats, write_figures
 from rankjump.stats.diagnostics import MAX_TOP_SHARE, MIN_EFFECTIVE_RUNS
@@ -49,24 +50,25 @@ def _draw_rare(ax: Axes, ds: xr.Dataset, colors: dict[float, str]) -> list[str]:
     notes, zero_runs, at_foot, reach_zero, flagged = [], [], False, False, False
     foot = ax.get_xaxis_transform()  # x in data, y in axes units
     fits = fit_rare_probability(ds)
-    m = ds.sizes["run"]
     for lam in ds["lam"].values:
         cell, color, name = ds.sel(lam=lam), colors[float(lam)], f"lam = {lam:g}"
         etas = cell["eta"].values
         p, p_hi, lo, hi = (
             cell[v].values.astype(float) for v in ("p", "p_hi", "log_p_lo", "log_p_hi")
         )
+        made = runs_made(cell)
         zero = (cell["run_estimate"] == 0).sum("run").values
         died = cell["run_extinct"].astype(bool).sum("run").values
-        unfinished = (~cell["run_finished"].astype(bool)).sum("run").values
+        unfinished = (made & ~cell["run_finished"].astype(bool)).sum("run").values
+        m = made.sum("run").values
         zero_runs += [
-            f"lam {lam:g}, eta {e:g}: {z} of {m}" + (f" ({d} died out)" if d else "")
-            for e, z, d in zip(etas, zero, died, strict=True)
+            f"lam {lam:g}, eta {e:g}: {z} of {mm}" + (f" ({d} died out)" if d else "")
+            for e, z, d, mm in zip(etas, zero, died, m, strict=True)
             if z
         ]
         notes += [
-            f"lam {lam:g}, eta {e:g}: {u} of {m} runs unfinished (max_iterations), no estimate"
-            for e, u in zip(etas, unfinished, strict=True)
+            f"lam {lam:g}, eta {e:g}: {u} of {mm} runs unfinished (max_iterations), no estimate"
+            for e, u, mm in zip(etas, unfinished, m, strict=True)
             if u
         ]
         if lam <= 0:
@@ -249,7 +251,9 @@ def plot_rare_probability(
     notes = _draw_rare(ax, ds, colors) + _draw_beside(ax, event, beside, labels, colors)
     target = f"rank <= {_ranks(event.targets, 'target_rank')}"
     cfg = run_config(ds).get("rare", {})
-    n, m, kill = cfg.get("replicas", "?"), ds.sizes["run"], cfg.get("kill", "?")
+    n, kill = cfg.get("replicas", "?"), cfg.get("kill", "?")
+    counts = np.unique(runs_made(ds).sum("run").values)
+    m = f"{counts[0]}" if len(counts) == 1 else f"{counts.min()} to {counts.max()}"
     ax.set_yscale("log")
     ax.set_xlabel("1 / (eta lam)")
     ax.set_ylabel(f"p = P(enter {target} within {event.horizon} steps), log scale")

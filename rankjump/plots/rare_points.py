@@ -30,6 +30,7 @@ __all__ = [
     "monte_carlo_points",
     "rare_event",
     "reliable_cells",
+    "runs_made",
 ]
 
 # What the figure reads from a rare result: variables, then attrs.
@@ -92,6 +93,14 @@ def rare_event(ds: xr.Dataset) -> RareEvent:
     steps = run_config(ds).get("run", {}).get("steps", int(ds["step"].values[-1]))
     level = float(ds.attrs.get("level", 0.95))
     return RareEvent(per_lam("target_rank"), per_lam("start_rank"), int(steps), level)
+
+
+def runs_made(ds: xr.Dataset) -> xr.DataArray:
+    """Which runs of each cell were made (over ``run``): cells of ``rare.runs = "auto"`` hold
+    different counts, padded to the largest; a result of a fixed count made all of them."""
+    if "run_made" in ds:
+        return ds["run_made"].astype(bool)
+    return xr.ones_like(ds["run_finished"], dtype=bool)
 
 
 def reliable_cells(ds: xr.Dataset) -> np.ndarray:

@@ -23,7 +23,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rankjump.rare_events.network import NetworkProcess, run_splitting
+from rankjump.rare_events.network import NetworkProcess
+from rankjump.rare_events.settings import run_splitting
 from rankjump.rare_events.types import Reactive
 
 __all__ = ["Commitment", "commit_continue", "commit_split"]

@@ -14,28 +14,31 @@ rate, the kick probability per window, the committor and the delay are added).
 from __future__ import annotations
 
 import time
-import tomllib
-from collections.abc import Sequence
 
 import jax
 import numpy as np
 import xarray as xr
 from tqdm import tqdm
 
-from rankjump.config import Config, config_from_dict, config_to_toml
-from rankjump.rare_events.network import NetworkProcess, check_rare, run_splitting
-from rankjump.rare_events.rate import as_cell, rate_cell, rate_variables
+from rankjump.config import Config, config_to_toml
+from rankjump.rare_events.batches import STOPS, concat_results, in_batches
+from rankjump.rare_events.network import NetworkProcess
+from rankjump.rare_events.rate import rate_cell
+from rankjump.rare_events.rate_result import as_cell, combine, rate_variables
+from rankjump.rare_events.settings import check_rare, run_splitting
+from rankjump.rare_events.types import AMSResult
 from rankjump.results.schema import provenance
 from rankjump.runtime.precision import with_float64
 from rankjump.stats.diagnostics import result_diagnostics
 
-__all__ = ["RESULT_KIND", "merge_etas", "merge_lams", "rare"]
+__all__ = ["RESULT_KIND", "rare"]
 
 RESULT_KIND = "rare"  # attrs["result_kind"] of a rare result (a simulate result has none)
 
 
 def _cell(cfg: Config, lam: float, eta: float, key, progress: bool | None):
-    """(the cell's result, its process, extra variables of the method, seconds)."""
+    """(the cell's result, its process, extra variables of the method, why its runs stopped
+    (:data:`rankjump.rare_events.batches.STOPS`), seconds)."""
     r, run = cfg.rare, cfg.run
     bar = tqdm(
         desc=f"lam {lam:g}, eta {eta:g}",
@@ -48,17 +51,34 @@ def _cell(cfg: Config, lam: float, eta: float, key, progress: bool | None):
     def tick(iteration: int, finished: int, level: float, stage: str = "") -> None:
         bar.update(iteration - bar.n)
         done = f"{stage}: runs done" if stage else "runs done"
-        bar.set_postfix_str(f"{done} {finished}/{r.runs}, lowest level {level:.3f}", False)
+        of = f"/{r.runs}" if r.runs != "auto" else " (this batch)"
+        bar.set_postfix_str(f"{done} {finished}{of}, lowest level {level:.3f}", False)
 
     t0 = time.perf_counter()
     with bar:
         if r.method == "rate":
-            result = rate_cell(cfg, lam, eta, key, on_iteration=tick)
+
+            def batch(b: int, first: int, count: int):
+                part = key if b == 0 else jax.random.fold_in(key, b)  # a pool of its own
+                return rate_cell(cfg.replace(rare={"runs": count}), lam, eta, part, tick)
+
+            parts, stop = in_batches(batch, lambda ps: as_cell(combine(ps, run.steps)), r)
+            result = combine(parts, run.steps)
             out, extra, process = as_cell(result), rate_variables(result), result.network
         else:
             process = NetworkProcess(cfg, lam, eta)
-            out, extra = run_splitting(process, key, r, run.steps, run.record_every, tick), {}
-    return out, process, extra, time.perf_counter() - t0
+
+            def batch(b: int, first: int, count: int):
+                return run_splitting(
+                    process, key, r, run.steps, run.record_every, tick, runs=count, first_run=first
+                )
+
+            def joined(ps):
+                return concat_results(ps, ps[0].summary.level)
+
+            parts, stop = in_batches(batch, joined, r)
+            out, extra = joined(parts), {}
+    return out, process, extra, stop, time.perf_counter() - t0
 
 
 @with_float64
@@ -74,39 +94,83 @@ def rare(cfg: Config, progress: bool | None = None) -> xr.Dataset:
     """
     check_rare(cfg)
     opt, run = cfg.optimizer, cfg.run
-    n_lam, n_eta, n_runs = len(opt.lam), len(opt.eta), cfg.rare.runs
+    n_lam, n_eta = len(opt.lam), len(opt.eta)
     root = jax.random.PRNGKey(run.seed)
-    cells, extras, wall = [], [], 0.0
+    cells, extras, stops, wall = [], [], [], 0.0
     start_rank, target_rank = np.zeros(n_lam, int), np.zeros(n_lam, int)
     edge = np.zeros(n_lam)
     for i, lam in enumerate(opt.lam):
         for j, eta in enumerate(opt.eta):
             key = jax.random.fold_in(root, i * n_eta + j)
-            out, process, extra, seconds = _cell(cfg, lam, eta, key, progress)
+            out, process, extra, stop, seconds = _cell(cfg, lam, eta, key, progress)
             extras.append(extra)
+            stops.append(STOPS.index(stop))
             if progress is not False:
-                s, dead = out.summary, int(out.extinct.sum())
+                s, dead, m = out.summary, int(out.extinct.sum()), len(out.estimate)
+                why = "" if stop == "fixed" else f", stopped: {stop}"
                 print(
                     f"  lam {lam:g}, eta {eta:g}: p = {s.mean:.3g} [{s.ci[0]:.3g}, {s.ci[1]:.3g}]"
-                    f" ({int(out.iterations.sum())} iterations, {dead} of {n_runs} runs died"
-                    f" out, {seconds:.1f} s)",
+                    f" ({int(out.iterations.sum())} iterations, {dead} of {m} runs died"
+                    f" out{why}, {seconds:.1f} s)",
                     flush=True,
                 )
             cells.append(out)
             wall += seconds
             start_rank[i], target_rank[i] = process.start_rank, process.target_rank
             edge[i] = process.eta_edge
+    made = np.array([len(c.estimate) for c in cells])
+    n_runs = int(made.max())
+    cells = [_padded_runs(c, n_runs) for c in cells]
     ds = _dataset(cfg, cells, (n_lam, n_eta, n_runs), start_rank, target_rank, wall)
+    ds["runs_stop"] = (
+        ("lam", "eta"),
+        np.asarray(stops, np.int8).reshape(n_lam, n_eta),
+        {
+            "long_name": "why the cell's runs stopped (rare.runs)",
+            "flag_values": list(range(len(STOPS))),
+            "flag_meanings": " ".join(STOPS),
+        },
+    )
+    ds["run_made"] = (
+        ("lam", "eta", "run"),
+        np.arange(n_runs) < made.reshape(n_lam, n_eta, 1),
+        {"long_name": "the run was made (cells of rare.runs = 'auto' hold different counts)"},
+    )
     edge_text = (
         "1 / max_e h_e at the start: the edge of stability (rankjump.simulation.starts.eta_edge)"
     )
     ds["eta_edge"] = ("lam", edge, {"long_name": edge_text})
     for name in extras[0]:  # per cell, or per run where the method gives (runs,) arrays
-        values = np.asarray([e[name][0] for e in extras], float)
+        values = np.asarray([_pad(np.asarray(e[name][0], float), n_runs) for e in extras])
         dims = ("lam", "eta", "run")[: values.ndim + 1]
         values = values.reshape(n_lam, n_eta, *values.shape[1:])
         ds[name] = (dims, values, {"long_name": extras[0][name][1]})
     return ds
+
+
+def _pad(x: np.ndarray, n: int, fill=np.nan) -> np.ndarray:
+    """A per-run array (first axis) padded to ``n`` runs with ``fill``; a scalar as it is."""
+    if x.ndim == 0 or len(x) == n:
+        return x
+    return np.concatenate([x, np.full((n - len(x), *x.shape[1:]), fill, x.dtype)])
+
+
+def _padded_runs(c: AMSResult, n: int) -> AMSResult:
+    """A cell's result padded to ``n`` runs (cells of ``rare.runs = "auto"`` hold different
+    counts): padded runs are unfinished, with no estimate and no cost; the summary and the
+    reactive paths are the cell's own."""
+    if len(c.estimate) == n:
+        return c
+    return c._replace(
+        estimate=_pad(c.estimate, n),
+        finished=_pad(c.finished, n, False),
+        extinct=_pad(c.extinct, n, False),
+        floored=_pad(c.floored, n, False),
+        iterations=_pad(c.iterations, n, 0),
+        killed=_pad(c.killed, n, 0),
+        levels=_pad(c.levels, n),
+        cost=_pad(c.cost, n, 0),
+    )
 
 
 def _commit_text(r) -> str:
@@ -190,68 +254,3 @@ def _dataset(cfg, cells, shape, start_rank, target_rank, wall) -> xr.Dataset:
         }
     )
     return ds
-
-
-def merge_lams(parts: Sequence[xr.Dataset]) -> xr.Dataset:
-    """Rare results of one configuration run over parts of its lam grid (say, one process per lam:
-    ``rankjump rare CONFIG --set 'optimizer.lam=[...]' --out FILE``) as one result over all their
-    lam values, in order. Each cell keeps the numbers of its own part (a cell's key follows its
-    place in its part's grid, :func:`rare`); the wall time is the parts' sum, and the reactive
-    paths are padded to the longest part's count (``reactive_run`` -1, the rest NaN).
-
-    Raises:
-        ValueError: naming the first part that is not a rare result, whose configuration differs
-            from the first part's beyond ``optimizer.lam``, or that repeats a lam value.
-    """
-    return _merge(parts, "lam")
-
-
-def merge_etas(parts: Sequence[xr.Dataset]) -> xr.Dataset:
-    """As :func:`merge_lams`, over parts of the eta grid (``--set 'optimizer.eta=[...]'``): the
-    parts share their lam grid, so their start and target ranks are the first part's."""
-    return _merge(parts, "eta")
-
-
-def _merge(parts: Sequence[xr.Dataset], dim: str) -> xr.Dataset:
-    if not parts:
-        raise ValueError(f"merge_{dim}s: no results to merge")
-
-    def but_dim(ds):
-        cfg = tomllib.loads(ds.attrs["config"])
-        return {**cfg, "optimizer": {**cfg["optimizer"], dim: None}}
-
-    for k, ds in enumerate(parts):
-        if ds.attrs.get("result_kind") != RESULT_KIND:
-            raise ValueError(f"part {k}: not a `rankjump rare` result")
-        if but_dim(ds) != but_dim(parts[0]):
-            raise ValueError(f"part {k}: its configuration differs from part 0's beyond {dim}")
-    values = [float(v) for ds in parts for v in ds[dim].values]
-    if len(set(values)) < len(values):
-        raise ValueError(f"parts repeat {dim} values: {values}")
-    n_reactive = max(ds.sizes.get("reactive", 0) for ds in parts)
-    padded = [_pad_reactive(ds, n_reactive) for ds in parts]
-    out = xr.concat(padded, dim=dim, data_vars="minimal", combine_attrs="override")
-    whole = tomllib.loads(parts[0].attrs["config"])
-    whole["optimizer"][dim] = values
-    out.attrs["config"] = config_to_toml(config_from_dict(whole))
-    out.attrs["wall_time_s"] = float(sum(ds.attrs["wall_time_s"] for ds in parts))
-    if dim == "lam":  # ranks are per lam; parts of the eta grid keep part 0's (the attrs' own)
-        for name in ("start_rank", "target_rank"):
-            out.attrs[name] = [r for ds in parts for r in np.atleast_1d(ds.attrs[name])]
-    return out
-
-
-def _pad_reactive(ds: xr.Dataset, n: int) -> xr.Dataset:
-    """``ds`` with its reactive paths padded to ``n``, as :func:`rare` pads a grid's cells."""
-    have = ds.sizes.get("reactive", 0)
-    if have == n:
-        return ds
-    names = [name for name, var in ds.data_vars.items() if "reactive" in var.dims]
-    out = ds.drop_vars(names)
-    for name in names:
-        var = ds[name]
-        axis = var.dims.index("reactive")
-        shape = (*var.shape[:axis], n - have, *var.shape[axis + 1 :])
-        fill = np.full(shape, -1 if var.dtype.kind == "i" else np.nan, var.dtype)
-        out[name] = (var.dims, np.concatenate([var.values, fill], axis=axis), var.attrs)
-    return out

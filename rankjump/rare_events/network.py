@@ -36,7 +36,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from rankjump.config import Config, ConfigError
-from rankjump.config.kinds import KINDS
 from rankjump.config.sections import SCORE_NAMES
 from rankjump.dynamics import State, TaskArrays, hyper_for, materialize, new_hyper, new_state
 from rankjump.dynamics.entrywise import sgd_update
@@ -44,12 +43,12 @@ from rankjump.kernel import compiled_advance, lane_mesh
 from rankjump.model.network import entry_vectors, param_norm2, sharpness
 from rankjump.model.ranks import REL_FLOOR, spectral_ranks
 from rankjump.model.spectra import lanes_last_tiles
-from rankjump.rare_events.splitting import ams
+from rankjump.rare_events.settings import check_rare
 from rankjump.runtime.precision import with_float64
 from rankjump.simulation.plan import plan_run
 from rankjump.simulation.starts import eta_edge, shared_starts
 
-__all__ = ["SCORES", "NetworkProcess", "check_rare", "run_splitting"]
+__all__ = ["SCORES", "NetworkProcess"]
 
 SCORES = SCORE_NAMES
 
@@ -269,47 +268,3 @@ def _healthy(weights, limit):
     """Not diverged: ||theta||^2 finite and at most ``run.diverge_norm2`` (``limit``)."""
     norm2 = param_norm2(weights)
     return jnp.isfinite(norm2) & (norm2 <= limit)
-
-
-def check_rare(cfg: Config) -> None:
-    """Refuse, before any compute, a configuration that ``rankjump rare`` cannot estimate: its
-    start must be one shared network, without a schedule, judged by the "all_layers" rule, and
-    its kind one that the method runs (:data:`rankjump.config.kinds.KINDS` says why not)."""
-    net, opt = cfg.network, cfg.optimizer
-    if not (net.init == "file" or (net.init == "gd_minimum" and net.gd_start == "shared")):
-        raise ConfigError(
-            'network.init: rare needs one shared start ("gd_minimum" with gd_start = '
-            '"shared", or "file")'
-        )
-    if opt.n_phases > 1:
-        raise ConfigError("optimizer.schedule_steps: rare runs without a schedule")
-    if cfg.rank.rule != "all_layers":
-        raise ConfigError('rank.rule: rare estimates entry into B_r under "all_layers" only')
-    kind = KINDS[opt.kind]
-    if kind.rare is not None:
-        raise ConfigError(f"optimizer.kind = {opt.kind!r}: rankjump rare refuses it: {kind.rare}")
-    if cfg.rare.method == "rate" and kind.rate is not None:
-        raise ConfigError(
-            f'optimizer.kind = {opt.kind!r}: rare.method = "rate" refuses it: {kind.rate}'
-        )
-
-
-def run_splitting(process, key, rare, steps: int, every: int, on_iteration=None, **options):
-    """:func:`rankjump.rare_events.splitting.ams` with the ``[rare]`` section's replicas, kill,
-    runs and iteration cap, over ``steps`` steps scored every ``every``: the one place the
-    section is handed to the engine. ``options`` go to ``ams`` as they are (``runs`` in place of
-    ``rare.runs``, ``starts``, ``floor``)."""
-    settings = {
-        "replicas": rare.replicas,
-        "kill": rare.kill,
-        "runs": rare.runs,
-        "max_iterations": rare.max_iterations,
-    }
-    return ams(
-        process,
-        key,
-        **{**settings, **options},
-        steps=steps,
-        every=every,
-        on_iteration=on_iteration,
-    )

@@ -37,17 +37,17 @@ where both run (tests/test_rare_rate.py, benchmarks/rare.py).
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
 
 import jax
 import numpy as np
 
 from rankjump.config import Config
 from rankjump.rare_events.commit import commit_continue, commit_split
-from rankjump.rare_events.network import NetworkProcess, run_splitting
-from rankjump.rare_events.types import AMSResult, Reactive
+from rankjump.rare_events.network import NetworkProcess
+from rankjump.rare_events.rate_result import RateResult, probability
+from rankjump.rare_events.settings import run_splitting
 from rankjump.runtime.precision import with_float64
-from rankjump.stats.intervals import Summary, summarize
+from rankjump.stats.intervals import summarize
 
 BASIN = 0.7  # a state is in the basin while every layer's value is above BASIN x its start value
 # The window score's look-ahead part: a kick is a few draws, within a few dozen steps, of the
@@ -55,40 +55,7 @@ BASIN = 0.7  # a state is in the basin while every layer's value is above BASIN 
 # draws (among the LOOK_TOP of largest overshoot) would kick counts LOOK_SHARE of the way.
 LOOK_DRAWS, LOOK_TOP, LOOK_SHARE = 2, 3, 0.9
 
-__all__ = [
-    "KickWindow",
-    "RateResult",
-    "as_cell",
-    "basin_pool",
-    "progress_at",
-    "rate_cell",
-    "rate_variables",
-    "RATE_RUN_VARIABLES",
-    "RATE_VARIABLES",
-]
-
-# The names :func:`rate_variables` writes, in order (`rankjump stats` reads them by this tuple).
-RATE_VARIABLES = ("rate", "rate_lo", "rate_hi", "kick_p", "committor", "commit_floored", "delay")
-# ... and its per-run ones (over the result's `run` dimension): where a run's estimate comes from.
-RATE_RUN_VARIABLES = ("run_kick_p", "run_committor")
-
-
-class RateResult(NamedTuple):
-    """One cell by the rate method (probabilities per run over M runs)."""
-
-    kicks: AMSResult  # the window splitting (estimates: P(kick within a window))
-    committed: np.ndarray  # (M,) r_m: P(kick within a window and it commits), per run
-    rate: Summary  # of committed kicks per step, over the runs (interval at the level)
-    delays: np.ndarray  # (D,) steps from kick to entry into B_target, of committed continuations
-    delay_weights: np.ndarray  # (D,) their weights
-    p: float  # P(enter B_target within run.steps)
-    p_ci: tuple[float, float]  # its interval, from the rate's
-    committor: float  # mean committor of kicked states, weighted
-    exposure: float  # steps of a window open to kicks that complete in it (window - mean lag)
-    cost: np.ndarray  # (3,) trajectory-steps of the basin, the windows and the commitment
-    commit_cost: np.ndarray  # (M,) trajectory-steps of the commitment of each run's kicks
-    floored: int  # commitment runs stopped at rare.commit_floor (estimate 0)
-    network: NetworkProcess  # the windows' process: the start, its rank and eta_edge
+__all__ = ["KickWindow", "basin_pool", "progress_at", "rate_cell"]
 
 
 def progress_at(network: NetworkProcess, fraction: float) -> float:
@@ -198,10 +165,7 @@ def rate_cell(cfg: Config, lam: float, eta: float, key, on_iteration=None) -> Ra
     rate = summarize(committed / exposure, kicks.summary.level)
 
     def prob(k: float) -> float:
-        if not np.isfinite(k) or not len(delays):
-            return 0.0 if k == 0 else math.nan
-        open_steps = np.average(np.maximum(run.steps - delays, 0.0), weights=weights)
-        return float(-np.expm1(-k * open_steps))  # E[(T - D)^+] steps open to a kick
+        return probability(k, delays, weights, run.steps)
 
     weighted = float(np.nansum(committed) / max(np.sum(react.weight), 1e-300))
     cost = np.array([r.pool * burn_in, int(kicks.cost.sum()), int(commitment.cost.sum())])
@@ -220,47 +184,3 @@ def rate_cell(cfg: Config, lam: float, eta: float, key, on_iteration=None) -> Ra
         commitment.floored,
         window_net,
     )
-
-
-def as_cell(result: RateResult) -> AMSResult:
-    """The result in the shape ``rankjump rare`` stores for every method: the summary is that
-    of P(run.steps), a run's estimate is its r_m (per window) and its cost counts its windows,
-    its share of the basin walk and the continuations of its kicked states."""
-    kicks, p, (lo, hi) = result.kicks, result.p, result.p_ci
-    rel = result.rate.stderr / result.rate.mean if result.rate.mean > 0 else math.nan
-    log = (math.log(lo) if lo > 0 else -math.inf, math.log(hi) if hi > 0 else math.nan)
-    summary = Summary(p, p * rel, (lo, hi), log, result.rate.level)
-    runs = len(kicks.estimate)
-    cost = kicks.cost + result.cost[0] // runs + result.commit_cost
-    empty = Reactive(*(np.zeros(0, t) for t in (np.int64, np.int64, float)), np.zeros((0, 1)), ())
-    return kicks._replace(estimate=result.committed, cost=cost, summary=summary, reactive=empty)
-
-
-def rate_variables(result: RateResult) -> dict[str, tuple[float | np.ndarray, str]]:
-    """The method's own numbers: name -> (value, long name), per cell (names as
-    :data:`RATE_VARIABLES`) and per run ((M,) arrays, names as :data:`RATE_RUN_VARIABLES`)."""
-    rate, kick = result.rate, np.asarray(result.kicks.estimate, float)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        run_committor = np.where(kick > 0, result.committed / kick, np.nan)
-    return {
-        "rate": (rate.mean, "committed kicks per step (mean over runs)"),
-        "rate_lo": (rate.ci[0], f"{rate.level:.0%} t interval on the rate, lower end"),
-        "rate_hi": (rate.ci[1], f"{rate.level:.0%} t interval on the rate, upper end"),
-        "kick_p": (result.kicks.summary.mean, "P(a kick within one window)"),
-        "committor": (result.committor, "fraction of kicked states entering B_target"),
-        "commit_floored": (
-            float(result.floored),
-            "commitment runs stopped at rare.commit_floor (estimate 0, bias below the floor)",
-        ),
-        "delay": (
-            float(np.average(result.delays, weights=result.delay_weights))
-            if len(result.delays)
-            else math.nan,
-            "mean steps from a kick to entry into B_target",
-        ),
-        "run_kick_p": (kick, "the run's P(a kick within one window)"),
-        "run_committor": (
-            run_committor,
-            "the run's committor: its estimate / its kick probability (NaN without a kick)",
-        ),
-    }

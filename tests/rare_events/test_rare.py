@@ -18,7 +18,8 @@ from rankjump import ConfigError, config_to_toml, demo_config, loads_config, sim
 from rankjump.cli.main import main
 from rankjump.cli.rare import format_rare
 from rankjump.plots import plot_rare_probability
-from rankjump.rare_events.grid import merge_etas, merge_lams, rare
+from rankjump.rare_events.grid import rare
+from rankjump.rare_events.merging import merge_etas, merge_lams
 from rankjump.rare_events.network import NetworkProcess
 from rankjump.stats import binomial_ci
 

@@ -19,13 +19,8 @@ from rankjump.dynamics.entrywise import sgd_update
 from rankjump.model.network import entry_sharpness
 from rankjump.rare_events.grid import rare
 from rankjump.rare_events.network import NetworkProcess
-from rankjump.rare_events.rate import (
-    BASIN,
-    RATE_RUN_VARIABLES,
-    RATE_VARIABLES,
-    rate_cell,
-    rate_variables,
-)
+from rankjump.rare_events.rate import BASIN, rate_cell
+from rankjump.rare_events.rate_result import RATE_RUN_VARIABLES, RATE_VARIABLES, rate_variables
 from rankjump.runtime.precision import with_float64
 from rankjump.stats import binomial_ci
 
