@@ -6,6 +6,8 @@
 - :mod:`~rankjump.bench.side_by_side`: checkpoints against none, every core against one;
 - :mod:`~rankjump.bench.peers` and :mod:`~rankjump.bench.peer_steps`: the PyTorch peers (the
   ``bench`` extra);
+- :mod:`~rankjump.bench.rare`: the splitting methods against plain Monte Carlo on one cell, in
+  trajectory-steps per second and seconds to a 30% relative error;
 - :mod:`~rankjump.bench.flops`: the analytic count of useful arithmetic and the sgemm peaks;
 - :mod:`~rankjump.bench.timing`: best of repeated runs.
 """
@@ -25,6 +27,7 @@ from rankjump.bench.flops import (
     sgemm_peaks,
     useful_flops_per_step,
 )
+from rankjump.bench.rare import rare_case, rare_line, rare_ratio
 from rankjump.bench.report import main_bench, run_bench
 from rankjump.bench.side_by_side import (
     checkpoint_line,
@@ -47,6 +50,9 @@ __all__ = [
     "gd_flops_per_step",
     "kernel_seconds",
     "main_bench",
+    "rare_case",
+    "rare_line",
+    "rare_ratio",
     "run_bench",
     "seconds",
     "sgemm_core_gflops",

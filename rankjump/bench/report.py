@@ -14,7 +14,10 @@ For each configuration, in one run:
 - checkpoints: the headline's ``simulate`` with ``record_every = 100`` against the same call with
   one checkpoint (:func:`checkpoint_ratio`);
 - cores: one process end to end on every core against the same process pinned to one core with
-  ``taskset`` (:func:`cores_ratio`).
+  ``taskset`` (:func:`cores_ratio`);
+- rare: ``rankjump rare`` by each method against plain Monte Carlo on one cell, in
+  trajectory-steps per second and in seconds to a 30% relative error
+  (:mod:`rankjump.bench.rare`).
 
 The kernel and ``simulate`` use every CPU device (one per core, :mod:`rankjump.runtime.cores`); the
 batched peer uses as many torch threads, the naive peer one (a 20 x 20 product gains nothing
@@ -27,6 +30,7 @@ import json
 
 from rankjump.bench.cases import BenchCase, bench_config, cases, kernel_seconds, simulate_seconds
 from rankjump.bench.flops import flops_per_step, sgemm_core_gflops, sgemm_peak_gflops
+from rankjump.bench.rare import rare_line, rare_ratio
 from rankjump.bench.side_by_side import checkpoint_line, checkpoint_ratio, cores_line, cores_ratio
 from rankjump.runtime.precision import with_float64
 
@@ -95,6 +99,8 @@ def run_bench(
         log(checkpoint_line(out["checkpoints"]))
         out["cores"] = cores_ratio(4096, 5000 if quick else 20000)
         log(cores_line(out["cores"]))
+        out["rare"] = rare_ratio(quick)
+        log(rare_line(out["rare"]))
     return out
 
 

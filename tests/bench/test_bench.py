@@ -209,3 +209,41 @@ def test_best_time_is_the_fastest_timed_run_after_a_warm_up():
     assert calls == ["reset", "run"] * 4
     with pytest.raises(ValueError, match="repeats"):
         best_time(reset, run, 0)
+
+
+def test_the_rare_line_compares_each_method_with_plain_monte_carlo(monkeypatch):
+    """On a tiny cell: each method's rate is its runs' cost over its wall time, its seconds to
+    30% follow from its runs' relative variance, plain Monte Carlo's from its p and the
+    simulate rate measured in the same run; the line says so, and names an unreliable method."""
+    from rankjump import demo_config
+    from rankjump.bench import rare as module
+
+    tiny = demo_config().replace(
+        optimizer={"eta": [0.19]},
+        run={"steps": 2000, "record_every": 500, "trajectories": 512},
+        rare={
+            "replicas": 8,
+            "kill": 1,
+            "runs": 3,
+            "window": 40,
+            "pool": 8,
+            "burn_in": 0,
+            "commit_steps": 500,
+        },
+    )
+    monkeypatch.setattr(module, "rare_case", lambda quick: tiny)
+    out = module.rare_ratio(quick=True)
+    rate = out["simulate_trajectory_steps_per_s"]
+    assert rate > 0
+    for method in ("ams", "rate"):
+        m = out[method]
+        assert m["runs"] == 3 and m["seconds"] > 0
+        assert m["ratio_to_simulate"] == pytest.approx(m["trajectory_steps_per_s"] / rate)
+        if m["p"] > 0:
+            mc = (1 - m["p"]) * 2000 / (m["p"] * 0.09) / rate
+            assert m["simulate_seconds_to_30pct"] == pytest.approx(mc)
+            assert m["gain_seconds"] == pytest.approx(mc / m["seconds_to_30pct"])
+        assert not m["reliable"]  # three runs never pass the diagnostics
+    text = module.rare_line(out)
+    assert "ams:" in text and "rate:" in text and "unreliable" in text
+    assert "trajectory-steps/s" in text and "to 30% relative error" in text

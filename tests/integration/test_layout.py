@@ -34,7 +34,7 @@ ALLOWED = {
     "sweeps": CORE | {"simulation"},
     "rare_events": CORE | {"simulation", "stats"},
     "plots": {"runtime", "config", "model", "results", "stats"},
-    "bench": CORE | {"simulation"},
+    "bench": CORE | {"simulation", "rare_events", "stats"},
     "cli": CORE | {"simulation", "sweeps", "rare_events", "stats", "plots", "bench", "<top>"},
 }
 UPPER = {"sweeps", "rare_events", "stats", "plots", "bench", "cli"}  # never in the simulation core

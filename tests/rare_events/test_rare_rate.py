@@ -42,8 +42,15 @@ CFG = demo_config().replace(
 
 
 @functools.cache
+def _cell_and_calls(cfg):
+    """The cell and the progress callback's calls (the callback does not change the result)."""
+    calls = []
+    result = rate_cell(cfg, 0.002, 0.18, jax.random.PRNGKey(0), lambda *a: calls.append(a))
+    return result, calls
+
+
 def _cell(cfg):
-    return rate_cell(cfg, 0.002, 0.18, jax.random.PRNGKey(0))
+    return _cell_and_calls(cfg)[0]
 
 
 def test_the_rate_result_is_consistent():
@@ -227,8 +234,7 @@ def test_lookahead_of_diverged_lanes_is_nan_and_leaves_the_others_alone():
 def test_progress_reports_each_stage_against_all_runs():
     """The callback sees the kick stage, then the commitment; iterations count on through both,
     and within a stage the finished runs (out of rare.runs) never decrease."""
-    calls = []
-    rate_cell(CFG, 0.002, 0.18, jax.random.PRNGKey(0), on_iteration=lambda *a: calls.append(a))
+    calls = _cell_and_calls(CFG)[1]
     stages = [c[3] for c in calls]
     assert stages[0] == "kicks" and stages[-1] == "commitment"
     assert stages == sorted(stages, key=["kicks", "commitment"].index)
