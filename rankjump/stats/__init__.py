@@ -20,6 +20,7 @@ from rankjump.stats.diagnostics import (
     RunDiagnostics,
     diagnose,
     hill_tail_index,
+    result_diagnostics,
 )
 from rankjump.stats.intervals import (
     CI_METHODS,
@@ -58,6 +59,7 @@ __all__ = [
     "hill_tail_index",
     "markov_lower",
     "rank_set_stats",
+    "result_diagnostics",
     "summarize",
     "upper_bound",
 ]
