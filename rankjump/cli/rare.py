@@ -14,8 +14,8 @@ from rankjump.stats.intervals import markov_lower
 __all__ = ["add_parser", "format_rare", "rare_to_dict", "run"]
 
 
-# Per-cell numbers of the rate method (rankjump.rare_events.rate.rate_variables) in its table and
-# JSON.
+# Per-cell numbers of the rate method (rankjump.rare_events.rate_result.rate_variables) in its
+# table and JSON.
 RATE_COLUMNS = (("kick_p", "kick/window"), ("committor", "committor"))
 DIAGNOSTICS = ("runs_effective", "top_share", "tail_index", "relvar_n")  # numbers in the JSON
 
@@ -85,9 +85,9 @@ def format_rare(ds) -> str:
 def rare_to_dict(ds) -> dict:
     """A rare result as JSON-ready values (NaN as None): per cell p, intervals, the diagnostics of
     its runs, runs, eta_edge and the rate method's own numbers
-    (:data:`rankjump.rare_events.rate.RATE_VARIABLES`). ``ci`` is the interval that holds: the t
-    interval of a reliable cell, ``[lo_any_law, None]`` of an unreliable one (``t_ci`` is the t
-    interval whatever the cell)."""
+    (:data:`rankjump.rare_events.rate_result.RATE_VARIABLES`). ``ci`` is the interval that holds:
+    the t interval of a reliable cell, ``[lo_any_law, None]`` of an unreliable one (``t_ci`` is the
+    t interval whatever the cell)."""
 
     from rankjump.rare_events.rate_result import RATE_RUN_VARIABLES, RATE_VARIABLES
 

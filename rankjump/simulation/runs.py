@@ -177,7 +177,7 @@ def assemble(
     traj: np.ndarray | None = None,
 ):
     """The result Dataset of a whole plan from its records in lane order (``steps`` and
-    ``traj``: see :func:`rankjump.results.io.build_dataset`)."""
+    ``traj``: see :func:`rankjump.results.schema.build_dataset`)."""
     cfg = plan.cfg
     attrs = {
         "threshold_layer": [float(t.layer) for t in plan.thresholds],

@@ -1,6 +1,6 @@
 """Sweeps: a run split into jobs that each write one file; resumable, merged into one result.
 
-A job is a range of the run's chunks (:class:`rankjump.simulation.runs.Plan`): the lanes it runs are
+A job is a range of the run's chunks (:class:`rankjump.simulation.plan.Plan`): the lanes it runs are
 exactly those :func:`rankjump.simulation.runs.simulate` runs in the same chunks, so the merged
 result equals ``simulate`` of the same configuration. The folder's files, and how a job file proves
 it is its job of this sweep, are in :mod:`rankjump.sweeps.files`.
