@@ -131,7 +131,9 @@ def main(argv=None) -> int:
     parser.add_argument("config", nargs="?", metavar="CELL.toml")
     parser.add_argument("--ledger", metavar="FILE.json")
     parser.add_argument("--show", metavar="FILE.json", help="print a ledger's P(T) and stop")
-    parser.add_argument("--minutes", type=float, default=60.0, help="stop after the job that passes it")
+    parser.add_argument(
+        "--minutes", type=float, default=60.0, help="stop after the job that passes it"
+    )
     parser.add_argument("--job-trajectories", type=int, default=65536)
     args = parser.parse_args(argv)
     if args.show:
@@ -142,8 +144,8 @@ def main(argv=None) -> int:
     cfg = rj.load_config(args.config)
     _check_cell(cfg)
     path = Path(args.ledger)
-    ledger = json.loads(path.read_text()) if path.exists() else _new_ledger(
-        cfg, args.job_trajectories
+    ledger = (
+        json.loads(path.read_text()) if path.exists() else _new_ledger(cfg, args.job_trajectories)
     )
     if ledger["config_digest"] != _digest(rj.config_to_toml(cfg)):
         raise SystemExit(f"reference: {path} holds another configuration's reference")
