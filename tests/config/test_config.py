@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from support import BAD
@@ -228,3 +230,16 @@ def test_task_noise_changes_y_but_not_target_or_entries():
     # degrees of freedom: the interval holds with probability 0.998; the seed is fixed).
     assert 0.15 < np.std(diff) < 0.6
     np.testing.assert_array_equal(clean.y, clean.target[clean.rows, clean.cols])
+
+
+@pytest.mark.parametrize(
+    "path", sorted((Path(__file__).parents[2] / "examples").glob("*.toml")), ids=lambda p: p.name
+)
+def test_every_example_loads(path):
+    """The shipped examples are valid configurations; the rare ones are accepted by `rare`."""
+    from rankjump.rare_events import check_rare
+
+    cfg = load_config(path)
+    if path.name.startswith("rare_"):
+        check_rare(cfg)  # raises ConfigError for what `rankjump rare` refuses
+        assert cfg.rare.method in path.name
