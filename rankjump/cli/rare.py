@@ -161,7 +161,7 @@ def run(args: argparse.Namespace) -> int:
         f"rankjump rare: {r.method}, {runs} x {r.replicas} replicas (kill {r.kill}), "
         f"horizon {cfg.run.steps} steps, {how}"
     )
-    ds = rare(cfg, progress=not args.quiet)
+    ds = rare(cfg, progress=None if not args.quiet else False)  # bars on a terminal only
     save_result(ds, out)
     print("\n" + format_rare(ds))
     print(f"{'replaced' if replaced else 'wrote'} {out}  ({ds.attrs['wall_time_s']:.1f} s)")

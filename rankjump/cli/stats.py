@@ -125,7 +125,13 @@ def _plain(x):
 
 
 def _fmt(x: float | None, spec: str = ".4f") -> str:
-    return "-" if x is None or x != x else format(x, spec)
+    """A number for the table: ``spec`` (four decimals by default), but a probability below 0.001
+    with three significant digits (51 of 262,143 is 0.000195, not 0.0002)."""
+    if x is None or x != x:
+        return "-"
+    if spec == ".4f" and 0 < abs(x) < 1e-3:
+        return format(x, ".3g")
+    return format(x, spec)
 
 
 def _row(label: str, p: Proportion, extra: str = "") -> str:

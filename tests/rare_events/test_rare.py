@@ -95,9 +95,12 @@ def test_the_rare_command(tmp_path, capsys):
     path = tmp_path / "c.toml"
     path.write_text(config_to_toml(CFG))
     out = tmp_path / "rare.nc"
-    assert main(["rare", str(path), "--out", str(out), "--quiet"]) == 0
-    printed = capsys.readouterr().out
+    assert main(["rare", str(path), "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    printed = captured.out
     assert "0.002     0.17" in printed and f"wrote {out}" in printed
+    # Output that is not a terminal gets lines, no progress bars drawn with carriage returns.
+    assert "\r" not in captured.out + captured.err and "p = " in printed
     # stats reads it (table and JSON); plot draws p against 1 / (eta lam).
     assert main(["stats", str(out)]) == 0
     assert "0.002     0.17" in capsys.readouterr().out

@@ -537,3 +537,15 @@ def test_table_shows_the_band_of_rank_sets_that_matter():
     rows = [line.split()[2] for line in lines if line.startswith("    r <= ")]
     assert rows[:3] == ["3", "2", "1"]
     assert [line.split()[1] for line in lines if line.startswith("    rank ")][:2] == ["3", "2"]
+
+
+def test_small_probabilities_keep_three_significant_digits():
+    """One of 6,000 trajectories drops to rank 2: the table says 0.000167, not 0.0002, and its
+    interval ends are not rounded to 0.0000."""
+    rank = np.full((2, 6000, 3), 3)  # two lam cells, as _dataset makes them
+    rank[:, 0, 1:] = 2
+    report = analyze(_dataset(rank, np.zeros((2, 6000), bool)))
+    row = next(line for line in format_report(report).splitlines() if line.startswith("    r <= 2"))
+    assert " 0.000167 " in row
+    lo, hi = report.cells[0].rank_sets[2].reached.ci
+    assert f"[{lo:.3g}, {hi:.3g}]" in row and "0.0000" not in row
