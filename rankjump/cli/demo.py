@@ -86,9 +86,10 @@ def run_demo(
         f"{RULE_TEXT[cfg.rank.rule]}"
     )
     report = analyze(sgd)
+    below_name = f"P(rank < {start} | not diverged) [95% CI]"
     print(
         f"\n{'eta':>6} {'GD rank':>8} {'SGD n':>6} {'diverged':>9}  "
-        f"{'final ranks (rank:count)':<26} {f'P(rank < {start}) [95% CI]':<26} upward"
+        f"{'final ranks (rank:count)':<26} {below_name:<38} {'or diverged':>11}  upward"
     )
     for e, cell in enumerate(report.cells):
         gd_rank = int(gd["rank"].isel(lam=0, eta=e, traj=0, checkpoint=-1))
@@ -100,10 +101,13 @@ def run_demo(
             if below is not None and cell.n
             else "-"
         )
+        # P(jump or diverge): every trajectory counts, the diverged ones as having left
+        jumped = below.reached.count if below is not None else 0
+        either = (jumped + cell.diverged) / max(cell.n + cell.diverged, 1)
         up = f"{cell.upward.count} / {cell.upward.transitions}"
         print(
             f"{cell.eta:>6g} {gd_rank:>8} {cell.n:>6} {cell.diverged:>9}  "
-            f"{_counts(final):<26} {p:<26} {up}"
+            f"{_counts(final):<26} {p:<38} {either:>11.3f}  {up}"
         )
     pooled = report.pooled
     print(

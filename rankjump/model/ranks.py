@@ -37,7 +37,10 @@ __all__ = [
 RULES = ("all_layers", "any_layer", "end_to_end")
 # What the network's rank is under each rule, in words (result files, tables, the demo).
 RULE_TEXT = {
-    "all_layers": "largest per-layer numerical rank: rank <= r when every layer has at most r",
+    "all_layers": (
+        "largest per-layer numerical rank: rank <= r when every layer has at most r singular "
+        "values above its threshold"
+    ),
     "any_layer": "smallest per-layer numerical rank",
     "end_to_end": "numerical rank of A_theta",
 }

@@ -58,7 +58,7 @@ def plot_jump_probability(
         ax.set_xscale("log")
     ax.set_xlabel("learning rate eta" if x == "eta" else "weight decay lam")
     steps = int(ds["step"].values[-1])
-    ax.set_ylabel(f"P({r_label(report, r)} reached by step {steps})")
+    ax.set_ylabel(f"P({r_label(report, r)} reached by step {steps} | not diverged)")
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
     if ax.get_lines():
@@ -161,7 +161,8 @@ def plot_log_probability(
             f" (c = {-fit.slope:.3g}), intercept {fit.intercept:.3g}",
         )
     ax.set_xlabel("1 / (eta lam)")
-    ax.set_ylabel(f"ln P({r_label(report, r)} reached by step {int(ds['step'].values[-1])})")
+    steps = int(ds["step"].values[-1])
+    ax.set_ylabel(f"ln P({r_label(report, r)} reached by step {steps} | not diverged)")
     ax.grid(alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(**LEGEND_ABOVE, ncols=2)

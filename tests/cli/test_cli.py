@@ -85,6 +85,9 @@ def test_demo_quick(tmp_path, capsys):
     assert main(["demo", "--quick", "--quiet", "--out", str(tmp_path)]) == 0
     text = capsys.readouterr().out
     assert "GD minimum: rank" in text and "One-way check" in text
+    # The probability says whom it counts, and the chance of jumping or diverging stands beside it.
+    assert "| not diverged) [95% CI]" in text and "or diverged" in text
+    assert "every layer has at most r singular values above its threshold" in text
     ds = load_result(tmp_path / "result.nc")
     start = ds.attrs["start_rank"][0]
     assert start > 1  # rank-overestimating: the target has rank 1
