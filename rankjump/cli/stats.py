@@ -17,6 +17,7 @@ from rankjump.stats.reports import CellReport, Proportion, RankSet, Report, Upwa
 __all__ = ["add_parser", "format_report", "run"]
 
 _EVENTS_SHOWN = 5
+_JUMPED_SHOWN = 5  # trajectories that went below the start rank, listed per cell
 
 
 def _level(text: str) -> float:
@@ -169,14 +170,30 @@ def _band(rank_sets: dict[int, RankSet]) -> list[RankSet]:
     ]
 
 
-def _cell_lines(cell: CellReport, level: str, late_label: str) -> list[str]:
+def _jumped_lines(cell: CellReport, title: str) -> list[str]:
+    """Which trajectories went below the start rank (the first few, when), and the command that
+    replays one of them."""
+    if not cell.jumped:
+        return []
+    first = ", ".join(f"{t} (step {s})" for t, s in cell.jumped[:_JUMPED_SHOWN])
+    more = f", ... {len(cell.jumped) - _JUMPED_SHOWN} more (--json lists all)"
+    t = cell.jumped[0][0]
+    return [
+        f"  went below rank {cell.start_rank}: {len(cell.jumped)} trajectories: {first}"
+        + (more if len(cell.jumped) > _JUMPED_SHOWN else ""),
+        f"    see one step by step: rankjump replay {title or 'FILE'} --cell {cell.lam:g},"
+        f"{cell.eta:g} --traj {t} --out jump{t}.nc",
+    ]
+
+
+def _cell_lines(cell: CellReport, level: str, late_label: str, title: str = "") -> list[str]:
     spread = ", ".join(f"{r}: {c}" for r, c in sorted(cell.start_ranks.items(), reverse=True))
     start = "-" if cell.start_rank is None else cell.start_rank
     unobserved = f"   unobserved = {cell.unobserved}" if cell.unobserved else ""
     lines = [
         f"cell lam = {cell.lam:g}, eta = {cell.eta:g}",
         f"  trajectories  n = {cell.n}   diverged (excluded) = {cell.diverged}"
-        f"   censored early = {cell.incomplete}{unobserved}",
+        f"   censored early (records end before the last step) = {cell.incomplete}{unobserved}",
         f"  start rank    {start}   (spread {spread or '-'})",
         f"  {'final rank':<14}{'count':>9}{'p':>10}   {level} CI",
     ]
@@ -192,12 +209,20 @@ def _cell_lines(cell: CellReport, level: str, late_label: str) -> list[str]:
     shown = _band(cell.rank_sets)
     for s in shown:
         median = s.median_first_passage
-        passage = "not reached" if median is None else f"step {median:g}"
+        passage = (
+            f"step {median:g}"
+            if median is not None
+            else "median not reached (fewer than half)"
+            if s.reached.count
+            else "none reached"
+        )
         lines.append(_row(f"r <= {s.r}", s.reached, passage))
     if len(shown) < len(cell.rank_sets):
         lines.append(
-            "    (other r left out: reached by all or by none, as the row next to them; see --json)"
+            "    (rows of other r left out: every trajectory reached them, or none did; --json "
+            "lists them all)"
         )
+    lines += _jumped_lines(cell, title)
     lines += _upward_lines(cell.upward, level, late_label)
     for event in cell.events[:_EVENTS_SHOWN]:
         when = "after" if event.after_entry else "before"
@@ -241,7 +266,7 @@ def format_report(report: Report, title: str = "") -> str:
         "",
     ]
     for cell in report.cells:
-        lines += _cell_lines(cell, level, late_label) + [""]
+        lines += _cell_lines(cell, level, late_label, title) + [""]
     lines.append(f"pooled over {len(report.cells)} cells")
     lines += _upward_lines(report.pooled, level, late_label)
     return "\n".join(lines)

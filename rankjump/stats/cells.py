@@ -87,6 +87,12 @@ def analyze_cell(
     upward = UpwardCheck.of(
         int(up.sum()), int(pair.sum()), int((up & late).sum()), int(late.sum()), level
     )
+    dropped = obs & same[:, None] & (rank < (start_rank or 0))
+    went = np.flatnonzero(dropped.any(axis=1))
+    jumped = tuple(
+        (int(traj[t]), int(steps[c]))
+        for t, c in zip(went, dropped[went].argmax(axis=1), strict=True)
+    )
     return CellReport(
         lam=lam,
         eta=eta,
@@ -104,6 +110,7 @@ def analyze_cell(
         steps=steps,
         upward=upward,
         events=events,
+        jumped=jumped,
     )
 
 

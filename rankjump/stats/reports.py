@@ -165,6 +165,8 @@ class CellReport:
         steps: SGD step of each checkpoint.
         upward: The upward-transition check.
         events: Every upward move, in trajectory then step order.
+        jumped: (trajectory, step) of every trajectory starting at start_rank that went below
+            it, with the first checkpoint's step where it was, in trajectory order.
     """
 
     lam: float
@@ -183,6 +185,7 @@ class CellReport:
     steps: np.ndarray
     upward: UpwardCheck
     events: tuple[UpwardEvent, ...]
+    jumped: tuple[tuple[int, int], ...] = ()
 
     def to_dict(self) -> dict:
         """JSON-ready dictionary; rank keys are strings."""
@@ -208,6 +211,7 @@ class CellReport:
             "median_first_passage": {str(r): s.median_first_passage for r, s in sets},
             "upward": self.upward.to_dict(),
             "upward_events": [e.to_dict() for e in self.events],
+            "jumped": [{"traj": t, "step": s} for t, s in self.jumped],
             "steps": self.steps.tolist(),
             "reached_curve": {str(r): [_num(p) for p in s.curve] for r, s in sets},
             "survival": {str(r): s.survival.tolist() for r, s in sets},

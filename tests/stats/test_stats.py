@@ -397,7 +397,7 @@ def _parse_table(text: str) -> dict:
                 block["reached"][m[2]] = entry
                 passage = m[7].strip()
                 block.setdefault("median", {})[m[2]] = (
-                    None if passage == "not reached" else float(passage.split()[1])
+                    float(passage.split()[1]) if passage.startswith("step") else None
                 )
         elif m := re.match(
             rf"    (all|after entering a lower rank set) +(\d+) +(\d+) +{number}$", line
@@ -549,3 +549,30 @@ def test_small_probabilities_keep_three_significant_digits():
     assert " 0.000167 " in row
     lo, hi = report.cells[0].rank_sets[2].reached.ci
     assert f"[{lo:.3g}, {hi:.3g}]" in row and "0.0000" not in row
+
+
+def test_the_trajectories_that_went_below_the_start_are_listed_with_a_replay_command():
+    """Per cell, the JSON lists every trajectory that went below its start rank with the step of
+    its first record there; the table shows the first five and the command replaying one."""
+    rank = np.full((2, 8, 4), 3)
+    for t, c in [(1, 2), (4, 1), (5, 3), (6, 2), (7, 1), (2, 3)]:
+        rank[:, t, c:] = 2
+    ds = _dataset(rank, np.zeros((2, 8), bool))
+    report = analyze(ds)
+    cell, label = report.cells[0], ds["traj"].values  # trajectories by their labels
+    steps = report.cells[0].steps
+    pairs = [(1, 2), (2, 3), (4, 1), (5, 3), (6, 2), (7, 1)]
+    want = [(int(label[t]), int(steps[c])) for t, c in pairs]
+    assert list(cell.jumped) == want
+    assert cell.to_dict()["jumped"] == [{"traj": t, "step": s} for t, s in want]
+    lines = format_report(report, "r.nc").splitlines()
+    went = next(line for line in lines if line.startswith("  went below rank 3: 6 trajectories"))
+    first = want[0][0]
+    assert went.endswith("... 1 more (--json lists all)") and f"{first} (step {want[0][1]})" in went
+    command = lines[lines.index(went) + 1].split("see one step by step: ")[1]
+    cell_arg = f"{cell.lam:g},{cell.eta:g}"
+    assert command == f"rankjump replay r.nc --cell {cell_arg} --traj {first} --out jump{first}.nc"
+    from rankjump.cli.main import build_parser
+
+    args = build_parser().parse_args(command.split()[1:])  # a command the parser takes
+    assert args.traj == first and args.cell == (cell.lam, cell.eta)
