@@ -102,9 +102,14 @@ def run_sweep(args) -> int:
         from rankjump.sweeps.jobs import sweep_status
 
         done, total = sweep_status(out)
+        written = (
+            f"with {done} of {total} job files written"
+            if total
+            else "before the first job (no job file written)"
+        )
         print(
             f"rankjump sweep: {'terminated' if isinstance(err, Terminated) else 'interrupted'} "
-            f"with {done} of {total} job files written; continue with "
+            f"{written}; continue with "
             f"`rankjump sweep {args.config} --out {out} --resume"
             + "".join(f" --set '{x}'" for x in args.set or ())
             + "`",

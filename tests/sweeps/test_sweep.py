@@ -113,7 +113,9 @@ def test_sweep_command(tmp_path, capsys):
     assert main(["sweep", str(path), "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "pass --resume" in err[0]
+    (out / JOBS / "job-00003.npz").unlink()  # a lost job: the others are reused, and it is said
     assert main(["sweep", str(path), "--out", str(out), "--resume", "--quiet"]) == 0
+    assert "5 of 6 job files reused, 1 to run" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------ schedules
@@ -305,3 +307,18 @@ def test_progress_is_reported_from_inside_the_scan(capsys):
     # No bar when output is not a terminal (pytest captures it).
     simulate(GRID, progress=None)
     assert capsys.readouterr().err == ""
+
+
+def test_a_sweep_interrupted_before_its_first_job_says_so(tmp_path, capsys, monkeypatch):
+    import rankjump.sweeps.jobs as jobs
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(jobs, "sweep", stopped)
+    path = tmp_path / "grid.toml"
+    path.write_text(config_to_toml(GRID))
+    assert main(["sweep", str(path), "--out", str(tmp_path / "new"), "--quiet"]) == 130
+    err = capsys.readouterr().err
+    assert "interrupted before the first job (no job file written); continue with" in err
+    assert "0 of 0" not in err
