@@ -67,8 +67,10 @@ def run(args: argparse.Namespace) -> int:
         print(
             f"entered rank < {summary['mode']} at step {entry}; mode {summary['mode']} of each "
             f"layer last above half its size at the window's start at steps "
-            f"{summary['half_steps']}, below the layer threshold from steps "
-            f"{summary['below_steps']}; 1/(2 eta lam) = {summary['decay_steps']:.0f} steps"
+            f"{summary['half_steps']}, first below the layer threshold at steps "
+            f"{summary['below_steps']} and below it for good from steps "
+            f"{summary['settled_steps']} (None: above it at the window's end); 1/(2 eta lam) = "
+            f"{summary['decay_steps']:.0f} steps"
         )
     print(f"{'replaced' if replaced else 'wrote'} {out} and {figure}")
     return 0

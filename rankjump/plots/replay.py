@@ -27,8 +27,10 @@ def collapse_summary(ds: xr.Dataset) -> dict:
     Returns:
         ``mode`` (r), ``entry_step`` (first checkpoint of the window below rank r, or None),
         per layer the step at which the r-th singular value last left its window-start level by
-        half (``half_steps``) and first fell below the layer threshold (``below_steps``), and
-        ``decay_steps`` = 1 / (2 eta lam), the time scale of weight decay.
+        half (``half_steps``), first fell below the layer threshold (``below_steps``) and stayed
+        below it to the window's end (``settled_steps``; None if it is above it at the end: a
+        layer can dip below and grow back), and ``decay_steps`` = 1 / (2 eta lam), the time
+        scale of weight decay.
     """
     cell = ds.isel(lam=0, eta=0, traj=0)
     r = _mode(ds)
@@ -39,19 +41,24 @@ def collapse_summary(ds: xr.Dataset) -> dict:
     sv = cell["layer_sv"].values[:, :, r - 1]  # (checkpoint, layer)
     thr = ds.attrs["threshold_layer"][0]
     first = np.flatnonzero(inside)[0]
-    half, under = [], []
+    half, under, settled = [], [], []
     for l in range(sv.shape[1]):
         s = sv[:, l]
         high = np.flatnonzero(inside & (s >= 0.5 * s[first]))
         low = np.flatnonzero(inside & (s <= thr))
+        above = np.flatnonzero(inside & (s > thr))
         half.append(int(steps[high[-1]]) if high.size else None)
         under.append(int(steps[low[0]]) if low.size else None)
+        last_above = above[-1] if above.size else -1
+        stays = low.size and low[-1] > last_above  # below at the window's end
+        settled.append(int(steps[low[low > last_above][0]]) if stays else None)
     lam, eta = float(ds["lam"][0]), float(ds["eta"][0])
     return {
         "mode": r,
         "entry_step": int(steps[below[0]]) if below.size else None,
         "half_steps": half,
         "below_steps": under,
+        "settled_steps": settled,
         "decay_steps": 1.0 / (2.0 * eta * lam) if lam > 0 else float("inf"),
     }
 
