@@ -3,11 +3,13 @@ with its least-squares line (docs/theory.md: ln P >~ -c / (eta lam))."""
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import numpy as np
 import xarray as xr
 from matplotlib.figure import Figure
+from scipy import stats
 
 from rankjump.plots.cells import check_report, find_cell, r_label, reached
 from rankjump.plots.common import LEGEND_ABOVE, diverged_note, set_title
@@ -69,11 +71,20 @@ def plot_jump_probability(
 
 
 class LogPFit(NamedTuple):
-    """Least-squares line ln P = intercept + slope / (eta lam) over cells with 0 < P < 1."""
+    """Weighted least-squares line ln P = intercept + slope / (eta lam) over cells with
+    0 < P < 1, and how well it fits: ``chi2`` on ``cells - 2`` degrees of freedom, its ``p_value``
+    (NaN with 2 cells), ``rejected`` below 0.05."""
 
     slope: float
     intercept: float
     cells: int
+    chi2: float = math.nan
+    p_value: float = math.nan
+
+    @property
+    def rejected(self) -> bool:
+        """A straight line is rejected at significance 0.05."""
+        return bool(self.p_value < 0.05)
 
 
 def _log_points(report: Report, r: int | None) -> list[tuple[float, Proportion, CellReport]]:
@@ -94,14 +105,22 @@ def fit_log_probability(report: Report, r: int | None = None) -> LogPFit | None:
         r: The rank set B_r; default each cell's start rank - 1.
 
     Returns:
-        The fit over cells with 0 < P < 1, or None when fewer than 2 distinct 1/(eta lam) remain.
+        The fit over cells with 0 < P < 1, each weighted by its interval on ln P (the standard
+        error, half the interval's width on ln P over the normal quantile of its level), with the
+        chi-square of its residuals; None when fewer than 2 distinct 1/(eta lam) remain.
     """
-    pts = [(x, p.p) for x, p, _ in _log_points(report, r) if 0 < p.p < 1]
+    pts = [(x, p) for x, p, _ in _log_points(report, r) if 0 < p.p < 1]
     if len({x for x, _ in pts}) < 2:
         return None
-    xs, ps = np.array(pts).T
-    slope, intercept = np.polyfit(xs, np.log(ps), 1)
-    return LogPFit(float(slope), float(intercept), len(pts))
+    z = stats.norm.ppf(0.5 + report.level / 2)
+    xs = np.array([x for x, _ in pts])
+    ys = np.log([p.p for _, p in pts])
+    se = np.array([(np.log(p.ci[1]) - np.log(max(p.ci[0], 1e-300))) / (2 * z) for _, p in pts])
+    slope, intercept = np.polyfit(xs, ys, 1, w=1 / np.maximum(se, 1e-12))
+    chi2 = float(np.sum(((ys - intercept - slope * xs) / np.maximum(se, 1e-12)) ** 2))
+    dof = len(pts) - 2
+    p_value = float(stats.chi2.sf(chi2, dof)) if dof > 0 else math.nan
+    return LogPFit(float(slope), float(intercept), len(pts), chi2, p_value)
 
 
 def plot_log_probability(
@@ -150,15 +169,24 @@ def plot_log_probability(
         msg = "fewer than 2 cells with 0 < P < 1 (and lam > 0): no fit"
         ax.text(0.5, 0.5, msg, transform=ax.transAxes, ha="center", va="center", color="C3")
         notes.append(msg)
+    elif fit.rejected:
+        msg = (
+            f"a line in 1/(eta lam) is rejected over these {fit.cells} cells (weighted chi-square "
+            f"{fit.chi2:.3g} on {fit.cells - 2} degrees of freedom, p = {fit.p_value:.2g}): "
+            "none drawn"
+        )
+        ax.text(0.02, 0.02, msg, transform=ax.transAxes, fontsize=7, color="C3", wrap=True)
+        notes.append(msg)
     else:
         xs = np.array([x for x, p, _ in pts if 0 < p.p < 1])
         grid = np.linspace(xs.min(), xs.max(), 50)
+        fitted = "" if math.isnan(fit.p_value) else f", chi-square p = {fit.p_value:.2g}"
         ax.plot(
             grid,
             fit.intercept + fit.slope * grid,
             "k--",
-            label=f"least squares over {fit.cells} cells: slope {fit.slope:.4g}"
-            f" (c = {-fit.slope:.3g}), intercept {fit.intercept:.3g}",
+            label=f"weighted least squares over {fit.cells} cells: slope {fit.slope:.4g}"
+            f" (c = {-fit.slope:.3g}), intercept {fit.intercept:.3g}{fitted}",
         )
     ax.set_xlabel("1 / (eta lam)")
     steps = int(ds["step"].values[-1])

@@ -90,6 +90,10 @@ def plot_singular_values(
     lam_index = int(np.argmin(np.abs(ds["lam"].values - c.lam)))
     thresholds = ds.attrs.get("threshold_end")
     thr = None if thresholds is None else float(np.atleast_1d(thresholds)[lam_index])
+    layer_thresholds = ds.attrs.get("threshold_layer")
+    layer_thr = (
+        None if layer_thresholds is None else float(np.atleast_1d(layer_thresholds)[lam_index])
+    )
     rel = ds.attrs.get("rel_floor")
     floor_values, start = [], c.start_rank or 0
     for ax, (name, pick) in zip(axes, groups, strict=False):
@@ -149,8 +153,10 @@ def plot_singular_values(
         + (
             ""
             if ds.attrs.get("rank_rule") == "end_to_end"
-            else ", while the network rank is judged on the layers (threshold_layer), so a"
-            " mode can sit at the float floor before the rank drops"
+            else ", while the network rank is judged on the layers"
+            + ("" if layer_thr is None else f" (threshold_layer = {layer_thr:.2g} per layer,")
+            + (" whose L-th power is threshold_end)" if layer_thr is not None else "")
+            + ", so a mode can sit at the float floor before the rank drops"
         )
     ]
     set_title(fig, "Singular values of A_theta along single trajectories", ds, notes)

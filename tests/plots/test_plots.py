@@ -155,6 +155,8 @@ def test_singular_values_split_jumped_and_stayed(grid_ds):
     assert axes[0].get_ylabel() == "singular values of A_theta"
     # Default cell: most jumps (lam 0.2, eta 1: 4, the diverged trajectory 7 excluded).
     assert "cell lam 0.2, eta 1: 1 diverged" in caption(fig)
+    # The layer threshold the rank is judged by is named with its value, beside the line drawn.
+    assert "threshold_layer = 0.001 per layer" in caption(fig).replace("\n", " ")
     legend = [t.get_text() for t in axes[1].get_legend().get_texts()]
     assert legend == ["traj 4", "traj 5", "traj 6"]
     for ax, n_traj in zip(axes, (2, 3), strict=True):
@@ -286,3 +288,17 @@ def test_cli_writes_and_prints_paths(grid_ds, tmp_path, capsys):
     assert sorted(printed) == sorted(str(p) for p in out.iterdir())
     with pytest.raises(SystemExit):
         _parse(["plot", str(path), "--out", str(out), "--format", "png,nope"])
+
+
+def test_a_line_the_points_reject_is_not_drawn():
+    """P = 0.5, 0.05 and 0.045 at 1/(eta lam) = 10, 20, 30 over 4,000 trajectories a cell: ln P
+    is far from a line (weighted chi-square in the hundreds on 1 degree of freedom), so the
+    figure draws none and says why."""
+    ds = make_ds(jumps(4000, 3, [[2000, 200, 180]]), lam=[0.1], eta=[1.0, 0.5, 1 / 3])
+    fit = plots.fit_log_probability(analyze(ds))
+    assert fit.cells == 3 and fit.rejected and fit.chi2 > 100 and fit.p_value < 1e-6
+    fig = plots.plot_log_probability(ds)
+    (ax,) = fig.axes
+    assert not [ln for ln in ax.get_lines() if ln.get_linestyle() == "--"]
+    assert any("is rejected" in t.get_text() for t in ax.texts)
+    assert "a line in 1/(eta lam) is rejected over these 3 cells" in caption(fig)
