@@ -256,12 +256,13 @@ def plot_rare_probability(
     m = f"{counts[0]}" if len(counts) == 1 else f"{counts.min()} to {counts.max()}"
     ax.set_yscale("log")
     ax.set_xlabel("1 / (eta lam)")
-    ax.set_ylabel(f"p = P(enter {target} within {event.horizon} steps), log scale")
+    ax.set_ylabel(f"P(enter {target} within {event.horizon} steps)")
     ax.grid(alpha=0.3, which="both")
     if entries := len(ax.get_legend_handles_labels()[0]):
         ax.legend(**LEGEND_ABOVE, ncols=2)
         if own:  # room for the legend's rows over the axes
-            fig.set_size_inches(7.2, 5.0 + 0.2 * math.ceil(entries / 2))
+            # ... and for the caption's lines under them, so the axes keep their height
+            fig.set_size_inches(7.2, 5.0 + 0.2 * math.ceil(entries / 2) + 0.15 * len(notes))
     method = str(ds.attrs.get("method", "ams")).upper()
     lines = [
         f"Entering B_target = {{{target}}} within {event.horizon} steps from rank"
