@@ -233,6 +233,10 @@ class Report:
     def to_dict(self) -> dict:
         """The JSON shape of `rankjump stats --json`."""
         return {
+            "probabilities": (
+                "among the trajectories that did not diverge (each cell's n); the diverged ones"
+                " are counted in its 'diverged' and left out"
+            ),
             "on": self.on,
             "rule": self.rule,
             "ci_method": self.ci_method,

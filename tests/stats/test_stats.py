@@ -416,6 +416,7 @@ def test_table_and_json_agree(hand, tmp_path, capsys):
     data = json.loads(out)
     assert data == json.loads(json.dumps(analyze(hand).to_dict()))
     assert (data["on"], data["ci_method"], data["level"]) == ("rank", "wilson", 0.95)
+    assert data["probabilities"].startswith("among the trajectories that did not diverge")
     code, out, err = _run(["stats", str(path)], capsys)
     assert code == 0 and err == ""
     table = _parse_table(out)
