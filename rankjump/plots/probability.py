@@ -60,7 +60,7 @@ def plot_jump_probability(
         ax.set_xscale("log")
     ax.set_xlabel("learning rate eta" if x == "eta" else "weight decay lam")
     steps = int(ds["step"].values[-1])
-    ax.set_ylabel(f"P({r_label(report, r)} reached by step {steps} | not diverged)")
+    ax.set_ylabel(f"P({r_label(report, r)} by step {steps} | not diverged)")
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
     if ax.get_lines():
@@ -180,20 +180,21 @@ def plot_log_probability(
     else:
         xs = np.array([x for x, p, _ in pts if 0 < p.p < 1])
         grid = np.linspace(xs.min(), xs.max(), 50)
-        fitted = "" if math.isnan(fit.p_value) else f", chi-square p = {fit.p_value:.2g}"
-        ax.plot(
-            grid,
-            fit.intercept + fit.slope * grid,
-            "k--",
-            label=f"weighted least squares over {fit.cells} cells: slope {fit.slope:.4g}"
-            f" (c = {-fit.slope:.3g}), intercept {fit.intercept:.3g}{fitted}",
+        how = (
+            f"line through the {fit.cells} cells (too few to test it)"
+            if math.isnan(fit.p_value)
+            else f"weighted least squares over {fit.cells} cells (chi-square p = {fit.p_value:.2g})"
         )
+        ax.plot(
+            grid, fit.intercept + fit.slope * grid, "k--", label=f"{how}: slope {fit.slope:.4g}"
+        )
+        notes.append(f"the line: ln P = {fit.intercept:.3g} + {fit.slope:.4g} / (eta lam)")
     ax.set_xlabel("1 / (eta lam)")
     steps = int(ds["step"].values[-1])
-    ax.set_ylabel(f"ln P({r_label(report, r)} reached by step {steps} | not diverged)")
+    ax.set_ylabel(f"ln P({r_label(report, r)} by step {steps} | not diverged)")
     ax.grid(alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
-        ax.legend(**LEGEND_ABOVE, ncols=2)
+        ax.legend(**LEGEND_ABOVE, ncols=1)
     set_title(
         fig, "ln P against 1/(eta lam); docs/theory.md predicts ln P >~ -c / (eta lam)", ds, notes
     )

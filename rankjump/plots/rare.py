@@ -139,7 +139,10 @@ def _draw_rare(ax: Axes, ds: xr.Dataset, colors: dict[float, str]) -> list[str]:
             _open(ax, x[missing], at, "x", color, f"{name}: no estimate", transform=foot)
         if (fit := fits.get(float(lam))) is not None:
             grid = np.linspace(x[pos].min(), x[pos].max(), 50)
-            label = f"{name}: weighted fit over {fit.cells} cells, slope {fit.slope:.4g}"
+            how = (
+                "line through 2 cells" if fit.cells == 2 else f"weighted fit over {fit.cells} cells"
+            )
+            label = f"{name}: {how}, slope {fit.slope:.4g}"
             ax.plot(grid, np.exp(fit.intercept + fit.slope * grid), "--", color=color, label=label)
     if zero_runs:
         more = "; ..." if len(zero_runs) > 8 else ""

@@ -55,7 +55,7 @@ def test_jump_probability_lines_bands_and_labels(grid_ds, x, other):
     assert len(lines) == 2
     assert sum(isinstance(c, PolyCollection) for c in ax.collections) == 2
     assert x in ax.get_xlabel()
-    assert ax.get_ylabel() == "P(rank <= 2 reached by step 400 | not diverged)"
+    assert ax.get_ylabel() == "P(rank <= 2 by step 400 | not diverged)"
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
     assert labels == [f"{other} = {v:g}" for v in grid_ds[other].values]
     # The line of lam = 0.2 against eta holds that row's P: 3/8, then 4/7 (one diverged).

@@ -109,7 +109,7 @@ def test_one_series_per_lam_at_the_estimates(rare_ds):
     x = 1 / (np.array(ETAS) * 0.004)
     slope = (math.log(2e-2) - math.log(1e-3)) / (x[1] - x[0])
     assert fits[0.004].slope == pytest.approx(slope) and fits[0.004].cells == 2
-    line = _line(fig, "lam = 0.004: weighted fit over 2 cells")
+    line = _line(fig, "lam = 0.004: line through 2 cells")
     assert f"slope {slope:.4g}" in line.get_label()
     np.testing.assert_allclose(np.log(line.get_ydata()[[0, -1]]), np.log([2e-2, 1e-3]))
 
