@@ -1,7 +1,7 @@
 """Shared helpers for the core tests.
 
-rankjump turns JAX's float64 flag on only inside its entry points (tests/test_precision.py checks
-that, in a fresh process). The tests themselves build float64 references and call lower-level
+rankjump turns JAX's float64 flag on only inside its entry points (tests/runtime/test_precision.py
+checks that, in a fresh process). The tests themselves build float64 references and call lower-level
 functions directly, so this file turns the flag on for the test process before any test uses JAX.
 Test modules import ``small_config`` from here (``from conftest import small_config``) to share
 program shapes, hence compilations.
@@ -15,7 +15,8 @@ import shutil
 import tempfile
 
 # One CPU device per test worker (pytest-xdist runs a worker per core); the tests that split the
-# CPU into several devices run a fresh interpreter (tests/test_sharding.py, tests/test_cores.py).
+# CPU into several devices run a fresh interpreter (tests/kernel/test_sharding.py,
+# tests/runtime/test_cores.py).
 os.environ.setdefault("RANKJUMP_CPU_DEVICES", "1")
 
 import jax  # noqa: E402

@@ -11,9 +11,9 @@ over B sampled observed entries (all of them for full-batch GD), minimised by
   ``torch.bmm`` chain, each trajectory's entries gathered by advanced indexing, the loss summed
   over trajectories of per-trajectory batch means (the sum keeps their gradients apart).
 
-:func:`naive_steps` and :func:`batched_steps` run them from NumPy weights and return NumPy
-weights: the peers' update, checkable against a NumPy reference (tests/test_peers.py). torch is
-an optional extra (``pip install rankjump[bench]``), imported only inside the functions.
+:func:`naive_steps` and :func:`batched_steps` run them from NumPy weights and return NumPy weights:
+the peers' update, checkable against a NumPy reference (tests/bench/test_peers.py). torch is an
+optional extra (``pip install rankjump[bench]``), imported only inside the functions.
 """
 
 from __future__ import annotations

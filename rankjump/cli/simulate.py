@@ -73,7 +73,7 @@ def run_simulate(args) -> int:
 
 def run_sweep(args) -> int:
     from rankjump.sweeps.files import RESULT
-    from rankjump.sweeps.jobs import sweep
+    from rankjump.sweeps.jobs import sweep, sweep_status
 
     cfg = config_of(args)
     out = Path(args.out)
@@ -89,6 +89,7 @@ def run_sweep(args) -> int:
             cpus=args.cpus,
             parallel=args.parallel,
         )
+    found = sweep_status(out) if args.resume else (0, 0)
     try:
         ds = sweep(
             cfg,
@@ -99,8 +100,6 @@ def run_sweep(args) -> int:
             progress=None if not args.quiet else False,
         )
     except KeyboardInterrupt as err:
-        from rankjump.sweeps.jobs import sweep_status
-
         done, total = sweep_status(out)
         written = (
             f"with {done} of {total} job files written"
@@ -116,6 +115,11 @@ def run_sweep(args) -> int:
             file=sys.stderr,
         )
         return exit_code(err)
+    if args.resume:
+        print(
+            f"resumed: {found[0]} of {found[1]} job files were already written and were checked "
+            "(a damaged one is recomputed, with a note naming it); the others ran"
+        )
     print(
         f"wrote {out / RESULT}  ({ds.sizes['lam']} x {ds.sizes['eta']} cells, "
         f"{ds.sizes['traj']} trajectories, {ds.attrs['wall_time_s']:.1f} s of compute)"

@@ -31,7 +31,7 @@ the runs, and with kicks at a constant rate from the start,
 
 D drawn from the delays weighted like the paths. The approximation (a constant rate, windows long
 against the few steps a kick takes and short against 1 / k) is checked against plain Monte Carlo
-where both run (tests/test_rare_rate.py, benchmarks/rare.py).
+where both run (tests/rare_events/test_rare_rate.py, benchmarks/rare.py).
 """
 
 from __future__ import annotations

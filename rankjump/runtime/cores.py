@@ -10,7 +10,7 @@ neither ``XLA_FLAGS`` (``--xla_force_host_platform_device_count``) nor
 ``jax.config.jax_num_cpu_devices`` sets a count, the CPU is split into one device per core this
 process may run on (``os.sched_getaffinity``: ``taskset`` is respected). The environment
 variable ``RANKJUMP_CPU_DEVICES`` sets the count instead (``1``: one device, as plain JAX).
-Trajectories do not depend on the number of devices (tests/test_sharding.py).
+Trajectories do not depend on the number of devices (tests/kernel/test_sharding.py).
 """
 
 from __future__ import annotations

@@ -272,14 +272,6 @@ def sweep(
             pending.append(job)
             if not problem.endswith(": missing"):
                 log.warning("%s; recomputing it", problem)
-    if resume and len(pending) < len(jobs):
-        log.warning(
-            "%s: %d of %d job files reused, %d to run",
-            out,
-            len(jobs) - len(pending),
-            len(jobs),
-            len(pending),
-        )
     per_lane = cfg.run.steps
     total = plan.n_lanes * per_lane
     done = total - sum(job_lanes(plan, j) for j in pending) * per_lane

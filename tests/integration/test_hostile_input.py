@@ -2,7 +2,7 @@
 cannot be written, start files that are not weights, and signals during a save. Each case: no
 traceback, exit code 2 with one line naming the field or file (or the signal's exit code and a
 line saying what was written), no half-written file, no finished run lost. Sweep folders whose
-contents do not match (class 6) are in tests/test_sweep_integrity.py."""
+contents do not match (class 6) are in tests/sweeps/test_sweep_integrity.py."""
 
 from __future__ import annotations
 

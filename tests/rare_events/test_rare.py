@@ -2,7 +2,7 @@
 (slow) agreement with plain Monte Carlo where both run.
 
 The exact tests of the splitting engine itself (a random walk with a known answer) are in
-tests/test_splitting.py.
+tests/rare_events/test_splitting.py.
 """
 
 from __future__ import annotations

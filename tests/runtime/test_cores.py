@@ -1,7 +1,7 @@
 """``import rankjump`` splits the CPU into one XLA device per available core
 (rankjump.runtime.cores). Each case runs a fresh interpreter: the device count is fixed when JAX's
 backend starts. That several devices run checkpoints side by side, without deadlock and with results
-identical to one device, is tests/test_sharding.py's.
+identical to one device, is tests/kernel/test_sharding.py's.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Tests of sweeps (chunk files, resume, merge), schedules, per-trajectory GD minima and progress.
 
-The runs share program shapes with tests/test_simulate.py (``small_config``: float64, depth 3,
-200 steps, checkpoints every 50) and use chunks of 4 lanes.
+The runs share program shapes with tests/simulation/test_simulate.py (``small_config``: float64,
+depth 3, 200 steps, checkpoints every 50) and use chunks of 4 lanes.
 """
 
 from __future__ import annotations
@@ -115,7 +115,7 @@ def test_sweep_command(tmp_path, capsys):
     assert len(err) == 1 and "pass --resume" in err[0]
     (out / JOBS / "job-00003.npz").unlink()  # a lost job: the others are reused, and it is said
     assert main(["sweep", str(path), "--out", str(out), "--resume", "--quiet"]) == 0
-    assert "5 of 6 job files reused, 1 to run" in capsys.readouterr().err
+    assert "resumed: 5 of 6 job files were already written" in capsys.readouterr().out
 
 
 # ------------------------------------------------------------------ schedules
