@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"rankjump stats: error: {err}", file=sys.stderr)
         return 2
     if result_kind(ds) == "rare":  # splitting estimates: their own table
-        from rankjump.cli.rare import format_rare, rare_to_dict
+        from rankjump.cli.rare_table import format_rare, rare_to_dict
 
         rare_json = json.dumps(_plain(rare_to_dict(ds)), allow_nan=False)
         print(rare_json if args.json else f"{args.file}\n" + format_rare(ds))

@@ -16,7 +16,7 @@ import pytest
 
 from rankjump import ConfigError, config_to_toml, demo_config, loads_config, simulate
 from rankjump.cli.main import main
-from rankjump.cli.rare import format_rare
+from rankjump.cli.rare_table import format_rare
 from rankjump.plots import plot_rare_probability
 from rankjump.rare_events.grid import rare
 from rankjump.rare_events.merging import merge_etas, merge_lams
@@ -173,7 +173,7 @@ def test_every_cell_carries_the_diagnostics_of_its_runs(tmp_path, capsys):
 
 
 def test_a_cell_whose_runs_all_died_out_has_no_upper_end():
-    from rankjump.cli.rare import format_rare
+    from rankjump.cli.rare_table import format_rare
 
     ds = _rare(CFG).copy(deep=True)
     ds["p"][:] = 0.0

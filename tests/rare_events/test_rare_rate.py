@@ -13,7 +13,7 @@ import pytest
 from scipy import stats
 
 from rankjump import ConfigError, demo_config, simulate
-from rankjump.cli.rare import format_rare, rare_to_dict
+from rankjump.cli.rare_table import format_rare, rare_to_dict
 from rankjump.dynamics import TaskArrays, materialize, new_hyper, new_state
 from rankjump.dynamics.entrywise import sgd_update
 from rankjump.model.network import entry_sharpness

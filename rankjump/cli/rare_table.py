@@ -1,0 +1,131 @@
+"""The table and JSON of a rare result (``rankjump rare`` prints the table, ``rankjump stats``
+both)."""
+
+from __future__ import annotations
+
+from rankjump.stats.diagnostics import MAX_TOP_SHARE, MIN_EFFECTIVE_RUNS, result_diagnostics
+from rankjump.stats.intervals import markov_lower
+
+__all__ = ["format_rare", "rare_to_dict"]
+
+
+# Per-cell numbers of the rate method (rankjump.rare_events.rate_result.rate_variables) in its
+# table and JSON.
+RATE_COLUMNS = (("kick_p", "kick/window"), ("committor", "committor"))
+DIAGNOSTICS = ("runs_effective", "top_share", "tail_index", "relvar_n")  # numbers in the JSON
+
+
+def format_rare(ds) -> str:
+    """The table of a rare result: per cell p, its interval, the lower end that holds whatever the
+    runs' law (:func:`rankjump.stats.intervals.markov_lower`), the runs' effective number and the
+    top run's share (:mod:`rankjump.stats.diagnostics`), finished and extinct runs, cost,
+    eta / eta_edge (the start's edge of stability) and, by the rate method, the probability of a
+    kick per window and the committor of the kicked states. A cell that fails the diagnostics
+    shows "unreliable" in place of its interval: only the any-law lower end holds there."""
+    level = ds.attrs["level"]
+    interval = f"{level:.0%} t interval"
+    ds = ds.assign(result_diagnostics(ds))
+    edge = "eta_edge" in ds
+    extra = [(v, h) for v, h in RATE_COLUMNS if v in ds]
+    head = f"{'lam':>8} {'eta':>8} {'p':>10} {interval:>24} {'any-law lo':>10}"
+    head += f" {'eff runs':>8} {'top run':>7}"
+    head += f" {'runs done':>9} {'extinct':>7}"
+    head += f" {'traj-steps':>11}" + (f" {'eta/edge':>8}" if edge else "")
+    lines, unbounded = [head + "".join(f" {h:>11}" for _, h in extra)], False
+    flagged = 0
+    for lam in ds["lam"].values:
+        for eta in ds["eta"].values:
+            c = ds.sel(lam=lam, eta=eta)
+            hi = float(c["p_hi"])
+            unbounded |= hi != hi and float(c["p"]) == 0.0
+            ci = f"[{float(c['p_lo']):.3g}, {'none' if hi != hi else format(hi, '.3g')}]"
+            if not bool(c["reliable"]) and float(c["p"]) > 0:
+                ci, flagged = "unreliable", flagged + 1
+            made = int(c["run_made"].sum()) if "run_made" in c else c.sizes["run"]
+            done = f"{int(c['run_finished'].sum())}/{made}"
+            extinct, cost = int(c["run_extinct"].sum()), int(c["run_cost"].sum())
+            low = markov_lower(float(c["p"]), level)
+            line = f"{lam:>8g} {eta:>8g} {float(c['p']):>10.3g} {ci:>24} {low:>10.3g}"
+            eff, top = float(c["runs_effective"]), float(c["top_share"])
+            line += f" {eff:>8.3g} {top:>7.0%}" if top == top else f" {'-':>8} {'-':>7}"
+            line += f" {done:>9} {extinct:>7} {cost:>11.3g}"
+            line += f" {eta / float(c['eta_edge']):>8.2f}" if edge else ""
+            lines.append(line + "".join(f" {float(c[v]):>11.3g}" for v, _ in extra))
+    lines.append(
+        f"any-law lo: {(1 - level) / 2:g} p, a lower end that holds whatever the law of the runs'"
+        " estimates (Markov's inequality); the t interval's needs their mean near normal"
+    )
+    if flagged:
+        lines.append(
+            f"unreliable: fewer than {MIN_EFFECTIVE_RUNS:g} effective runs ((sum r)^2 / sum r^2)"
+            f" or one run carrying more than {MAX_TOP_SHARE:.0%} of the sum: a few runs carry the"
+            " mean, no two-sided interval holds and p itself reads low more often than high; "
+            'only the any-law lower end stands (more runs: rare.runs, or rare.runs = "auto")'
+        )
+    if unbounded and ds.attrs.get("method") == "rate":
+        lines.append(
+            "p = 0 with no upper end: no run found a kick that committed (runs whose kick "
+            "splitting died out are counted under extinct), which bounds nothing "
+            "(docs/theory.md, section 6)"
+        )
+    elif unbounded:
+        lines.append(
+            "p = 0 with no upper end: every run estimated 0 (died out: all replicas tied at a "
+            "level), which bounds nothing; the score cannot separate replicas there "
+            "(docs/theory.md, section 6)"
+        )
+    return "\n".join(lines)
+
+
+def rare_to_dict(ds) -> dict:
+    """A rare result as JSON-ready values (NaN as None): per cell p, intervals, the diagnostics of
+    its runs, runs, eta_edge and the rate method's own numbers
+    (:data:`rankjump.rare_events.rate_result.RATE_VARIABLES`). ``ci`` is the interval that holds:
+    the t interval of a reliable cell, ``[lo_any_law, None]`` of an unreliable one (``t_ci`` is the
+    t interval whatever the cell)."""
+
+    from rankjump.rare_events.rate_result import RATE_RUN_VARIABLES, RATE_VARIABLES
+
+    def num(x):
+        x = float(x)
+        return None if x != x or x in (float("inf"), float("-inf")) else x
+
+    ds, cells = ds.assign(result_diagnostics(ds)), []
+    for lam in ds["lam"].values:
+        for eta in ds["eta"].values:
+            c = ds.sel(lam=lam, eta=eta)
+            low = num(markov_lower(float(c["p"]), ds.attrs["level"]))
+            t_ci = [num(c["p_lo"]), num(c["p_hi"])]
+            cells.append(
+                {
+                    "lam": float(lam),
+                    "eta": float(eta),
+                    "p": num(c["p"]),
+                    "reliable": bool(c["reliable"]),
+                    "ci": t_ci if bool(c["reliable"]) else [low, None],
+                    "t_ci": t_ci,
+                    "log_ci": [num(c["log_p_lo"]), num(c["log_p_hi"])],
+                    "lo_any_law": low,
+                    **{name: num(c[name]) for name in DIAGNOSTICS},
+                    "run_estimates": [num(x) for x in c["run_estimate"].values],
+                    "runs_finished": int(c["run_finished"].sum()),
+                    **_runs_made(c),
+                    "cost": int(c["run_cost"].sum()),
+                    **{v: num(c[v]) for v in ("eta_edge", *RATE_VARIABLES) if v in ds},
+                    **{v: [num(x) for x in c[v].values] for v in RATE_RUN_VARIABLES if v in ds},
+                }
+            )
+    keys = ("method", "score", "start_rank", "target_rank", "level")
+    return {"kind": "rare", **{k: ds.attrs.get(k) for k in keys}, "cells": cells}
+
+
+def _runs_made(c) -> dict:
+    """A cell's runs made and why they stopped, where the file says (``rare.runs = "auto"``)."""
+    from rankjump.rare_events.batches import STOPS
+
+    out = {}
+    if "run_made" in c:
+        out["runs_made"] = int(c["run_made"].sum())
+    if "runs_stop" in c:
+        out["runs_stop"] = STOPS[int(c["runs_stop"])]
+    return out
