@@ -1,5 +1,3 @@
-import sys
+from rankjump.cli.main import entry
 
-from rankjump.cli.main import main
-
-sys.exit(main())
+entry()

@@ -135,7 +135,7 @@ BAD = [
     ),
     ("dtype float16", {"run": {"dtype": "float16"}}, r"run\.dtype = 'float16': must be one of"),
     ("depth 2.5", {"network": {"depth": 2.5}}, r"network\.depth = 2\.5: must be an integer"),
-    ("depth true", {"network": {"depth": True}}, r"network\.depth = True: must be an integer"),
+    ("depth true", {"network": {"depth": True}}, r"network\.depth = true: must be an integer"),
     ("lam string", {"optimizer": {"lam": "x"}}, r"optimizer\.lam = 'x'"),
     (
         "lam list of strings",

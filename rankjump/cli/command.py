@@ -1,6 +1,7 @@
-"""What every ``rankjump`` command shares around its work: SIGTERM raised like Ctrl-C, the
-library's notes printed, standard output that cannot be written, and words for what an
-interrupted command left at its ``--out``."""
+"""What every ``rankjump`` command shares around its work: Ctrl-C and SIGTERM that always stop
+it, the library's notes printed, standard output that cannot be written, the files it writes
+checked and locked before it computes, and words for what an interrupted command left at its
+``--out``."""
 
 from __future__ import annotations
 
@@ -10,30 +11,26 @@ import logging
 import os
 import signal
 import sys
-import threading
 from pathlib import Path
 
+from rankjump.runtime.signals import Terminated, stop_signals
+
 __all__ = [
+    "RECORDED",
     "Terminated",
     "add_set",
+    "check_recorded",
     "command_context",
     "config_of",
     "discard_stdout",
     "exit_code",
+    "inputs_of",
     "outputs",
     "what_was_written",
+    "writing",
 ]
 
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM (a kill, a scheduler's time limit) raised as an interrupt, so that temporary
-    files are removed and the command says what it left, as for Ctrl-C."""
-
-    signal = signal.SIGTERM
-
-
-def _raise_terminated(signum, frame):
-    raise Terminated
+RECORDED = ("network.init_file", "the source")  # inputs whose path the result records
 
 
 def exit_code(err: KeyboardInterrupt) -> int:
@@ -54,18 +51,17 @@ class _Notes(logging.Handler):
 
 @contextlib.contextmanager
 def command_context(command: str):
-    """SIGTERM raised as :class:`Terminated`, and library notes printed, while a command runs."""
+    """SIGINT and SIGTERM raised as interrupts that are never lost
+    (:func:`rankjump.runtime.signals.stop_signals`), and library notes printed, while a command
+    runs."""
     notes = _Notes(command)
     logger = logging.getLogger("rankjump")
     logger.addHandler(notes)
-    main_thread = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _raise_terminated) if main_thread else None
     try:
-        yield
+        with stop_signals():
+            yield
     finally:
         logger.removeHandler(notes)
-        if main_thread:
-            signal.signal(signal.SIGTERM, previous)
 
 
 def discard_stdout() -> None:
@@ -121,3 +117,82 @@ def add_set(p: argparse.ArgumentParser) -> None:
         help="change a configuration field (a TOML value, e.g. run.steps=1000 or "
         "optimizer.eta=[0.1,0.2]); repeatable; recorded in the result",
     )
+
+
+def _same_path(a: Path, b: Path) -> bool:
+    """Whether ``a`` and ``b`` name one file (the same inode where both exist, else the same
+    path once links and ``..`` are resolved)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return os.path.realpath(a) == os.path.realpath(b)
+
+
+def inputs_of(args, cfg=None) -> dict[str, Path]:
+    """The files a command reads, by the words that name them: its configuration file and the
+    start weights it names (``network.init_file``)."""
+    found = {}
+    if getattr(args, "config", None):
+        found[args.config] = Path(args.config)
+    if cfg is not None and cfg.network.init == "file" and cfg.network.init_file:
+        found["network.init_file"] = Path(cfg.network.init_file)
+    return found
+
+
+def check_recorded(name: str, path: str | Path) -> None:
+    """Refuse, before any compute, a path the result will record (start weights, a replay's
+    source) that is not valid UTF-8: netCDF attributes are UTF-8 text, so the save would fail."""
+    from rankjump.results.io import ResultError
+
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        raise ResultError(
+            f"{name} {str(path)!a}: the path is not valid UTF-8, and the result file records it "
+            "(netCDF attributes are UTF-8 text); rename the file or its folder"
+        ) from None
+
+
+@contextlib.contextmanager
+def writing(outputs: dict[str, Path], inputs: dict[str, Path]):
+    """Check, before any compute, every file a command will write, and hold their locks while
+    it runs; yields, per output, whether a file is there (it will be replaced).
+
+    Refused with a :class:`~rankjump.results.io.ResultError` naming the path: an output that
+    cannot be written (:func:`~rankjump.results.io.check_output_file`), one that is one of the
+    command's inputs (``inputs``: its configuration, start weights, source result) or another of
+    its outputs, and one that another process is writing
+    (:func:`~rankjump.results.locks.output_lock`).
+
+    Args:
+        outputs: the paths the command writes, by the words that name them (``"--out"``, ``"the
+            figure"``).
+        inputs: the paths it reads, by the words that name them.
+    """
+    from rankjump.results.io import ResultError, check_output_file
+    from rankjump.results.locks import output_lock
+
+    for what in RECORDED:
+        if what in inputs:
+            check_recorded(what, inputs[what])
+    names = list(outputs)
+    for i, name in enumerate(names):
+        path = outputs[name]
+        for other in names[:i]:
+            if _same_path(path, outputs[other]):
+                raise ResultError(
+                    f"{other} {outputs[other]}: {name} would be written to the same path; "
+                    "choose another name"
+                )
+        for what, source in inputs.items():
+            if _same_path(path, source):
+                label = what if what == str(source) else f"{what} {source}"
+                raise ResultError(
+                    f"{name} {path}: is also this command's input ({label}), which writing it "
+                    "would destroy; choose another path"
+                )
+    replaced = {name: check_output_file(path, name) for name, path in outputs.items()}
+    with contextlib.ExitStack() as locks:
+        for name, path in outputs.items():
+            locks.enter_context(output_lock(path, name))
+        yield replaced

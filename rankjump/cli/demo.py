@@ -160,11 +160,16 @@ def _writable_folder(path: Path) -> None:
 
 
 def run(args) -> int:
-    _writable_folder(Path(args.out))
-    run_demo(
-        Path(args.out),
-        quick=args.quick,
-        progress=None if not args.quiet else False,
-        overrides=args.set or (),
-    )
+    from rankjump.results.locks import output_lock
+
+    out = Path(args.out)
+    _writable_folder(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with output_lock(out):  # a second demo writing the same folder is refused
+        run_demo(
+            out,
+            quick=args.quick,
+            progress=None if not args.quiet else False,
+            overrides=args.set or (),
+        )
     return 0

@@ -6,6 +6,7 @@ Bad input is one line on stderr naming the field or file, exit code 2, and no fi
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from rankjump.cli.command import (
@@ -16,9 +17,11 @@ from rankjump.cli.command import (
     outputs,
     what_was_written,
 )
+from rankjump.runtime.cores import environment_problem
 from rankjump.runtime.precision import float64_scope
+from rankjump.runtime.signals import raise_pending
 
-__all__ = ["main"]
+__all__ = ["entry", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,10 +48,16 @@ def main(argv: list[str] | None = None) -> int:
     from rankjump.config import ConfigError
     from rankjump.results.io import ResultError
 
+    if problem := environment_problem():
+        print(f"rankjump {args.command}: error: {problem}", file=sys.stderr)
+        return 2
     before = outputs(args) if args.command != "sweep" else {}
     try:
         with command_context(args.command), float64_scope():
+            raise_pending()  # a signal that came while the command was starting
             code = args.func(args)
+            if code < 128:  # a command that stopped on a signal has said so
+                raise_pending()  # a signal whose interrupt a callback swallowed
             sys.stdout.flush()  # a write error on stdout (a full device) is raised here
         return code
     except (ConfigError, ResultError) as err:
@@ -72,5 +81,20 @@ def main(argv: list[str] | None = None) -> int:
         return exit_code(err)
 
 
+def entry() -> None:
+    """The ``rankjump`` executable: :func:`main`, and after a signal an immediate exit with its
+    code (the interpreter's shutdown can crash in XLA's threads when a run was cut short, and
+    everything there is to write has been written by then)."""
+    code = main()
+    if code >= 128:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

@@ -95,6 +95,7 @@ def _run_rare(args: argparse.Namespace, ds) -> int:
     from rankjump.plots import save_rare
     from rankjump.plots.rare_points import rare_event
     from rankjump.results.io import ResultError, load_result
+    from rankjump.results.locks import output_lock
 
     if args.gd:
         return _error(f"--gd {args.gd}: goes with a simulate result; {args.file} is a rare one")
@@ -112,7 +113,8 @@ def _run_rare(args: argparse.Namespace, ds) -> int:
     if len(set(labels)) < len(labels):
         labels = list(args.beside)
     try:
-        paths = save_rare(ds, args.out, beside, args.format, labels=labels)
+        with output_lock(Path(args.out)):  # a second plot into the folder is refused
+            paths = save_rare(ds, args.out, beside, args.format, labels=labels)
     except ValueError as err:  # a --beside result the statistics refuse; the label names it
         return _error(f"--beside {err}")
     return _done(paths)
@@ -131,6 +133,7 @@ def run(args: argparse.Namespace) -> int:
     """
     from rankjump.plots import save_all
     from rankjump.results.io import ResultError, load_result, result_kind
+    from rankjump.results.locks import output_lock
 
     try:
         ds = load_result(args.file, kinds=("simulate", "rare"))
@@ -145,7 +148,8 @@ def run(args: argparse.Namespace) -> int:
     if problem := _make_out(out):
         return _error(problem)
     try:
-        paths = save_all(ds, out, gd=gd, formats=args.format)
+        with output_lock(out):  # a second plot into the folder is refused
+            paths = save_all(ds, out, gd=gd, formats=args.format)
     except ValueError as err:  # a file that loads but lacks the schema the statistics need
         return _error(f"{args.file}: {err}")
     return _done(paths)

@@ -6,9 +6,28 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from rankjump.results.io import check_output_file
+from rankjump.cli.command import writing
+from rankjump.results.io import ResultError
 
 __all__ = ["add_parser", "run"]
+
+COMPARED = ("rank", "layer_rank", "sv", "param_norm2", "loss")  # a replay's records = the file's
+
+
+def _first_difference(replayed, original) -> str | None:
+    """Where the replay's records first differ from the file's at their common checkpoints
+    (variable and step), or None when they are equal."""
+    import numpy as np
+
+    for name in COMPARED:
+        a, b = replayed[name].values, original[name].values
+        if a.shape != b.shape:
+            return f"{name} has {a.shape} values, the file {b.shape}"
+        equal = (a == b) | (np.isnan(a) & np.isnan(b)) if a.dtype.kind == "f" else a == b
+        if not equal.all():
+            k = int(np.argwhere(~equal.reshape(len(a), -1).all(axis=1))[0, 0])
+            return f"{name} first at step {int(replayed['step'][k])}"
+    return None
 
 
 def _cell(text: str) -> tuple[float, float]:
@@ -30,30 +49,37 @@ def run(args: argparse.Namespace) -> int:
     from rankjump.simulation.replays import replay
 
     out = Path(args.out)
-    replaced = check_output_file(out)
-    source = load_result(args.file)
-    lam, eta = args.cell
-    ds = replay(
-        source,
-        lam,
-        eta,
-        args.traj,
-        start=getattr(args, "from"),
-        stop=args.to,
-        every=args.every,
-        progress=None if not args.quiet else False,
-    )
-    ds.attrs["replay_source"] = str(args.file)
-    original = source.sel(lam=ds["lam"], eta=ds["eta"], traj=ds["traj"])
-    common = ds.isel(checkpoint=np.flatnonzero(np.isin(ds["step"], original["step"])))
-    original = original.isel(checkpoint=slice(0, common.sizes["checkpoint"]))
-    same = all(
-        np.array_equal(common[v].values, original[v].values, equal_nan=True)
-        for v in ("rank", "layer_rank", "sv", "param_norm2", "loss")
-    )
-    save_result(ds, out)
     figure = out.with_suffix(".png")
-    plot_replay(ds).savefig(figure)
+    files = {"--out": out, "the figure (--out with .png)": figure}
+    with writing(files, {"the source": Path(args.file)}) as replaced:
+        source = load_result(args.file)
+        lam, eta = args.cell
+        ds = replay(
+            source,
+            lam,
+            eta,
+            args.traj,
+            start=getattr(args, "from"),
+            stop=args.to,
+            every=args.every,
+            progress=None if not args.quiet else False,
+        )
+        ds.attrs["replay_source"] = str(args.file)
+        original = source.sel(lam=ds["lam"], eta=ds["eta"], traj=ds["traj"])
+        common = ds.isel(checkpoint=np.flatnonzero(np.isin(ds["step"], original["step"])))
+        original = original.isel(checkpoint=slice(0, common.sizes["checkpoint"]))
+        differs = _first_difference(common, original)
+        if differs and not args.allow_mismatch:
+            raise ResultError(
+                f"{args.file}: the replay of trajectory {args.traj} differs from the file's "
+                f"records ({differs}): the file or its configuration was edited, or it was "
+                "made on other hardware or by another rankjump; nothing written "
+                "(--allow-mismatch writes the replay anyway)"
+            )
+        save_result(ds, out)
+        plot_replay(ds).savefig(figure)
+    replaced = replaced["--out"] or replaced["the figure (--out with .png)"]
+    same = not differs
     a = ds.attrs
     summary = collapse_summary(ds)
     print(
@@ -61,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
         f"{float(ds['eta'][0]):g}): steps {a['replay_from']} to {a['replay_to']} every "
         f"{a['replay_every']} step(s); at the file's {common.sizes['checkpoint']} checkpoints up "
         f"to step {a['replay_to']} the replay {'equals' if same else 'DIFFERS FROM'} the file"
+        + ("" if same else f" ({differs}; written as --allow-mismatch asks)")
     )
     entry = summary["entry_step"]
     if entry is not None:
@@ -96,6 +123,11 @@ def add_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--out", required=True, metavar="FILE", help="replay result (netCDF); figure: FILE.png"
+    )
+    p.add_argument(
+        "--allow-mismatch",
+        action="store_true",
+        help="write the replay even where it differs from the file's records (other hardware)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)

@@ -7,7 +7,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from rankjump.cli.command import Terminated, add_set, config_of, exit_code
+from rankjump.cli.command import Terminated, add_set, config_of, exit_code, inputs_of, writing
 
 __all__ = ["add_parser", "run_simulate", "run_sweep", "warn_diverged"]
 
@@ -54,14 +54,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run_simulate(args) -> int:
-    from rankjump.results.io import check_output_file, save_result
+    from rankjump.results.io import save_result
     from rankjump.simulation.runs import simulate
 
     cfg = config_of(args)
     out = Path(args.out)
-    replaced = check_output_file(out)
-    ds = simulate(cfg, progress=None if not args.quiet else False)
-    save_result(ds, out)
+    with writing({"--out": out}, inputs_of(args, cfg)) as replaced:
+        ds = simulate(cfg, progress=None if not args.quiet else False)
+        save_result(ds, out)
+    replaced = replaced["--out"]
     print(
         f"{'replaced' if replaced else 'wrote'} {out}  ({ds.sizes['lam']} x "
         f"{ds.sizes['eta']} cells, {ds.sizes['traj']} trajectories, "

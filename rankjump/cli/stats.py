@@ -49,15 +49,22 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
         "file", metavar="FILE", help="result file (netCDF) of rankjump simulate or rankjump rare"
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object instead")
+    # Defaults are None so that options given with a rare result, which have no meaning there,
+    # are refused (run fills in the simulate defaults).
     parser.add_argument(
         "--on",
         choices=ON_CHOICES,
-        default="rank",
-        help="rank as recorded (the file's rank rule), or another rule recomputed from the "
-        "layer ranks: all_layers (largest; also layer_rank), any_layer (smallest), end_to_end",
+        help="rank as recorded (the file's rank rule; the default), or another rule recomputed "
+        "from the layer ranks: all_layers (largest; also layer_rank), any_layer (smallest), "
+        "end_to_end",
     )
-    parser.add_argument("--ci", choices=CI_METHODS, default="wilson", help="interval method")
-    parser.add_argument("--level", type=_level, default=0.95, help="confidence level (0.95)")
+    parser.add_argument("--ci", choices=CI_METHODS, help="interval method (wilson)")
+    parser.add_argument(
+        "--level",
+        type=_level,
+        help="confidence level (0.95; a rare result's intervals are made again at it from its "
+        "runs' estimates, default its own)",
+    )
     parser.add_argument(
         "--after",
         type=int,
@@ -82,8 +89,9 @@ def run(args: argparse.Namespace) -> int:
 
     Returns:
         0 on success; 2 (after one line on stderr) for a file that
-        :func:`rankjump.results.io.load_result` refuses (the same line as every command's) or
-        whose ranks the analysis cannot read.
+        :func:`rankjump.results.io.load_result` refuses (the same line as every command's),
+        whose ranks the analysis cannot read, or with an option that a rare result has no use
+        for (``--on``, ``--ci``, ``--after``, ``--start-rank``; ``--level`` on a rate-method one).
     """
     path = Path(args.file)
     try:
@@ -92,17 +100,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"rankjump stats: error: {err}", file=sys.stderr)
         return 2
     if result_kind(ds) == "rare":  # splitting estimates: their own table
-        from rankjump.cli.rare_table import format_rare, rare_to_dict
-
-        rare_json = json.dumps(_plain(rare_to_dict(ds)), allow_nan=False)
-        print(rare_json if args.json else f"{args.file}\n" + format_rare(ds))
-        return 0
+        return _run_rare(args, ds)
     try:
         report = analyze(
             ds,
-            on=args.on,
-            ci=args.ci,
-            level=args.level,
+            on=args.on or "rank",
+            ci=args.ci or "wilson",
+            level=args.level or 0.95,
             after=args.after,
             start_rank=args.start_rank,
         )
@@ -116,13 +120,55 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+# Options about a simulate result's trajectories (attribute, flag), which a rare result has not.
+_SIMULATE_ONLY = (
+    ("on", "--on"),
+    ("ci", "--ci"),
+    ("after", "--after"),
+    ("start_rank", "--start-rank"),
+)
+
+
+def _run_rare(args: argparse.Namespace, ds) -> int:
+    """`rankjump stats RARE_FILE`: the table (or JSON) of splitting estimates, at --level when
+    given; 2 for an option that does not apply to them."""
+    from rankjump.cli.rare_table import format_rare, rare_to_dict
+    from rankjump.stats.rare_levels import rare_at_level
+
+    given = [flag for name, flag in _SIMULATE_ONLY if getattr(args, name) is not None]
+    if given:
+        print(
+            f"rankjump stats: error: {', '.join(given)}: not for {args.file}, a rare result "
+            "(splitting estimates: t intervals over its runs, no trajectories' ranks); of these "
+            "options only --level applies to it",
+            file=sys.stderr,
+        )
+        return 2
+    if args.level is not None and args.level != ds.attrs["level"]:
+        try:
+            ds = rare_at_level(ds, args.level)
+        except ValueError as err:
+            print(
+                f"rankjump stats: error: --level {args.level:g}: {args.file}: {err}",
+                file=sys.stderr,
+            )
+            return 2
+    if args.json:
+        print(json.dumps(_plain(rare_to_dict(ds)), allow_nan=False))
+    else:
+        print(f"{args.file}\n" + format_rare(ds))
+    return 0
+
+
 def _plain(x):
     """NumPy values inside nested lists and dicts as Python ones (for JSON)."""
     if isinstance(x, dict):
         return {k: _plain(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
         return [_plain(v) for v in x]
-    return x.item() if hasattr(x, "item") else x
+    if hasattr(x, "tolist"):  # a NumPy scalar or array
+        return _plain(x.tolist()) if getattr(x, "ndim", 0) else x.item()
+    return x
 
 
 def _fmt(x: float | None, spec: str = ".4f") -> str:

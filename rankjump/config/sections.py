@@ -261,8 +261,9 @@ class RareConfig(Section):
     ``method = "rate"`` (:mod:`rankjump.rare_events.rate`) estimates instead the rate of kicks out
     of the start's basin: windows of ``window`` steps (scored every ``window_every``) start from
     ``pool`` basin states (after ``burn_in`` steps); a kick is a layer's vanishing value below
-    ``kick`` times its start value; the kicked states are continued over ``commit_steps`` steps
-    (default: twice the pure weight-decay time to the threshold) to see whether they enter
+    ``kick`` (< 1) times its start value; the kicked states are continued over ``commit_steps``
+    steps (a multiple of gcd(run.record_every, 100), the stride they are looked at; default:
+    twice the pure weight-decay time to the threshold) to see whether they enter
     B_{target_rank} before falling back into the basin: ``commit = "split"`` by one AMS run per
     window run (``replicas``, ``kill``, scored by ``commit_score``; a run whose weight falls below
     ``commit_floor`` stops at 0, a bias below that in the committor), ``"continue"`` by
@@ -280,12 +281,12 @@ class RareConfig(Section):
     score: str = spec("layer_mean", str, choices=SCORE_NAMES)
     target_rank: int | None = spec(None, int, lo=0, optional=True)
     max_iterations: int = spec(100_000, int, lo=1)
-    window: int = spec(2000, int, lo=2)
+    window: int = spec(2000, int, lo=2, hi=2**31 - 1)  # step counters are int32
     window_every: int = spec(4, int, lo=1)
     kick: float = spec(0.3, float, lo=0.0, lo_open=True, hi=1.0)
-    burn_in: int = spec(5000, int, lo=0)
+    burn_in: int = spec(5000, int, lo=0, hi=2**31 - 1)
     pool: int = spec(1024, int, lo=1)
-    commit_steps: int | None = spec(None, int, lo=1, optional=True)
+    commit_steps: int | None = spec(None, int, lo=1, hi=2**31 - 1, optional=True)
     commit: str = spec("split", str, choices=("split", "continue"))
     commit_score: str = spec("lead_mean", str, choices=SCORE_NAMES)
     commit_floor: float = spec(1e-6, float, lo=0.0, hi=0.5)
@@ -294,6 +295,11 @@ class RareConfig(Section):
     def _check(self):
         if self.kill >= self.replicas:
             raise ConfigError(f"rare.kill = {self.kill}: must be < rare.replicas = {self.replicas}")
+        if self.kick >= 1.0:
+            raise ConfigError(
+                f"rare.kick = {self.kick}: must be < 1 (a kick is a fall of a layer's value below "
+                "rare.kick times its start value: at 1 the start itself is kicked)"
+            )
         if self.window % self.window_every:
             raise ConfigError(
                 f"rare.window = {self.window}: must be a multiple of rare.window_every = "

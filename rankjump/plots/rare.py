@@ -56,6 +56,7 @@ def _draw_rare(ax: Axes, ds: xr.Dataset, colors: dict[float, str]) -> list[str]:
         p, p_hi, lo, hi = (
             cell[v].values.astype(float) for v in ("p", "p_hi", "log_p_lo", "log_p_hi")
         )
+        p_hi, hi = np.minimum(p_hi, 1.0), np.minimum(hi, 0.0)  # a probability's ends at 1
         made = runs_made(cell)
         zero = (cell["run_estimate"] == 0).sum("run").values
         died = cell["run_extinct"].astype(bool).sum("run").values
@@ -206,8 +207,12 @@ def _draw_beside(
     return notes
 
 
-def _ranks(values: dict[float, int], name: str) -> str:
-    return str(next(iter(values.values()))) if len(set(values.values())) == 1 else name
+def _ranks(values: dict[float, int]) -> str:
+    """The rank all lam share, or each lam's: "3 / 4 (lam 0.002 / 0.003)"."""
+    if len(set(values.values())) == 1:
+        return str(next(iter(values.values())))
+    lams = " / ".join(f"{lam:g}" for lam in values)
+    return f"{' / '.join(str(r) for r in values.values())} (lam {lams})"
 
 
 def plot_rare_probability(
@@ -252,24 +257,29 @@ def plot_rare_probability(
     own, ax = ax is None, fig.subplots() if ax is None else ax
     colors = {float(lam): f"C{i % 10}" for i, lam in enumerate(ds["lam"].values)}
     notes = _draw_rare(ax, ds, colors) + _draw_beside(ax, event, beside, labels, colors)
-    target = f"rank <= {_ranks(event.targets, 'target_rank')}"
+    target = f"rank <= {_ranks(event.targets)}"
     cfg = run_config(ds).get("rare", {})
     n, kill = cfg.get("replicas", "?"), cfg.get("kill", "?")
     counts = np.unique(runs_made(ds).sum("run").values)
     m = f"{counts[0]}" if len(counts) == 1 else f"{counts.min()} to {counts.max()}"
     ax.set_yscale("log")
+    bottom, top = ax.get_ylim()
+    if top > 1.2:  # a probability's axis: no decades above 1
+        ax.set_ylim(min(bottom, 0.1), 1.2)
     ax.set_xlabel("1 / (eta lam)")
     ax.set_ylabel(f"P(enter {target} within {event.horizon} steps)")
     ax.grid(alpha=0.3, which="both")
     if entries := len(ax.get_legend_handles_labels()[0]):
-        ax.legend(**LEGEND_ABOVE, ncols=2)
+        longest = max(len(label) for label in ax.get_legend_handles_labels()[1])
+        ncols = 2 if longest <= 44 else 1  # longer labels side by side are wider than the figure
+        ax.legend(**LEGEND_ABOVE, ncols=ncols)
         if own:  # room for the legend's rows over the axes
             # ... and for the caption's lines under them, so the axes keep their height
-            fig.set_size_inches(7.2, 5.0 + 0.2 * math.ceil(entries / 2) + 0.15 * len(notes))
+            fig.set_size_inches(7.2, 5.0 + 0.2 * math.ceil(entries / ncols) + 0.15 * len(notes))
     method = str(ds.attrs.get("method", "ams")).upper()
     lines = [
         f"Entering B_target = {{{target}}} within {event.horizon} steps from rank"
-        f" {_ranks(event.starts, 'start_rank')}",
+        f" {_ranks(event.starts)}",
         f"{method} splitting, {n} replicas x {m} runs per cell"
         + (", beside plain Monte Carlo" if beside else ""),
         f"error bars: {100 * event.level:g}% t intervals on "

@@ -63,6 +63,7 @@ def concat_results(parts: Sequence[AMSResult], level: float) -> AMSResult:
         killed=_pad([p.killed for p in parts], 0),
         levels=_pad([p.levels for p in parts], np.nan),
         cost=joined("cost"),
+        diverged=joined("diverged"),
         summary=summarize(estimate, level),
         reactive=react,
     )

@@ -37,6 +37,7 @@ class Commitment(NamedTuple):
     delays: np.ndarray  # (D,) steps from a kick to entry into B_target
     weights: np.ndarray  # (D,) their weights (summing over a run to its r_m)
     cost: np.ndarray  # (M,) trajectory-steps
+    diverged: np.ndarray  # (M,) continuations (or splitting paths) that diverged
     floored: int = 0  # commitment runs stopped at rare.commit_floor
 
 
@@ -47,21 +48,28 @@ def commit_continue(
     network's checkpoint stride); a continuation commits at its first checkpoint in B_target,
     unless it fell back into the basin (or diverged) before."""
     n = len(states.scale)
+    if n == 0:  # no kick to continue
+        nothing = np.zeros(runs, np.int64)
+        return Commitment(np.zeros(runs), np.zeros(0), np.zeros(0), nothing, nothing)
     states = jax.tree.map(lambda x: np.repeat(np.asarray(x), reps, axis=0), states)
     keys = jax.random.split(key, n * reps)
     entry = np.full(n * reps, -1)
-    back = np.zeros(n * reps, bool)
+    back, failed = np.zeros(n * reps, bool), np.zeros(n * reps, bool)
     every = network.structure.record_every
+    if steps % every:
+        raise ValueError(f"steps = {steps}: must be a multiple of the stride {every}")
     for k in range(steps // every):
         states = network.advance(keys, states, 0, every)
         score = np.asarray(network.score(states))
+        failed |= ~back & np.isnan(score)  # diverged before it fell back or stopped
         back |= np.isnan(score) | (score == -np.inf)
         entry[(entry < 0) & ~back & (score >= 1.0)] = (k + 1) * every
     ok = entry.reshape(n, reps) >= 0
     committed = np.bincount(react.run, react.weight * ok.mean(axis=1), minlength=runs)
     weights = np.repeat(react.weight[:, None], reps, axis=1)[ok] / reps
     cost = np.bincount(react.run, minlength=runs) * reps * steps
-    return Commitment(committed, entry[ok.ravel()].astype(float), weights, cost)
+    diverged = np.bincount(np.repeat(react.run, reps), failed, minlength=runs).astype(np.int64)
+    return Commitment(committed, entry[ok.ravel()].astype(float), weights, cost, diverged)
 
 
 def commit_split(
@@ -75,7 +83,7 @@ def commit_split(
     have = np.nonzero(kicked > 0)[0]
     committed, cost = np.zeros(runs), np.zeros(runs, np.int64)
     if not len(have):
-        return Commitment(committed, np.zeros(0), np.zeros(0), cost)
+        return Commitment(committed, np.zeros(0), np.zeros(0), cost, np.zeros(runs, np.int64))
 
     def starts(i, key, n):
         own = np.nonzero(react.run == have[i])[0]
@@ -102,7 +110,9 @@ def commit_split(
     )
     committed[have] = kicked[have] * out.estimate
     cost[have] = out.cost
+    diverged = np.zeros(runs, np.int64)
+    diverged[have] = out.diverged
     first = np.argmax(out.reactive.scores >= 1.0, axis=1)  # checkpoint of entry into B_target
     weights = kicked[have][out.reactive.run] * out.reactive.weight
     floored = int(out.floored.sum())
-    return Commitment(committed, first.astype(float) * every, weights, cost, floored)
+    return Commitment(committed, first.astype(float) * every, weights, cost, diverged, floored)

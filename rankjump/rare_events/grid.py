@@ -13,7 +13,9 @@ rate, the kick probability per window, the committor and the delay are added).
 
 from __future__ import annotations
 
+import sys
 import time
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -23,15 +25,17 @@ from tqdm import tqdm
 from rankjump.config import Config, config_to_toml
 from rankjump.rare_events.batches import STOPS, concat_results, in_batches
 from rankjump.rare_events.network import NetworkProcess
-from rankjump.rare_events.rate import rate_cell
+from rankjump.rare_events.partial import FinishedCell, load_cells, save_cells
+from rankjump.rare_events.rate import check_kick, commit_steps_of, rate_cell
 from rankjump.rare_events.rate_result import as_cell, combine, rate_variables
-from rankjump.rare_events.settings import check_rare, run_splitting
+from rankjump.rare_events.settings import check_rare, check_rare_memory, run_splitting
 from rankjump.rare_events.types import AMSResult
 from rankjump.results.schema import provenance
 from rankjump.runtime.precision import with_float64
+from rankjump.runtime.signals import raise_pending
 from rankjump.stats.diagnostics import result_diagnostics
 
-__all__ = ["RESULT_KIND", "rare"]
+__all__ = ["RESULT_KIND", "check_starts", "rare"]
 
 RESULT_KIND = "rare"  # attrs["result_kind"] of a rare result (a simulate result has none)
 
@@ -78,33 +82,89 @@ def _cell(cfg: Config, lam: float, eta: float, key, progress: bool | None):
 
             parts, stop = in_batches(batch, joined, r)
             out, extra = joined(parts), {}
+    paths, basin = int(out.diverged.sum()), int(extra.get("basin_diverged", (0,))[0])
+    if paths or basin:  # as `rankjump simulate` warns of diverged trajectories
+        where = [f"{paths} paths of its runs"] if paths else []
+        where += [f"{basin} of {r.pool} basin replicas"] if basin else []
+        print(
+            f"warning: lam {lam:g}, eta {eta:g}: {' and '.join(where)} diverged (||theta||^2 "
+            f"above run.diverge_norm2 = {run.diverge_norm2:g} or not finite); a diverged path "
+            "never reaches the target",
+            file=sys.stderr,
+            flush=True,
+        )
     return out, process, extra, stop, time.perf_counter() - t0
 
 
+def check_starts(cfg: Config) -> None:
+    """Compute every lam's start (as the cells will: the GD minimum is computed once) and
+    refuse, before the splitting, what it decides: the start already diverged
+    (:class:`rankjump.rare_events.network.NetworkProcess`), the target rank at or above its
+    rank, and by the rate method a kick the threshold makes unreachable and the memory of the
+    default commitment horizon."""
+    opt, r = cfg.optimizer, cfg.rare
+    for lam in opt.lam:
+        if r.method == "ams":
+            NetworkProcess(cfg, lam, opt.eta[0])
+            continue
+        window = NetworkProcess(
+            cfg.replace(run={"record_every": r.window_every, "steps": r.window}),
+            lam,
+            opt.eta[0],
+            score="smallest_layer",
+        )
+        check_kick(window, r.kick)
+        if r.commit_steps is None:  # the longest of the lam's cells (the smallest eta)
+            check_rare_memory(cfg, commit_steps_of(cfg, window, lam, opt.eta[0]))
+
+
 @with_float64
-def rare(cfg: Config, progress: bool | None = None) -> xr.Dataset:
+def rare(
+    cfg: Config, progress: bool | None = None, partial: str | Path | None = None
+) -> xr.Dataset:
     """Estimate the jump probability of every cell of ``cfg`` by splitting (``[rare]``).
 
     Cell (i, j) uses the key ``fold_in(PRNGKey(run.seed), i * n_eta + j)``, so a cell's numbers
     do not depend on the other cells.
+
+    Args:
+        cfg: a validated configuration with a ``[rare]`` section.
+        progress: per-cell progress bars and lines (default: bars only on a terminal).
+        partial: a file that keeps the finished cells (:mod:`rankjump.rare_events.partial`):
+            each cell is written there when it finishes, and the cells found there from a run of
+            the same configuration are reused, so a run stopped by a signal or a late error
+            continues where it stopped. The caller removes it once the result is saved.
 
     Returns:
         A Dataset over (lam, eta) with ``p`` and its interval, per-run values over ``run``, and
         reactive paths over ``reactive`` and ``checkpoint`` (padded with NaN).
     """
     check_rare(cfg)
+    check_starts(cfg)  # every lam's start, before the splitting
     opt, run = cfg.optimizer, cfg.run
     n_lam, n_eta = len(opt.lam), len(opt.eta)
     root = jax.random.PRNGKey(run.seed)
-    cells, extras, stops, wall = [], [], [], 0.0
-    start_rank, target_rank = np.zeros(n_lam, int), np.zeros(n_lam, int)
-    edge = np.zeros(n_lam)
+    toml = config_to_toml(cfg)
+    kept = load_cells(partial, toml) if partial is not None and Path(partial).exists() else {}
+    finished: dict[tuple[int, int], FinishedCell] = {}
     for i, lam in enumerate(opt.lam):
         for j, eta in enumerate(opt.eta):
+            raise_pending()  # an interrupt that a callback swallowed stops the run here
+            if (i, j) in kept:
+                finished[i, j] = cell = kept[i, j]
+                if progress is not False:
+                    print(f"  lam {lam:g}, eta {eta:g}: kept from {partial}", flush=True)
+                continue
             key = jax.random.fold_in(root, i * n_eta + j)
             out, process, extra, stop, seconds = _cell(cfg, lam, eta, key, progress)
-            extras.append(extra)
-            stops.append(STOPS.index(stop))
+            # The reactive paths' states are not stored: dropped here, they hold no memory.
+            out = out._replace(reactive=out.reactive._replace(states=()))
+            cell = FinishedCell(
+                out, process.start_rank, process.target_rank, process.eta_edge, extra, stop, seconds
+            )
+            finished[i, j] = cell
+            if partial is not None:
+                save_cells(partial, toml, finished)
             if progress is not False:
                 s, dead, m = out.summary, int(out.extinct.sum()), len(out.estimate)
                 why = "" if stop == "fixed" else f", stopped: {stop}"
@@ -114,10 +174,14 @@ def rare(cfg: Config, progress: bool | None = None) -> xr.Dataset:
                     f" out{why}, {seconds:.1f} s)",
                     flush=True,
                 )
-            cells.append(out)
-            wall += seconds
-            start_rank[i], target_rank[i] = process.start_rank, process.target_rank
-            edge[i] = process.eta_edge
+    order = [finished[i, j] for i in range(n_lam) for j in range(n_eta)]
+    cells = [c.result for c in order]
+    extras = [c.extra for c in order]
+    stops = [STOPS.index(c.stop) for c in order]
+    wall = sum(c.seconds for c in order)
+    start_rank = np.array([finished[i, 0].start_rank for i in range(n_lam)], int)
+    target_rank = np.array([finished[i, 0].target_rank for i in range(n_lam)], int)
+    edge = np.array([finished[i, 0].eta_edge for i in range(n_lam)], float)
     made = np.array([len(c.estimate) for c in cells])
     n_runs = int(made.max())
     cells = [_padded_runs(c, n_runs) for c in cells]
@@ -211,6 +275,7 @@ def _dataset(cfg, cells, shape, start_rank, target_rank, wall) -> xr.Dataset:
             "run_extinct": (per_run, grid(lambda c: c.extinct, bool)),
             "run_iterations": (per_run, grid(lambda c: c.iterations, np.int64)),
             "run_cost": (per_run, grid(lambda c: c.cost, np.int64)),
+            "run_diverged": (per_run, grid(lambda c: _pad(c.diverged, n_runs, 0), np.int64)),
             "reactive_run": (paths, padded(lambda c: c.reactive.run, -1).astype(np.int64)),
             "reactive_weight": (paths, padded(lambda c: c.reactive.weight, np.nan)),
             "reactive_score": (
@@ -236,6 +301,10 @@ def _dataset(cfg, cells, shape, start_rank, target_rank, wall) -> xr.Dataset:
         else f"{level:.0%} delta-method interval on ln p, lower end"
     )
     ds["run_cost"].attrs["long_name"] = "trajectory-steps simulated by the run"
+    ds["run_diverged"].attrs["long_name"] = (
+        "paths of the run that diverged (||theta||^2 above run.diverge_norm2 or not finite): "
+        "they never reach the target"
+    )
     ds = ds.assign(result_diagnostics(ds, cfg.rare.replicas))
     ds["reactive_weight"].attrs["long_name"] = "prod_q (1 - K_q / N) / N of the path's run"
     ds.attrs.update(

@@ -18,9 +18,10 @@ __all__ = ["merge_etas", "merge_lams"]
 def merge_lams(parts: Sequence[xr.Dataset]) -> xr.Dataset:
     """Rare results of one configuration run over parts of its lam grid (say, one process per lam:
     ``rankjump rare CONFIG --set 'optimizer.lam=[...]' --out FILE``) as one result over all their
-    lam values, in order. Each cell keeps the numbers of its own part (a cell's key follows its
-    place in its part's grid, :func:`rare`); the wall time is the parts' sum, and the reactive
-    paths are padded to the longest part's count (``reactive_run`` -1, the rest NaN).
+    lam values, sorted as a configuration's grid is (whatever the order of the parts). Each cell
+    keeps the numbers of its own part (a cell's key follows its place in its part's grid,
+    :func:`rare`); the wall time is the parts' sum, and the reactive paths are padded to the
+    longest part's count (``reactive_run`` -1, the rest NaN).
 
     Raises:
         ValueError: naming the first part that is not a rare result, whose configuration differs
@@ -51,18 +52,27 @@ def _merge(parts: Sequence[xr.Dataset], dim: str) -> xr.Dataset:
     values = [float(v) for ds in parts for v in ds[dim].values]
     if len(set(values)) < len(values):
         raise ValueError(f"parts repeat {dim} values: {values}")
+    order = np.argsort(values, kind="stable")
     n_reactive = max(ds.sizes.get("reactive", 0) for ds in parts)
     n_runs = max(ds.sizes["run"] for ds in parts)
     padded = [_pad(_pad(ds, "reactive", n_reactive, -1), "run", n_runs, 0) for ds in parts]
     out = xr.concat(padded, dim=dim, data_vars="minimal", combine_attrs="override")
+    out = out.isel({dim: order})
     whole = tomllib.loads(parts[0].attrs["config"])
-    whole["optimizer"][dim] = values
+    whole["optimizer"][dim] = [values[k] for k in order]
     out.attrs["config"] = config_to_toml(config_from_dict(whole))
     out.attrs["wall_time_s"] = float(sum(ds.attrs["wall_time_s"] for ds in parts))
     if dim == "lam":  # ranks are per lam; parts of the eta grid keep part 0's (the attrs' own)
         for name in ("start_rank", "target_rank"):
-            out.attrs[name] = [r for ds in parts for r in np.atleast_1d(ds.attrs[name])]
+            ranks = [r for ds in parts for r in _per_lam(ds, name)]
+            out.attrs[name] = [ranks[k] for k in order]
     return out
+
+
+def _per_lam(ds: xr.Dataset, name: str) -> list[int]:
+    """A part's attribute ``name`` with a value for each of its lam (one value: all share it)."""
+    values = [int(r) for r in np.atleast_1d(ds.attrs[name])]
+    return values * ds.sizes["lam"] if len(values) == 1 else values
 
 
 def _pad(ds: xr.Dataset, dim: str, n: int, integer_fill: int) -> xr.Dataset:

@@ -101,6 +101,13 @@ class NetworkProcess:
                 f"rare.target_rank = {self.target_rank}: the start (rank {self.start_rank}) is "
                 "already in that set; choose a smaller target rank"
             )
+        norm2 = sum(float(np.sum(np.asarray(w, np.float64) ** 2)) for w in self.start_weights)
+        if not norm2 <= run.diverge_norm2:
+            raise ConfigError(
+                f"run.diverge_norm2 = {run.diverge_norm2:g}: the start (lam {lam:g}) has "
+                f"||theta||^2 = {norm2:.4g}, above it: every replica would count as diverged "
+                "from the first checkpoint"
+            )
         self.basin = basin
         self.lam, self.eta = lam, eta
         self.diverge_norm2 = run.diverge_norm2

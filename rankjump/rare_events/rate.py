@@ -41,11 +41,11 @@ import math
 import jax
 import numpy as np
 
-from rankjump.config import Config
+from rankjump.config import Config, ConfigError
 from rankjump.rare_events.commit import commit_continue, commit_split
 from rankjump.rare_events.network import NetworkProcess
-from rankjump.rare_events.rate_result import RateResult, probability
-from rankjump.rare_events.settings import run_splitting
+from rankjump.rare_events.rate_result import RateResult, no_basin, probability
+from rankjump.rare_events.settings import commit_stride, run_splitting
 from rankjump.runtime.precision import with_float64
 from rankjump.stats.intervals import summarize
 
@@ -55,13 +55,43 @@ BASIN = 0.7  # a state is in the basin while every layer's value is above BASIN 
 # draws (among the LOOK_TOP of largest overshoot) would kick counts LOOK_SHARE of the way.
 LOOK_DRAWS, LOOK_TOP, LOOK_SHARE = 2, 3, 0.9
 
-__all__ = ["KickWindow", "basin_pool", "progress_at", "rate_cell"]
+__all__ = [
+    "KickWindow",
+    "basin_pool",
+    "check_kick",
+    "commit_steps_of",
+    "progress_at",
+    "rate_cell",
+]
 
 
 def progress_at(network: NetworkProcess, fraction: float) -> float:
     """The progress score of the layer with the shortest way to the threshold when its vanishing
     value is ``fraction`` of its start value (another layer at that fraction scores less)."""
     return float(math.log(1.0 / fraction) / np.log(network.s0 / network.thr).min())
+
+
+def check_kick(network: NetworkProcess, kick: float) -> None:
+    """Refuse a kick that no state can make: below thr / s0 of the layer nearest its threshold
+    (s0 its vanishing value at the start), a kick's level lies past the target set's (score 1):
+    a layer would have to fall below the threshold first, and the score does not tell that from
+    the other layers until all of them are there (in the target set)."""
+    level = progress_at(network, kick)
+    if level > 1.0:
+        ratio = float(np.max(network.thr / network.s0))
+        raise ConfigError(
+            f"rare.kick = {kick:g}: below the rank threshold's ratio {ratio:.3g} (threshold / "
+            f"start value of the layer nearest it, lam {network.lam:g}): no state is kicked "
+            "before it enters the target set, so no kick can be found; choose a larger rare.kick"
+        )
+
+
+def commit_steps_of(cfg: Config, network: NetworkProcess, lam: float, eta: float) -> int:
+    """The commitment horizon: ``rare.commit_steps``, or by default twice the pure weight-decay
+    time log(s0 / thr) / (2 eta lam) of the slowest layer, in whole strides."""
+    every = commit_stride(cfg)
+    decay = float(np.log(network.s0 / network.thr).max() / (2 * eta * lam))
+    return cfg.rare.commit_steps or every * math.ceil(2 * decay / every)
 
 
 class KickWindow:
@@ -94,13 +124,14 @@ class KickWindow:
 
 def basin_pool(network: NetworkProcess, key, n: int, burn_in: int, below: float):
     """States of n replicas after ``burn_in`` steps from the start, keeping those whose score
-    (the most advanced layer's progress) stays below ``below`` and that did not diverge."""
+    (the most advanced layer's progress) stays below ``below`` and that did not diverge; and how
+    many diverged."""
     state = network.start(key, n)
     if burn_in:
         state = network.advance(jax.random.split(key, n), state, 0, burn_in)
     score = network.score(state)
     keep = ~np.isnan(score) & (score < below)  # -inf: back in the basin
-    return jax.tree.map(lambda x: np.asarray(x)[keep], state)
+    return jax.tree.map(lambda x: np.asarray(x)[keep], state), int(np.isnan(score).sum())
 
 
 @with_float64
@@ -119,18 +150,21 @@ def rate_cell(cfg: Config, lam: float, eta: float, key, on_iteration=None) -> Ra
     )
     # The basin walk and the continuations look every `every` steps (at most 100, so a delay is
     # known to within 100 steps); score >= 1 exactly in B_target whatever the score.
-    every = math.gcd(run.record_every, 100)
+    check_kick(window_net, r.kick)
+    every = commit_stride(cfg)
     commit_net = NetworkProcess(
         cfg.replace(run={"record_every": every}), lam, eta, score=r.commit_score, basin=BASIN
     )
-    decay = float(np.log(window_net.s0 / window_net.thr).max() / (2 * eta * lam))
-    commit_steps = r.commit_steps or every * math.ceil(2 * decay / every)
+    commit_steps = commit_steps_of(cfg, window_net, lam, eta)
     key_pool, key_kicks, key_commit = jax.random.split(key, 3)
     burn_in = every * math.ceil(r.burn_in / every)
     kick_level, basin = progress_at(window_net, r.kick), progress_at(window_net, BASIN)
-    pool = basin_pool(commit_net, key_pool, r.pool, burn_in, min(basin, 0.5 * kick_level))
-    if len(pool.scale) == 0:
-        raise ValueError(f"lam {lam:g}, eta {eta:g}: every basin replica kicked or diverged")
+    pool, pool_diverged = basin_pool(
+        commit_net, key_pool, r.pool, burn_in, min(basin, 0.5 * kick_level)
+    )
+    basin_cost = np.array([r.pool * burn_in, 0, 0])
+    if len(pool.scale) == 0:  # no basin to kick out of: p is undefined (the result says why)
+        return no_basin(window_net, r.runs, r.window, basin_cost, pool_diverged)
     process = KickWindow(window_net, pool, r.kick)
     tick = None if on_iteration is None else lambda q, f, z: on_iteration(q, f, z, "kicks")
     kicks = run_splitting(process, key_kicks, r, r.window, r.window_every, tick)
@@ -162,13 +196,13 @@ def rate_cell(cfg: Config, lam: float, eta: float, key, on_iteration=None) -> Ra
         )
     committed, delays, weights = commitment.committed, commitment.delays, commitment.weights
     committed[~kicks.finished] = np.nan
-    rate = summarize(committed / exposure, kicks.summary.level)
+    rate = summarize(committed / exposure, kicks.summary.level, upper=math.inf)  # a rate
 
     def prob(k: float) -> float:
         return probability(k, delays, weights, run.steps)
 
     weighted = float(np.nansum(committed) / max(np.sum(react.weight), 1e-300))
-    cost = np.array([r.pool * burn_in, int(kicks.cost.sum()), int(commitment.cost.sum())])
+    cost = basin_cost + np.array([0, int(kicks.cost.sum()), int(commitment.cost.sum())])
     return RateResult(
         kicks,
         committed,
@@ -183,4 +217,7 @@ def rate_cell(cfg: Config, lam: float, eta: float, key, on_iteration=None) -> Ra
         commitment.cost,
         commitment.floored,
         window_net,
+        basin_kept=len(pool.scale),
+        basin_diverged=pool_diverged,
+        commit_diverged=commitment.diverged,
     )

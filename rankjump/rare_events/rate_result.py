@@ -25,12 +25,23 @@ __all__ = [
     "RateResult",
     "as_cell",
     "combine",
+    "no_basin",
     "probability",
     "rate_variables",
 ]
 
 # The names :func:`rate_variables` writes, in order (`rankjump stats` reads them by this tuple).
-RATE_VARIABLES = ("rate", "rate_lo", "rate_hi", "kick_p", "committor", "commit_floored", "delay")
+RATE_VARIABLES = (
+    "rate",
+    "rate_lo",
+    "rate_hi",
+    "kick_p",
+    "committor",
+    "commit_floored",
+    "delay",
+    "basin_kept",
+    "basin_diverged",
+)
 # ... and its per-run ones (over the result's `run` dimension): where a run's estimate comes from.
 RATE_RUN_VARIABLES = ("run_kick_p", "run_committor")
 
@@ -51,6 +62,52 @@ class RateResult(NamedTuple):
     commit_cost: np.ndarray  # (M,) trajectory-steps of the commitment of each run's kicks
     floored: int  # commitment runs stopped at rare.commit_floor (estimate 0)
     network: NetworkProcess  # the windows' process: the start, its rank and eta_edge
+    basin_kept: int  # basin replicas kept in the pool (0: no basin, p undefined)
+    basin_diverged: int  # basin replicas that diverged during rare.burn_in
+    commit_diverged: np.ndarray  # (M,) continuations of each run's kicked states that diverged
+
+
+def no_basin(
+    network: NetworkProcess, runs: int, window: int, cost: np.ndarray, diverged: int
+) -> RateResult:
+    """The result of a cell whose basin walk kept no replica (every one of them kicked or
+    diverged during ``rare.burn_in``): no window can start, so every run's estimate and p are
+    undefined (NaN); ``basin_kept`` = 0 and ``basin_diverged`` say why."""
+    nan, none = np.full(runs, np.nan), np.zeros(runs, bool)
+    empty = Reactive(
+        np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0), np.zeros((0, 1)), ()
+    )
+    kicks = AMSResult(
+        estimate=nan,
+        finished=none,
+        extinct=none,
+        floored=none,
+        iterations=np.zeros(runs, np.int64),
+        killed=np.zeros((runs, 0), np.int64),
+        levels=np.zeros((runs, 0)),
+        cost=np.zeros(runs, np.int64),
+        diverged=np.zeros(runs, np.int64),
+        summary=summarize(nan),
+        reactive=empty,
+    )
+    return RateResult(
+        kicks=kicks,
+        committed=nan,
+        rate=summarize(nan, upper=math.inf),
+        delays=np.zeros(0),
+        delay_weights=np.zeros(0),
+        p=math.nan,
+        p_ci=(math.nan, math.nan),
+        committor=math.nan,
+        exposure=float(window),
+        cost=np.asarray(cost),
+        commit_cost=np.zeros(runs, np.int64),
+        floored=0,
+        network=network,
+        basin_kept=0,
+        basin_diverged=diverged,
+        commit_diverged=np.zeros(runs, np.int64),
+    )
 
 
 def probability(k: float, delays: np.ndarray, weights: np.ndarray, steps: int) -> float:
@@ -72,7 +129,7 @@ def combine(parts: Sequence[RateResult], steps: int) -> RateResult:
     committed = np.concatenate([p.committed for p in parts])
     per_step = np.concatenate([p.committed / p.exposure for p in parts])
     runs = np.array([len(p.committed) for p in parts])
-    rate = summarize(per_step, level)
+    rate = summarize(per_step, level, upper=math.inf)  # a rate per step, not a probability
     delays = np.concatenate([p.delays for p in parts])
     weights = np.concatenate([p.delay_weights for p in parts])
     kicks = concat_results([p.kicks for p in parts], level)
@@ -91,6 +148,9 @@ def combine(parts: Sequence[RateResult], steps: int) -> RateResult:
         commit_cost=np.concatenate([p.commit_cost for p in parts]),
         floored=int(sum(p.floored for p in parts)),
         network=parts[0].network,
+        basin_kept=int(sum(p.basin_kept for p in parts)),
+        basin_diverged=int(sum(p.basin_diverged for p in parts)),
+        commit_diverged=np.concatenate([p.commit_diverged for p in parts]),
     )
 
 
@@ -100,12 +160,16 @@ def as_cell(result: RateResult) -> AMSResult:
     its share of the basin walk and the continuations of its kicked states."""
     kicks, p, (lo, hi) = result.kicks, result.p, result.p_ci
     rel = result.rate.stderr / result.rate.mean if result.rate.mean > 0 else math.nan
-    log = (math.log(lo) if lo > 0 else -math.inf, math.log(hi) if hi > 0 else math.nan)
+    low = -math.inf if lo == 0 else math.nan  # NaN: no basin, p undefined (no_basin)
+    log = (math.log(lo) if lo > 0 else low, math.log(hi) if hi > 0 else math.nan)
     summary = Summary(p, p * rel, (lo, hi), log, result.rate.level)
     runs = len(kicks.estimate)
     cost = kicks.cost + result.cost[0] // runs + result.commit_cost
     empty = Reactive(*(np.zeros(0, t) for t in (np.int64, np.int64, float)), np.zeros((0, 1)), ())
-    return kicks._replace(estimate=result.committed, cost=cost, summary=summary, reactive=empty)
+    diverged = kicks.diverged + result.commit_diverged
+    return kicks._replace(
+        estimate=result.committed, cost=cost, summary=summary, reactive=empty, diverged=diverged
+    )
 
 
 def rate_variables(result: RateResult) -> dict[str, tuple[float | np.ndarray, str]]:
@@ -129,6 +193,14 @@ def rate_variables(result: RateResult) -> dict[str, tuple[float | np.ndarray, st
             if len(result.delays)
             else math.nan,
             "mean steps from a kick to entry into B_target",
+        ),
+        "basin_kept": (
+            float(result.basin_kept),
+            "basin replicas kept after rare.burn_in (0: no basin to kick out of, p undefined)",
+        ),
+        "basin_diverged": (
+            float(result.basin_diverged),
+            "basin replicas that diverged during rare.burn_in",
         ),
         "run_kick_p": (kick, "the run's P(a kick within one window)"),
         "run_committor": (

@@ -17,7 +17,9 @@ common start c = 0. At iteration q:
 A path stops at its first checkpoint at or above the target, or scored -inf or NaN (the process
 says it can no longer reach the target, e.g. it diverged or fell back where it started from): it
 is not simulated further, and its later checkpoints repeat that state and score. Its level is
-then decided, so the estimate is the same as if it went on.
+then decided, so the estimate is the same as if it went on. Paths stopped on NaN (diverged) are
+counted per run (``AMSResult.diverged``): a run that dies out with them died of divergence, not
+of ties.
 
 Lockstep: the M runs are lanes of one batch. Each iteration, every unfinished run kills and
 clones its own replicas, then the clones of all runs advance together: one ``advance`` call per
@@ -178,7 +180,7 @@ def ams(
             scores = np.empty((runs, n, n_ckpt + 1))
         for buf, x in zip([*store, scores], [*leaves, score0], strict=True):
             buf[m, :, 0] = np.asarray(x)
-    cost = np.zeros(runs, np.int64)
+    cost, diverged = np.zeros(runs, np.int64), np.zeros(runs, np.int64)
 
     def extend(cm, ci, branch, keys):
         """Simulates lanes (cm, ci) from their checkpoint `branch` to K, in lockstep; a lane
@@ -199,7 +201,9 @@ def ams(
                 old = treedef.unflatten([b[m, i, j - 1] for b in store])
                 new = process.advance(keys[lanes], old, (j - 1) * every, every)
                 score = np.asarray(process.score(new), np.float64)
-                score = np.where(np.isnan(score), -np.inf, score)  # NaN never reaches
+                failed = np.isnan(score[:real])  # diverged: counted, and it never reaches
+                diverged[:] += np.bincount(cm[live][failed], minlength=runs)
+                score = np.where(np.isnan(score), -np.inf, score)
                 for buf, x in zip([*store, scores], [*jax.tree.leaves(new), score], strict=True):
                     buf[cm[live], ci[live], j] = np.asarray(x)[:real]
                 stopped[live] = (score[:real] >= target) | (score[:real] == -np.inf)
@@ -256,5 +260,5 @@ def ams(
     reactive = Reactive(rm, ri, np.exp(log_w[rm]) / n, scores[rm, ri], paths)
     killed = np.array(killed_hist, np.int64).reshape(-1, runs).T
     levels = np.array(level_hist, np.float64).reshape(-1, runs).T
-    per_run = (estimate, finished, extinct, floored, iterations, killed, levels, cost)
+    per_run = (estimate, finished, extinct, floored, iterations, killed, levels, cost, diverged)
     return AMSResult(*per_run, summarize(estimate, level), reactive)

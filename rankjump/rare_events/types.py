@@ -32,7 +32,8 @@ class Process(Protocol):
 
     def score(self, state: Any) -> Float[Array, " n"]:
         """The score of each replica, shape (n,); the event is score >= target. NaN or -inf:
-        the replica can never reach the target from this state (the engine stops it)."""
+        the replica can never reach the target from this state (the engine stops it); NaN says
+        it failed (diverged), and the engine counts such paths per run."""
 
 
 class Reactive(NamedTuple):
@@ -65,5 +66,6 @@ class AMSResult(NamedTuple):
     killed: np.ndarray  # (M, Q) K_q
     levels: np.ndarray  # (M, Q) z_q
     cost: np.ndarray  # (M,) replica-steps
+    diverged: np.ndarray  # (M,) paths (first paths and clones) that stopped on a NaN score
     summary: Summary
     reactive: Reactive

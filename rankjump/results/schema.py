@@ -20,6 +20,7 @@ from rankjump.model.ranks import RULE_TEXT
 
 __all__ = [
     "PER_LAM_ATTRS",
+    "RARE_ATTRS",
     "REQUIRED_VARS",
     "RESULT_KINDS",
     "RESULT_SCHEMA",
@@ -29,6 +30,7 @@ __all__ = [
     "lane_variables",
     "provenance",
     "rankjump_version",
+    "rare_dims",
 ]
 
 REQUIRED_VARS = (
@@ -68,6 +70,27 @@ RESULT_KINDS = {
         "run_cost",
     ),
 }
+# The attributes a rare result must hold: its configuration (TOML), the level of its intervals,
+# and the start and target rank of each lam (one value per lam, or one for all).
+RARE_ATTRS = ("config", "level", "start_rank", "target_rank")
+_RARE_CELL = ("lam", "eta")
+
+
+def rare_dims(name: str) -> tuple[str, ...]:
+    """The dimensions of a rare result's variable ``name``: per run (``run_*``: lam, eta, run),
+    per reactive path (``reactive_*``: lam, eta, reactive; the scores also over checkpoint), per
+    lam (``eta_edge``), else per cell (lam, eta)."""
+    if name == "eta_edge":
+        return ("lam",)
+    if name == "reactive_score":
+        return (*_RARE_CELL, "reactive", "checkpoint")
+    if name.startswith("reactive_"):
+        return (*_RARE_CELL, "reactive")
+    if name.startswith("run_"):
+        return (*_RARE_CELL, "run")
+    return _RARE_CELL
+
+
 # Raised when a change to the file would mislead an older reader, which then refuses the file.
 RESULT_SCHEMA = 1
 

@@ -10,18 +10,26 @@ neither ``XLA_FLAGS`` (``--xla_force_host_platform_device_count``) nor
 ``jax.config.jax_num_cpu_devices`` sets a count, the CPU is split into one device per core this
 process may run on (``os.sched_getaffinity``: ``taskset`` is respected). The environment
 variable ``RANKJUMP_CPU_DEVICES`` sets the count instead (``1``: one device, as plain JAX).
+A count that is not a whole number of at least 1, there or in ``XLA_FLAGS``, is not an error at
+import (``rankjump --version`` still answers): the import warns and leaves JAX alone, and every
+``rankjump`` command refuses it in one line (:func:`environment_problem`).
 Trajectories do not depend on the number of devices (tests/kernel/test_sharding.py).
 """
 
 from __future__ import annotations
 
 import os
+import re
+import sys
+import warnings
+from pathlib import Path
 
 import jax
 
-__all__ = ["ENV", "available_cores", "use_every_core"]
+__all__ = ["ENV", "available_cores", "environment_problem", "use_every_core"]
 
 ENV = "RANKJUMP_CPU_DEVICES"
+_XLA_COUNT = re.compile(r"--xla_force_host_platform_device_count(?:=(\S*))?")
 
 
 def available_cores() -> int:
@@ -32,21 +40,50 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
+def _count_problem(name: str, text: str) -> str | None:
+    """Why ``text`` is not a device count (a whole number of at least 1), or None."""
+    try:
+        count = int(text)
+    except ValueError:
+        return f"{name} = {text!r}: must be a whole number of CPU devices (e.g. 1)"
+    if count < 1:
+        return f"{name} = {text!r}: must be at least 1"
+    return None
+
+
+def environment_problem() -> str | None:
+    """The one-line problem with the device count the environment sets (``$RANKJUMP_CPU_DEVICES``,
+    or ``--xla_force_host_platform_device_count`` in ``$XLA_FLAGS``), or None when it is sound."""
+    wanted = os.environ.get(ENV)
+    if wanted:
+        if problem := _count_problem(ENV, wanted.strip()):
+            return problem
+    for match in _XLA_COUNT.finditer(os.environ.get("XLA_FLAGS", "")):
+        value = match.group(1)
+        if value is None or (problem := _count_problem("XLA_FLAGS", value)):
+            return (
+                f"XLA_FLAGS = {os.environ['XLA_FLAGS']!r}: "
+                "--xla_force_host_platform_device_count must be a whole number of at least 1"
+            )
+    return None
+
+
 def use_every_core() -> int | None:
     """Split the host CPU into one XLA device per available core (or ``$RANKJUMP_CPU_DEVICES``)
     if nothing chose a count and JAX's backend has not started; returns the count set, or None
-    when it was left alone."""
+    when it was left alone (also when the environment's count is unsound: then with a warning
+    that names the variable, and commands refuse to run)."""
+    if problem := environment_problem():
+        if Path(sys.argv[0] if sys.argv else "").name not in ("rankjump", "-m"):
+            # a library user is told here; the command says it in its one line
+            warnings.warn(f"{problem}; the CPU devices are left as JAX sets them", stacklevel=2)
+        return None
     wanted = os.environ.get(ENV)
     if "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
         return None
     if jax.config.jax_num_cpu_devices != -1:
         return None
-    try:
-        count = int(wanted) if wanted else available_cores()
-    except ValueError:
-        raise ValueError(f"{ENV} = {wanted!r}: must be a whole number of devices") from None
-    if count < 1:
-        raise ValueError(f"{ENV} = {wanted!r}: must be at least 1")
+    count = int(wanted) if wanted else available_cores()
     try:
         jax.config.update("jax_num_cpu_devices", count)
     except RuntimeError:  # the backend already runs: its devices stay

@@ -57,6 +57,21 @@ def _index(values: np.ndarray, value: float, name: str) -> int:
     return int(close[0])
 
 
+def _check_steps(source: xr.Dataset, run) -> None:
+    """Refuse a result whose checkpoints are not those its configuration records (an edited
+    file): a replay would follow the configuration and be compared with other steps."""
+    steps = np.asarray(source["step"].values)
+    want = run.record_every * np.arange(len(steps))
+    if len(steps) > run.n_checkpoints or not np.array_equal(steps, want):
+        shown = ", ".join(str(int(x)) for x in steps[:3]) + (", ..." if len(steps) > 3 else "")
+        raise ReplayError(
+            f"the result's configuration (run.steps = {run.steps}, run.record_every = "
+            f"{run.record_every}) does not match its checkpoints (steps {shown}; "
+            f"{len(steps)} of them): the file or its configuration was edited, so its "
+            "trajectories cannot be replayed"
+        )
+
+
 def jump_window(
     rank: np.ndarray, sv: np.ndarray, steps: np.ndarray, record_every: int
 ) -> tuple[int, int]:
@@ -151,6 +166,7 @@ def replay(
             "one to replay its trajectories"
         )
     cfg = loads_config(source.attrs["config"], source="the result's configuration")
+    _check_steps(source, cfg.run)
     li = _index(source["lam"].values, lam, "lam")
     ei = _index(source["eta"].values, eta, "eta")
     positions = np.flatnonzero(source["traj"].values == traj)

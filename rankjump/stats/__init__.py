@@ -4,6 +4,8 @@
   and log intervals, and the lower end that holds for any law (:func:`markov_lower`);
 - :mod:`~rankjump.stats.diagnostics`: how many runs carry a mean of run estimates, and whether
   its interval can be trusted (:func:`diagnose`);
+- :mod:`~rankjump.stats.rare_levels`: a rare result's intervals at another level, from its runs'
+  estimates (:func:`rare_at_level`);
 - :mod:`~rankjump.stats.reports`: the records of a report (:class:`Report` and its parts);
 - :mod:`~rankjump.stats.cells`: one cell's transitions, rank sets and first passages;
 - :mod:`~rankjump.stats.analysis`: :func:`analyze`, a result Dataset to a :class:`Report`.
@@ -30,6 +32,7 @@ from rankjump.stats.intervals import (
     summarize,
     upper_bound,
 )
+from rankjump.stats.rare_levels import rare_at_level
 from rankjump.stats.reports import (
     CellReport,
     Proportion,
@@ -59,6 +62,7 @@ __all__ = [
     "hill_tail_index",
     "markov_lower",
     "rank_set_stats",
+    "rare_at_level",
     "result_diagnostics",
     "summarize",
     "upper_bound",

@@ -116,9 +116,11 @@ def upper_bound(k: ArrayLike, n: ArrayLike, level: float = 0.95) -> np.ndarray |
 class Summary(NamedTuple):
     """Mean of independent run estimates with intervals at `level` (NaN if a run is unfinished).
 
-    ``ci`` is the t interval mean +- t_{M-1} * stderr on p, its lower end clipped at 0. ``log_ci``
-    is the delta-method t interval on ln p, ln(mean) +- t_{M-1} * stderr / mean, finite whenever
-    mean > 0. Both need M >= 2 runs (NaN otherwise). When every run estimates 0 (all extinct,
+    ``ci`` is the t interval mean +- t_{M-1} * stderr on p, clipped to [0, upper] (``upper`` of
+    :func:`summarize`: 1 for a probability, where a few spread runs can put mean + t stderr
+    above 1). ``log_ci`` is the delta-method t interval on ln p, ln(mean) +- t_{M-1} * stderr /
+    mean, finite whenever mean > 0, its upper end clipped at ln(upper). Both need M >= 2 runs
+    (NaN otherwise). When every run estimates 0 (all extinct,
     say) the runs show no spread and give no upper bound: ci = (0, NaN), log_ci = (-inf, NaN).
     Both are first order and undercover a little when run estimates are skewed (relative variance
     0.3 per run, 16 runs: 0.93 on p, 0.94 on ln p); prefer log_ci, with many runs.
@@ -131,8 +133,15 @@ class Summary(NamedTuple):
     level: float
 
 
-def summarize(estimates: np.ndarray, level: float = 0.95) -> Summary:
-    """Mean, standard error and t intervals on p and ln p of independent run estimates (M,)."""
+def summarize(estimates: np.ndarray, level: float = 0.95, upper: float = 1.0) -> Summary:
+    """Mean, standard error and t intervals on p and ln p of independent run estimates (M,).
+
+    Args:
+        estimates: The runs' estimates, (M,).
+        level: Confidence level in (0, 1).
+        upper: The largest value the mean can take, where the intervals' upper ends stop: 1 for
+            estimates of a probability (the default), ``math.inf`` for a mean without a bound.
+    """
     x = np.asarray(estimates, np.float64).ravel()
     mean, nan = float(x.mean()) if x.size else math.nan, math.nan
     if x.size < 2 or math.isnan(mean):
@@ -142,8 +151,9 @@ def summarize(estimates: np.ndarray, level: float = 0.95) -> Summary:
     if mean == 0.0:  # no spread to measure: a zero, but no upper bound from these runs
         return Summary(0.0, stderr, (0.0, nan), (-math.inf, nan), level)
     log_mean, rel = math.log(mean), half / mean
-    ci = (max(mean - half, 0.0), mean + half)
-    return Summary(mean, stderr, ci, (log_mean - rel, log_mean + rel), level)
+    ci = (max(mean - half, 0.0), min(mean + half, upper))
+    log_hi = min(log_mean + rel, math.log(upper)) if upper > 0 else log_mean + rel
+    return Summary(mean, stderr, ci, (log_mean - rel, log_hi), level)
 
 
 def markov_lower(mean: ArrayLike, level: float = 0.95) -> np.ndarray | float:

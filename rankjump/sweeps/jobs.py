@@ -28,6 +28,7 @@ import xarray as xr
 
 from rankjump.config import Config, config_to_toml
 from rankjump.results.io import load_result
+from rankjump.results.locks import output_lock
 from rankjump.runtime.precision import with_float64
 from rankjump.simulation.plan import Plan, check_memory, plan_run
 from rankjump.simulation.runs import progress_bar, run_chunks
@@ -246,6 +247,8 @@ def sweep(
     Args:
         cfg: a validated configuration.
         out: the sweep folder (created; it must be new, or hold this sweep with ``resume``).
+            Another process running a sweep there is refused
+            (:func:`rankjump.results.locks.output_lock`).
         resume: continue the sweep in ``out``: job files whose identity and checksum are this
             sweep's are reused, the others recomputed (a lost ``sweep.json`` is rebuilt).
         chunks_per_job: chunks of ``run.chunk_size`` lanes per job file (default 1; a resumed
@@ -262,24 +265,26 @@ def sweep(
     plan = plan_run(cfg)
     lanes_held = (chunks_per_job or 1) * cfg.run.chunk_size * len(plan.devices)
     check_memory(plan, lanes_held, "sweep")
-    _prepare(plan, out, resume, chunks_per_job)
-    m = read_manifest(out)
-    plan, jobs = folder_plan(out, m)
-    pending = []
-    for job in jobs:
-        problem = check_job(out, m, plan, job)
-        if problem:
-            pending.append(job)
-            if not problem.endswith(": missing"):
-                log.warning("%s; recomputing it", problem)
-    per_lane = cfg.run.steps
-    total = plan.n_lanes * per_lane
-    done = total - sum(job_lanes(plan, j) for j in pending) * per_lane
-    executor = executor or InlineExecutor()
-    with progress_bar(total, f"sweep ({executor.name})", progress) as bar:
-        bar.update(done)
-        executor.run(out, pending, bar)
-    return load_result(merge(out), lazy=True)
+    with output_lock(out):  # one sweep at a time in a folder: the others are refused
+        _prepare(plan, out, resume, chunks_per_job)
+        m = read_manifest(out)
+        plan, jobs = folder_plan(out, m)
+        pending = []
+        for job in jobs:
+            problem = check_job(out, m, plan, job)
+            if problem:
+                pending.append(job)
+                if not problem.endswith(": missing"):
+                    log.warning("%s; recomputing it", problem)
+        per_lane = cfg.run.steps
+        total = plan.n_lanes * per_lane
+        done = total - sum(job_lanes(plan, j) for j in pending) * per_lane
+        executor = executor or InlineExecutor()
+        with progress_bar(total, f"sweep ({executor.name})", progress) as bar:
+            bar.update(done)
+            executor.run(out, pending, bar)
+        merged = merge(out)
+    return load_result(merged, lazy=True)
 
 
 def sweep_status(out: str | Path) -> tuple[int, int]:

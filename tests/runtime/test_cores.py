@@ -55,7 +55,50 @@ def test_a_chosen_count_is_kept():
     assert int(_run(early).stdout) == 1
 
 
-def test_a_bad_count_is_refused_by_name():
-    out = _run(COUNT, RANKJUMP_CPU_DEVICES="two")
-    assert out.returncode != 0
-    assert "RANKJUMP_CPU_DEVICES = 'two'" in out.stderr
+@pytest.mark.parametrize("value", ["two", "-3"])
+def test_a_bad_count_is_named_by_the_import_and_refused_by_every_command(value):
+    # A library import goes on with JAX's own devices and warns, naming the variable.
+    out = _run(COUNT, RANKJUMP_CPU_DEVICES=value)
+    assert out.returncode == 0 and int(out.stdout) == 1, out.stderr[-2000:]
+    assert f"RANKJUMP_CPU_DEVICES = '{value}'" in out.stderr
+    # The command answers --version, and refuses to run in one line with exit code 2.
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "RANKJUMP_CPU_DEVICES": value}
+    version = subprocess.run(
+        [sys.executable, "-m", "rankjump", "--version"], env=env, capture_output=True, text=True
+    )
+    run = subprocess.run(
+        [sys.executable, "-m", "rankjump", "stats", "missing.nc"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert version.returncode == 0
+    assert run.returncode == 2, run.stderr
+    assert run.stderr.strip().splitlines() == [
+        f"rankjump stats: error: RANKJUMP_CPU_DEVICES = '{value}': "
+        + (
+            "must be at least 1"
+            if value in ("0", "-3")
+            else "must be a whole number of CPU devices (e.g. 1)"
+        )
+    ]
+
+
+def test_a_bad_xla_device_count_is_refused_by_every_command():
+    flags = "--xla_force_host_platform_device_count=0"
+    run = subprocess.run(
+        [sys.executable, "-m", "rankjump", "--version"],
+        env={**os.environ, "PYTHONPATH": str(ROOT), "XLA_FLAGS": flags},
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 0 and run.stdout.startswith("rankjump ")
+    run = subprocess.run(
+        [sys.executable, "-m", "rankjump", "stats", "missing.nc"],
+        env={**os.environ, "PYTHONPATH": str(ROOT), "XLA_FLAGS": flags},
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 2
+    (line,) = run.stderr.strip().splitlines()
+    assert line.startswith("rankjump stats: error: XLA_FLAGS = ") and "device_count" in line
