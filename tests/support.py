@@ -11,13 +11,30 @@ import numpy as np
 import xarray as xr
 from conftest import small_config
 
-from rankjump import load_result, save_result, simulate
+from rankjump import demo_config, load_result, save_result, simulate
 from rankjump.config import config_to_toml
 
 # 2 x 2 cells x 6 trajectories = 24 lanes in 6 chunks of 4.
 GRID = small_config(
     optimizer={"lam": [1e-2, 2e-2], "eta": [0.05, 0.1]},
     run={"trajectories": 6, "chunk_size": 4},
+)
+
+
+# The demo's minimum (rank 3, ||theta||^2 about 17) at a small eta, in float64, with the fewest
+# replicas and steps that run every stage of both rare methods.
+TINY_RARE = demo_config().replace(
+    optimizer={"eta": [0.05]},
+    run={"steps": 400, "record_every": 200, "trajectories": 1, "dtype": "float64"},
+    rare={
+        "replicas": 4,
+        "kill": 1,
+        "runs": 2,
+        "window": 40,
+        "pool": 8,
+        "burn_in": 0,
+        "commit_steps": 200,
+    },
 )
 
 

@@ -438,25 +438,15 @@ def _edited(result: Path, tmp_path: Path, **changes) -> Path:
     return path
 
 
+def _replay(source: Path, out: Path) -> list[str]:
+    return ["replay", str(source), "--cell", "0.01,0.05", "--traj", "0", "--out", str(out)]
+
+
 def test_a_replay_that_differs_from_its_file_is_an_error_unless_allowed(source, tmp_path, capsys):
     result, _ = source
     edited = _edited(result, tmp_path, **{"batch_size = 1": "batch_size = 2"})
     out = tmp_path / "j.nc"
-    argv = [
-        "replay",
-        str(edited),
-        "--cell",
-        "0.01,0.05",
-        "--traj",
-        "0",
-        "--from",
-        "0",
-        "--to",
-        "100",
-        "--quiet",
-        "--out",
-        str(out),
-    ]
+    argv = [*_replay(edited, out), "--from", "0", "--to", "100", "--quiet"]
     code, _, err = _run(argv, capsys)
     assert code == 2 and len(err) == 1, err
     assert "differs from the file's records (" in err[0] and "nothing written" in err[0]
@@ -469,21 +459,7 @@ def test_a_configuration_whose_steps_disagree_with_the_records_is_named(source, 
     result, _ = source
     edited = _edited(result, tmp_path, **{"record_every = 50": "record_every = 40"})
     out = tmp_path / "j.nc"
-    code, _, err = _run(
-        [
-            "replay",
-            str(edited),
-            "--cell",
-            "0.01,0.05",
-            "--traj",
-            "0",
-            "--to",
-            "100",
-            "--out",
-            str(out),
-        ],
-        capsys,
-    )
+    code, _, err = _run([*_replay(edited, out), "--to", "100"], capsys)
     assert code == 2 and len(err) == 1, err
     assert (
         "the result's configuration (run.steps = 200, run.record_every = 40) does not match"

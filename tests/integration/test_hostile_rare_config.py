@@ -10,6 +10,7 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
+from support import TINY_RARE
 
 from rankjump import ConfigError, config_to_toml, demo_config, load_config
 from rankjump.cli.main import main
@@ -23,21 +24,7 @@ from rankjump.rare_events.rate import rate_cell
 from rankjump.rare_events.types import Reactive
 from rankjump.simulation import plan
 
-# The demo's minimum (rank 3, ||theta||^2 about 17) at a small eta, in float64, with the fewest
-# replicas and steps that run every stage of both methods (as tests/rare_events/test_rare_kinds.py).
-BASE = demo_config().replace(
-    optimizer={"eta": [0.05]},
-    run={"steps": 400, "record_every": 200, "trajectories": 1, "dtype": "float64"},
-    rare={
-        "replicas": 4,
-        "kill": 1,
-        "runs": 2,
-        "window": 40,
-        "pool": 8,
-        "burn_in": 0,
-        "commit_steps": 200,
-    },
-)
+BASE = TINY_RARE  # tests/support.py
 RATE = BASE.replace(rare={"method": "rate"})
 GIB = 2**30
 EXAMPLES = Path(__file__).parents[2] / "examples"

@@ -7,29 +7,16 @@ from __future__ import annotations
 import jax
 import numpy as np
 import pytest
+from support import TINY_RARE
 
-from rankjump import ConfigError, demo_config, rare, simulate
+from rankjump import ConfigError, rare, simulate
 from rankjump.config import KINDS
 from rankjump.dynamics import TaskArrays, materialize
 from rankjump.kernel import split_lane_key
 from rankjump.model import data_loss
 from rankjump.rare_events import NetworkProcess
 
-# The demo's minimum at a small eta, in float64, with the fewest replicas and steps that run
-# every stage of both methods.
-BASE = demo_config().replace(
-    optimizer={"eta": [0.05]},
-    run={"steps": 400, "record_every": 200, "trajectories": 1, "dtype": "float64"},
-    rare={
-        "replicas": 4,
-        "kill": 1,
-        "runs": 2,
-        "window": 40,
-        "pool": 8,
-        "burn_in": 0,
-        "commit_steps": 200,
-    },
-)
+BASE = TINY_RARE  # tests/support.py
 SETTINGS = {
     "label_noise": {"label_noise": 0.05},
     "langevin": {"temperature": 1e-5},
