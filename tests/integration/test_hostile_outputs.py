@@ -253,6 +253,10 @@ def test_a_replay_never_writes_over_its_source_or_its_own_result(source, tmp_pat
 # ------------------------------------------------------------------ 4. Ctrl-C at any moment
 
 
+# Sixteen cells: a run far longer than the last interrupt, on a machine several times faster too.
+LONG_RARE = RARE.replace(optimizer={"eta": [round(0.05 + 0.005 * k, 3) for k in range(16)]})
+
+
 def _interrupted_at(delays, cfg: Path, out: Path) -> list[tuple[float, int, str]]:
     """Run ``rankjump rare`` and send SIGINT (Ctrl-C) after each delay; (delay, exit code, last
     line on stderr, whether the result was written, cells kept) for each."""
@@ -290,14 +294,14 @@ def _check_interrupts(found) -> None:
 def test_ctrl_c_stops_rare_with_exit_130(tmp_path):
     """SIGINT during the imports, while compiling and between cells (the signal goes to the
     process, as the shell's Ctrl-C or `kill -INT` of a job under job control does)."""
-    cfg = _write(tmp_path / "c.toml", RARE)
+    cfg = _write(tmp_path / "c.toml", LONG_RARE)
     out = tmp_path / "r.nc"
     _check_interrupts(_interrupted_at([0.3, 2.5, 6.0], cfg, out))
 
 
 @pytest.mark.slow
 def test_ctrl_c_stops_rare_with_exit_130_at_many_points(tmp_path):
-    cfg = _write(tmp_path / "c.toml", RARE.replace(optimizer={"eta": [0.05, 0.1, 0.15, 0.17]}))
+    cfg = _write(tmp_path / "c.toml", LONG_RARE)
     out = tmp_path / "r.nc"
     delays = [0.1, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 12.0]
     _check_interrupts(_interrupted_at(delays, cfg, out))
