@@ -22,9 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -35,18 +33,10 @@ import rankjump as rj
 from rankjump.stats import binomial_ci
 
 sys.path.insert(0, str(Path(__file__).parent))
-from reference import totals  # noqa: E402  (the reference ledger's reader)
+from reference import _write, totals  # noqa: E402  (the ledgers' writer and reader)
 
 VERSION = 1
 INTERVALS = (("t", "p_lo", "p_hi"), ("log", "log_p_lo", "log_p_hi"))
-
-
-def _write(path: Path, ledger: dict) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(ledger, fh, indent=1)
-        fh.write("\n")
-    os.replace(tmp, path)
 
 
 def reference_at(reference: dict, steps: int) -> dict:

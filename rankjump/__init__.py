@@ -30,11 +30,10 @@ with a DeprecationWarning (:mod:`rankjump.compat`).
 """
 
 import sys
-from pathlib import Path
 
-if Path(sys.argv[0] if sys.argv else "").name in ("rankjump", "-m"):  # the executable
-    from rankjump.runtime.signals import hold_until_command
+from rankjump.runtime.signals import as_command, hold_until_command
 
+if as_command():
     hold_until_command()  # Ctrl-C during the imports below stops the command as it starts
 
 from rankjump.runtime.cores import use_every_core

@@ -40,7 +40,7 @@ def format_rare(ds) -> str:
     for lam in ds["lam"].values:
         for eta in ds["eta"].values:
             c = ds.sel(lam=lam, eta=eta)
-            hi = _upper(c)
+            hi = float(c["p_hi"])
             unbounded |= hi != hi and float(c["p"]) == 0.0
             ci = f"[{float(c['p_lo']):.3g}, {'none' if hi != hi else format(hi, '.3g')}]"
             if not bool(c["reliable"]) and float(c["p"]) > 0:
@@ -146,7 +146,7 @@ def rare_to_dict(ds) -> dict:
         for eta in ds["eta"].values:
             c = ds.sel(lam=lam, eta=eta)
             low = num(markov_lower(float(c["p"]), ds.attrs["level"]))
-            t_ci = [num(c["p_lo"]), num(_upper(c))]
+            t_ci = [num(c["p_lo"]), num(c["p_hi"])]
             cells.append(
                 {
                     "lam": float(lam),
@@ -157,7 +157,7 @@ def rare_to_dict(ds) -> dict:
                     "reliable": bool(c["reliable"]),
                     "ci": t_ci if bool(c["reliable"]) else [low, None],
                     "t_ci": t_ci,
-                    "log_ci": [num(c["log_p_lo"]), num(min(float(c["log_p_hi"]), 0.0))],
+                    "log_ci": [num(c["log_p_lo"]), num(c["log_p_hi"])],
                     "lo_any_law": low,
                     **{name: num(c[name]) for name in DIAGNOSTICS},
                     "run_estimates": [num(x) for x in c["run_estimate"].values],
@@ -188,11 +188,6 @@ def _per_lam(ds, name: str) -> list[int | None]:
     values = [int(v) for v in np.atleast_1d(ds.attrs.get(name, []))]
     n = ds.sizes["lam"]
     return values * n if len(values) == 1 else values if len(values) == n else [None] * n
-
-
-def _upper(c) -> float:
-    """A cell's upper end of the interval on p, at most 1 (NaN where it has none)."""
-    return float(np.minimum(c["p_hi"], 1.0))
 
 
 def _unfinished(c) -> int:

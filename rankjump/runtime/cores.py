@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 import warnings
-from pathlib import Path
 
 import jax
+
+from rankjump.runtime.signals import as_command
 
 __all__ = ["ENV", "available_cores", "environment_problem", "use_every_core"]
 
@@ -74,7 +74,7 @@ def use_every_core() -> int | None:
     when it was left alone (also when the environment's count is unsound: then with a warning
     that names the variable, and commands refuse to run)."""
     if problem := environment_problem():
-        if Path(sys.argv[0] if sys.argv else "").name not in ("rankjump", "-m"):
+        if not as_command():
             # a library user is told here; the command says it in its one line
             warnings.warn(f"{problem}; the CPU devices are left as JAX sets them", stacklevel=2)
         return None

@@ -16,9 +16,18 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import sys
 import threading
+from pathlib import Path
 
-__all__ = ["Terminated", "caught", "hold_until_command", "raise_pending", "stop_signals"]
+__all__ = [
+    "Terminated",
+    "as_command",
+    "caught",
+    "hold_until_command",
+    "raise_pending",
+    "stop_signals",
+]
 
 
 class Terminated(KeyboardInterrupt):
@@ -38,6 +47,12 @@ def _interrupt(signum: int) -> KeyboardInterrupt:
 def _handler(signum, frame):
     _caught.append(signum)
     raise _interrupt(signum)
+
+
+def as_command() -> bool:
+    """Whether this process is the ``rankjump`` executable (or ``python -m rankjump``, whose
+    ``sys.argv[0]`` reads ``-m`` while the package imports)."""
+    return Path(sys.argv[0] if sys.argv else "").name in ("rankjump", "-m")
 
 
 def _remember(signum, frame):
