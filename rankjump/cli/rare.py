@@ -85,6 +85,12 @@ def _header(cfg) -> str:
         if r.runs == "auto"
         else f"{r.runs} runs"
     )
+    if r.method == "flux":
+        return (
+            f"rankjump rare: flux, {runs} x {r.paths} plain paths, horizon {cfg.run.steps} "
+            f"steps, looked at every {cfg.run.record_every}, kick at {r.kick:g} x the start "
+            f"value, {r.commit_reps} continuations of each kick"
+        )
     return (
         f"rankjump rare: {r.method}, {runs} x {r.replicas} replicas (kill {r.kill}), "
         f"horizon {cfg.run.steps} steps, {how}"

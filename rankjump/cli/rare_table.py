@@ -16,6 +16,8 @@ __all__ = ["format_rare", "rare_to_dict"]
 # Per-cell numbers of the rate method (rankjump.rare_events.rate_result.rate_variables) in its
 # table and JSON.
 RATE_COLUMNS = (("kick_p", "kick/window"), ("committor", "committor"))
+# ... and of the flux method (rankjump.rare_events.flux.flux_variables).
+FLUX_COLUMNS = (("kicks", "kicks"), ("committor", "committor"), ("p_plain", "plain MC p"))
 DIAGNOSTICS = ("runs_effective", "top_share", "tail_index", "relvar_n")  # numbers in the JSON
 
 
@@ -30,7 +32,8 @@ def format_rare(ds) -> str:
     interval = f"{level:.0%} t interval"
     ds = ds.assign(result_diagnostics(ds))
     edge = "eta_edge" in ds
-    extra = [(v, h) for v, h in RATE_COLUMNS if v in ds]
+    columns = FLUX_COLUMNS if ds.attrs.get("method") == "flux" else RATE_COLUMNS
+    extra = [(v, h) for v, h in columns if v in ds]
     head = f"{'lam':>8} {'eta':>8} {'p':>10} {interval:>24} {'any-law lo':>10}"
     head += f" {'eff runs':>8} {'top run':>7}"
     head += f" {'runs done':>9} {'extinct':>7}"
@@ -118,6 +121,11 @@ def format_rare(ds) -> str:
             "splitting died out are counted under extinct), which bounds nothing "
             "(docs/theory.md, section 6)"
         )
+    elif unbounded and zeros > explained and ds.attrs.get("method") == "flux":
+        lines.append(
+            "p = 0 with no upper end: no continuation of any kick entered the target set by "
+            "run.steps (nor did a plain path), which bounds nothing; more rare.paths or runs"
+        )
     elif unbounded and zeros > explained:
         lines.append(
             "p = 0 with no upper end: every run estimated 0 (died out: all replicas tied at a "
@@ -134,7 +142,11 @@ def rare_to_dict(ds) -> dict:
     the t interval of a reliable cell, ``[lo_any_law, None]`` of an unreliable one (``t_ci`` is the
     t interval whatever the cell)."""
 
+    from rankjump.rare_events.flux import FLUX_RUN_VARIABLES, FLUX_VARIABLES
     from rankjump.rare_events.rate_result import RATE_RUN_VARIABLES, RATE_VARIABLES
+
+    cell_vars = ("eta_edge", *RATE_VARIABLES, *FLUX_VARIABLES)
+    run_vars = (*RATE_RUN_VARIABLES, *FLUX_RUN_VARIABLES, "p_curve")
 
     def num(x):
         x = float(x)
@@ -165,8 +177,8 @@ def rare_to_dict(ds) -> dict:
                     "runs_unfinished": _unfinished(c),
                     **_runs_made(c),
                     "cost": int(c["run_cost"].sum()),
-                    **{v: num(c[v]) for v in ("eta_edge", *RATE_VARIABLES) if v in ds},
-                    **{v: [num(x) for x in c[v].values] for v in RATE_RUN_VARIABLES if v in ds},
+                    **{v: num(c[v]) for v in cell_vars if v in ds and c[v].ndim == 0},
+                    **{v: [num(x) for x in c[v].values] for v in run_vars if v in ds},
                 }
             )
     shared = {name: values[0] if len(set(values)) == 1 else None for name, values in ranks.items()}

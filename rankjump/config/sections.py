@@ -271,7 +271,7 @@ class RareConfig(Section):
     """
 
     _name = "rare"
-    method: str = spec("ams", str, choices=("ams", "rate"))
+    method: str = spec("ams", str, choices=("ams", "rate", "flux"))
     replicas: int = spec(100, int, lo=2, hi=1_000_000)
     kill: int = spec(10, int, lo=1)
     runs: int | str = spec(40, "auto_int", lo=2, hi=100_000)
@@ -291,6 +291,7 @@ class RareConfig(Section):
     commit_score: str = spec("lead_mean", str, choices=SCORE_NAMES)
     commit_floor: float = spec(1e-6, float, lo=0.0, hi=0.5)
     commit_reps: int = spec(2, int, lo=1)
+    paths: int = spec(4096, int, lo=1, hi=1 << 24)
 
     def _check(self):
         if self.kill >= self.replicas:

@@ -24,6 +24,8 @@ from tqdm import tqdm
 
 from rankjump.config import Config, config_to_toml
 from rankjump.rare_events.batches import STOPS, concat_results, in_batches
+from rankjump.rare_events.flux import combine as flux_combine
+from rankjump.rare_events.flux import flux_as_cell, flux_cell, flux_variables
 from rankjump.rare_events.network import NetworkProcess
 from rankjump.rare_events.partial import FinishedCell, load_cells, save_cells
 from rankjump.rare_events.rate import check_kick, commit_steps_of, rate_cell
@@ -54,9 +56,10 @@ def _cell(cfg: Config, lam: float, eta: float, key, progress: bool | None):
 
     def tick(iteration: int, finished: int, level: float, stage: str = "") -> None:
         bar.update(iteration - bar.n)
-        done = f"{stage}: runs done" if stage else "runs done"
+        done = f"{stage}: runs done" if stage and stage != "paths" else "runs done"
         of = f"/{r.runs}" if r.runs != "auto" else " (this batch)"
-        bar.set_postfix_str(f"{done} {finished}{of}, lowest level {level:.3f}", False)
+        low = "" if stage == "paths" else f", lowest level {level:.3f}"
+        bar.set_postfix_str(f"{done} {finished}{of}{low}", False)
 
     t0 = time.perf_counter()
     with bar:
@@ -69,6 +72,20 @@ def _cell(cfg: Config, lam: float, eta: float, key, progress: bool | None):
             parts, stop = in_batches(batch, lambda ps: as_cell(combine(ps, run.steps)), r)
             result = combine(parts, run.steps)
             out, extra, process = as_cell(result), rate_variables(result), result.network
+        elif r.method == "flux":
+
+            def batch(b: int, first: int, count: int):
+                def runs_done(done: int) -> None:
+                    tick(first + done, first + done, float("nan"), "paths")
+
+                return flux_cell(cfg, lam, eta, key, count, first_run=first, on_run=runs_done)
+
+            def joined(ps):
+                return flux_as_cell(flux_combine(ps))
+
+            parts, stop = in_batches(batch, joined, r)
+            result = flux_combine(parts)
+            out, extra, process = joined(parts), flux_variables(result), result.network
         else:
             process = NetworkProcess(cfg, lam, eta)
 
@@ -106,6 +123,9 @@ def check_starts(cfg: Config) -> None:
     for lam in opt.lam:
         if r.method == "ams":
             NetworkProcess(cfg, lam, opt.eta[0])
+            continue
+        if r.method == "flux":
+            check_kick(NetworkProcess(cfg, lam, opt.eta[0]), r.kick)
             continue
         window = NetworkProcess(
             cfg.replace(run={"record_every": r.window_every, "steps": r.window}),
@@ -168,10 +188,14 @@ def rare(
             if progress is not False:
                 s, dead, m = out.summary, int(out.extinct.sum()), len(out.estimate)
                 why = "" if stop == "fixed" else f", stopped: {stop}"
+                how = (
+                    f"{m} runs of {cfg.rare.paths} paths, {int(extra['kicks'][0])} kicks"
+                    if cfg.rare.method == "flux"
+                    else f"{int(out.iterations.sum())} iterations, {dead} of {m} runs died out"
+                )
                 print(
                     f"  lam {lam:g}, eta {eta:g}: p = {s.mean:.3g} [{s.ci[0]:.3g}, {s.ci[1]:.3g}]"
-                    f" ({int(out.iterations.sum())} iterations, {dead} of {m} runs died"
-                    f" out{why}, {seconds:.1f} s)",
+                    f" ({how}{why}, {seconds:.1f} s)",
                     flush=True,
                 )
     order = [finished[i, j] for i in range(n_lam) for j in range(n_eta)]
@@ -204,11 +228,16 @@ def rare(
         "1 / max_e h_e at the start: the edge of stability (rankjump.simulation.starts.eta_edge)"
     )
     ds["eta_edge"] = ("lam", edge, {"long_name": edge_text})
-    for name in extras[0]:  # per cell, or per run where the method gives (runs,) arrays
-        values = np.asarray([_pad(np.asarray(e[name][0], float), n_runs) for e in extras])
-        dims = ("lam", "eta", "run")[: values.ndim + 1]
+    for name in extras[0]:  # per cell, per run ((runs,) arrays) or over the given dims
+        value, text, *over = extras[0][name]
+        if over:  # (value, long name, dims after the cell's)
+            values = np.asarray([np.asarray(e[name][0], float) for e in extras])
+            dims = ("lam", "eta", *over[0])
+        else:
+            values = np.asarray([_pad(np.asarray(e[name][0], float), n_runs) for e in extras])
+            dims = ("lam", "eta", "run")[: values.ndim + 1]
         values = values.reshape(n_lam, n_eta, *values.shape[1:])
-        ds[name] = (dims, values, {"long_name": extras[0][name][1]})
+        ds[name] = (dims, values, {"long_name": text})
     return ds
 
 
@@ -305,7 +334,8 @@ def _dataset(cfg, cells, shape, start_rank, target_rank, wall) -> xr.Dataset:
         "paths of the run that diverged (||theta||^2 above run.diverge_norm2 or not finite): "
         "they never reach the target"
     )
-    ds = ds.assign(result_diagnostics(ds, cfg.rare.replicas))
+    per_run = cfg.rare.paths if cfg.rare.method == "flux" else cfg.rare.replicas
+    ds = ds.assign(result_diagnostics(ds, per_run))
     ds["reactive_weight"].attrs["long_name"] = "prod_q (1 - K_q / N) / N of the path's run"
     ds.attrs.update(
         {
@@ -314,7 +344,9 @@ def _dataset(cfg, cells, shape, start_rank, target_rank, wall) -> xr.Dataset:
             "result_kind": RESULT_KIND,
             "config": config_to_toml(cfg),
             "method": cfg.rare.method,
-            "score": "smallest_layer" if cfg.rare.method == "rate" else cfg.rare.score,
+            "score": {"rate": "smallest_layer", "flux": "none"}.get(
+                cfg.rare.method, cfg.rare.score
+            ),
             **({"commit": _commit_text(cfg.rare)} if cfg.rare.method == "rate" else {}),
             "start_rank": start_rank.tolist(),
             "target_rank": target_rank.tolist(),

@@ -35,7 +35,7 @@ class FinishedCell(NamedTuple):
     start_rank: int
     target_rank: int
     eta_edge: float
-    extra: dict  # name -> (value, long name), the method's own numbers
+    extra: dict  # name -> (value, long name[, dims]), the method's own numbers
     stop: str  # why its runs stopped (rankjump.rare_events.batches.STOPS)
     seconds: float
 
@@ -56,11 +56,11 @@ def _arrays(index: tuple[int, int], cell: FinishedCell) -> dict[str, np.ndarray]
     }
     out.update({f"{p}summary_{n}": np.asarray(v, float) for n, v in r.summary._asdict().items()})
     out.update({f"{p}reactive_{n}": np.asarray(getattr(r.reactive, n)) for n in _REACTIVE})
-    out.update({f"{p}extra_{n}": np.asarray(v, float) for n, (v, _) in cell.extra.items()})
+    out.update({f"{p}extra_{n}": np.asarray(v[0], float) for n, v in cell.extra.items()})
     out[f"{p}numbers"] = np.asarray(
         [cell.start_rank, cell.target_rank, cell.eta_edge, cell.seconds], float
     )
-    words = {"stop": cell.stop, "extra": {n: text for n, (_, text) in cell.extra.items()}}
+    words = {"stop": cell.stop, "extra": {n: list(v[1:]) for n, v in cell.extra.items()}}
     out[f"{p}words"] = np.asarray(json.dumps(words))
     return out
 
@@ -88,8 +88,8 @@ def _cell(z, i: int, j: int) -> FinishedCell:
     fields = {n: z[f"{p}field_{n}"] for n in AMSResult._fields if n not in ("summary", "reactive")}
     result = AMSResult(**fields, summary=Summary(**summary), reactive=reactive)
     start, target, edge, seconds = (float(x) for x in z[f"{p}numbers"])
-    extra = {n: (z[f"{p}extra_{n}"], text) for n, text in words["extra"].items()}
-    extra = {n: (float(v) if v.ndim == 0 else v, text) for n, (v, text) in extra.items()}
+    extra = {n: (z[f"{p}extra_{n}"], *_words(rest)) for n, rest in words["extra"].items()}
+    extra = {n: (float(v[0]) if v[0].ndim == 0 else v[0], *v[1:]) for n, v in extra.items()}
     return FinishedCell(result, int(start), int(target), edge, extra, words["stop"], seconds)
 
 
@@ -129,3 +129,11 @@ def load_cells(path: str | Path, config: str) -> dict[tuple[int, int], FinishedC
             f"{path}: not a readable record of finished rare cells ({reason}); remove it to "
             "start afresh"
         ) from None
+
+
+def _words(rest) -> tuple:
+    """An extra's long name and dims as kept: (text,) or (text, dims); a record written before
+    dims were kept holds the text alone."""
+    if isinstance(rest, str):
+        return (rest,)
+    return (rest[0], *(tuple(d) for d in rest[1:]))

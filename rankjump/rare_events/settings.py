@@ -74,7 +74,14 @@ def check_rare_memory(cfg: Config, commit_steps: int | None) -> None:
     once = r.auto_batch if r.runs == "auto" else r.runs  # runs of one call of the engine
     every = r.max_runs if r.runs == "auto" else r.runs  # runs of a cell
     lanes = once * r.replicas
-    if r.method == "ams":
+    if r.method == "flux":  # the paths of a group of runs on the device, their kicks' states
+        from rankjump.rare_events.flux import LANES
+
+        lanes = min(LANES, r.paths * once)
+        need = 4 * lanes * state
+        fields, what = "rare.paths", "plain paths"
+        way = "fewer rare.paths"
+    elif r.method == "ams":
         ckpts = run.n_checkpoints
         kept = every * r.replicas * ckpts * state
         need = lanes * ckpts * (state + 8) + kept
@@ -100,9 +107,10 @@ def check_rare_memory(cfg: Config, commit_steps: int | None) -> None:
         return
     gib = 2.0**30
     runs = f"{r.max_runs} runs (rare.max_runs)" if r.runs == "auto" else f"{r.runs} runs"
+    held = f"{lanes} {what}" if r.method == "flux" else f"{runs} x {r.replicas} replicas x {what}"
     raise ConfigError(
-        f"{fields}: rare would hold about {need / gib:.3g} GiB ({runs} x {r.replicas} replicas x "
-        f"{what}) and {have / gib:.3g} GiB is available; use fewer runs or replicas, or {way}"
+        f"{fields}: rare would hold about {need / gib:.3g} GiB ({held}) and {have / gib:.3g} GiB "
+        f"is available; use fewer runs or replicas, or {way}"
     )
 
 

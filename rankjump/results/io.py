@@ -178,8 +178,8 @@ def _check_rare(ds: xr.Dataset, path: Path) -> None:
                 f"the {n_lam} lam values"
             )
     method = ds.attrs.get("method", "ams")
-    if method not in ("ams", "rate"):
-        raise ResultError(f"{path}: attribute method = {_shown(method)}: expected 'ams' or 'rate'")
+    if method not in ("ams", "rate", "flux"):
+        raise ResultError(f"{path}: attribute method = {_shown(method)}: expected 'ams', 'rate' or 'flux'")
 
 
 def _tidy_rare(ds: xr.Dataset) -> None:

@@ -79,9 +79,11 @@ _RARE_CELL = ("lam", "eta")
 def rare_dims(name: str) -> tuple[str, ...]:
     """The dimensions of a rare result's variable ``name``: per run (``run_*``: lam, eta, run),
     per reactive path (``reactive_*``: lam, eta, reactive; the scores also over checkpoint), per
-    lam (``eta_edge``), else per cell (lam, eta)."""
+    checkpoint (``p_curve``), per lam (``eta_edge``), else per cell (lam, eta)."""
     if name == "eta_edge":
         return ("lam",)
+    if name == "p_curve":  # the flux method's P(enter by step) at every checkpoint
+        return (*_RARE_CELL, "checkpoint")
     if name == "reactive_score":
         return (*_RARE_CELL, "reactive", "checkpoint")
     if name.startswith("reactive_"):
