@@ -5,9 +5,10 @@ so compiling is not counted):
 
 - ``simulate`` at ``record_every = 1000``: plain Monte Carlo's trajectory-steps per second;
 - ``rankjump rare`` by each method (``ams`` with the configured score, ``rate`` with small
-  windows): trajectory-steps per second counted from the runs' own costs, all their work included
-  (scores, look-ahead, cloning, the host's bookkeeping), and the wall-clock seconds it would take
-  to a 30% relative error, (wall / M) x relvar / 0.09 from the runs' relative variance relvar;
+  windows, ``flux`` looking for kicks every 500 steps): trajectory-steps per second counted from
+  the runs' own costs, all their work included (scores, look-ahead, cloning, the host's
+  bookkeeping), and the wall-clock seconds it would take to a 30% relative error,
+  (wall / M) x relvar / 0.09 from the runs' relative variance relvar;
 - plain Monte Carlo's seconds to the same error at the method's p,
   (1 - p) T / (p 0.09) / its rate, and the floor T / (p x cost) that any unbiased estimator's
   gain in trajectory-steps reaches.
@@ -30,6 +31,8 @@ from rankjump.stats.diagnostics import diagnose
 __all__ = ["rare_case", "rare_line", "rare_ratio"]
 
 TARGET_REL = 0.3  # the relative error the seconds are quoted at
+METHODS = ("ams", "rate", "flux")
+FLUX_LOOK = 500  # the flux method's run.record_every (where it looks for kicks)
 
 
 def rare_case(quick: bool) -> Config:
@@ -46,6 +49,7 @@ def rare_case(quick: bool) -> Config:
             "pool": 64 if quick else 256,
             "burn_in": 1000,
             "commit_steps": 2000 if quick else 20000,
+            "paths": 1024 if quick else 4096,
         },
     )
 
@@ -64,6 +68,8 @@ def _method(cfg: Config, method: str, mc_rate: float) -> dict:
     from rankjump.rare_events import rare
 
     cell = cfg.replace(rare={"method": method})
+    if method == "flux":  # kicks looked at every FLUX_LOOK steps
+        cell = cell.replace(run={"record_every": FLUX_LOOK})
     rare(cell, progress=False)  # compiles: the timed call below runs the same shapes
     t0 = time.perf_counter()
     ds = rare(cell, progress=False).isel(lam=0, eta=0)
@@ -92,12 +98,12 @@ def _method(cfg: Config, method: str, mc_rate: float) -> dict:
 
 @with_float64
 def rare_ratio(quick: bool = False) -> dict:
-    """The rare line's numbers (module docstring), for both methods."""
+    """The rare line's numbers (module docstring), for every method."""
     cfg = rare_case(quick)
     mc_rate = _simulate_rate(cfg)
     out = {"cell": {"lam": cfg.optimizer.lam[0], "eta": cfg.optimizer.eta[0]}}
     out["simulate_trajectory_steps_per_s"] = mc_rate
-    for method in ("ams", "rate"):
+    for method in METHODS:
         out[method] = _method(cfg, method, mc_rate)
     return out
 
@@ -109,7 +115,7 @@ def rare_line(r: dict) -> str:
         f"rare (lam {cell['lam']:g}, eta {cell['eta']:g}, T 20000): simulate at record_every "
         f"1000 runs {rate:.3g} trajectory-steps/s"
     ]
-    for method in ("ams", "rate"):
+    for method in (m for m in METHODS if m in r):
         m = r[method]
         word = "" if m["reliable"] else f", unreliable ({m['effective_runs']:.2g} effective runs)"
         lines.append(

@@ -268,6 +268,13 @@ class RareConfig(Section):
     window run (``replicas``, ``kill``, scored by ``commit_score``; a run whose weight falls below
     ``commit_floor`` stops at 0, a bias below that in the committor), ``"continue"`` by
     ``commit_reps`` plain continuations of each kicked state; P(run.steps) follows from the rate.
+
+    ``method = "flux"`` (:mod:`rankjump.rare_events.flux`) sums, over the kicks that plain paths
+    from the start meet, the probability that each kick's excursion enters B_{target_rank} by
+    ``run.steps`` before it is back in the basin: each run steps ``paths`` plain paths, looks at
+    them every ``run.record_every`` steps for kicks (``kick``), and continues every kicked state
+    ``commit_reps`` times. No model and no score: unbiased whatever ``kick`` and the stride;
+    P at every checkpoint, and plain Monte Carlo's estimate from the same paths, come with it.
     """
 
     _name = "rare"

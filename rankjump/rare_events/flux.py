@@ -5,8 +5,8 @@ value falls below ``rare.kick`` times its start value. Cut each path into excurs
 in the basin A while every layer's value is at least :data:`BASIN` (0.7) times its start value
 (the start is in A); an excursion begins at a kick from A and ends when the path is back in A, or
 enters B_{target} (which it never leaves). Kicks, A and B_{target} are looked at every
-``run.record_every`` steps (B_{target} as ``rankjump simulate`` sees it). A path enters B_{target} by step T exactly when one of its
-excursions does, and at most one does, so
+``run.record_every`` steps (B_{target} as ``rankjump simulate`` sees it). A path enters B_{target}
+by step T exactly when one of its excursions does, and at most one does, so
 
     P(enter by T) = E[ sum over kicks i of the path with tau_i <= T of h(X_{tau_i}, tau_i; T) ],
 
@@ -63,6 +63,7 @@ FLUX_RUN_VARIABLES = ("run_kicks",)
 
 LANES = 1 << 16  # plain paths stepped at once (a group of runs)
 PIECE = 1 << 12  # continuations stepped at once
+DEEP = 0.01  # a lane whose every layer's value is below DEEP of its start is checked for B_target
 
 
 class FluxResult(NamedTuple):
@@ -84,25 +85,86 @@ class FluxResult(NamedTuple):
 
 
 class _Looks:
-    """Compiled looks at lanes-first states: kicked (some layer at or below ``kick`` of its
-    start value), in A (every layer at or above BASIN of it), in B_target, healthy."""
+    """Looks at lanes-first states: kicked (some layer's value at or below ``kick`` of its start
+    value), in A (every layer's at or above BASIN of it), in B_target, healthy; and the kicked
+    lanes' depth (their lowest layer value over its start value).
+
+    Kicks and A are decided for every lane by eigenvalue counts of each layer's Gram matrix
+    W^T W, without spectra (:func:`count_above`); B_target and the depth by the simulator's own
+    spectra (:mod:`rankjump.model.spectra`), on the few lanes that kicked or whose every layer's
+    value is below :data:`DEEP` of its start (B_target lies far below: the rank threshold is
+    about 4e-4 of the start value in the demo's setting)."""
 
     def __init__(self, network: NetworkProcess, kick: float):
         layers, s0 = network._layers, network._start_values
-        target = network.target_rank
+        target, limit = network.target_rank, network.diverge_norm2
+        fractions = jnp.asarray([kick, BASIN, DEEP])
 
-        def look(weights, scale):
+        def cheap(weights, scale):
+            ws = [m * scale.reshape(-1, 1, 1) for m in weights]
+            ok = _healthy_lanes(ws, limit)
+            # (L, 3, n): each layer's count of singular values above kick, BASIN and DEEP times
+            # its start value, lanes last (the elimination vectorizes over them)
+            counts = jnp.stack(
+                [
+                    count_above(jnp.einsum("nij,nik->jkn", w, w), (fractions * s0[l]) ** 2)
+                    for l, w in enumerate(ws)
+                ]
+            )
+            kicked = jnp.any(counts[:, 0] <= target, axis=0)
+            home = jnp.all(counts[:, 1] > target, axis=0)
+            deep = jnp.all(counts[:, 2] <= target, axis=0)
+            return kicked & ok, home & ok, deep & ok, ok
+
+        def exact(weights, scale):
             sv, _, rank, ok = layers(weights, scale)
-            ratio = sv / s0
-            kicked = jnp.any(ratio <= kick, axis=-1)
-            home = jnp.all(ratio >= BASIN, axis=-1)
-            return kicked & ok, home & ok, (rank <= target) & ok, ok, jnp.min(ratio, axis=-1)
+            return (rank <= target) & ok, jnp.min(sv / s0, axis=-1)
 
-        self._look = jax.jit(look)
+        self._cheap, self._exact = jax.jit(cheap), jax.jit(exact)
 
-    def __call__(self, state):
-        out = self._look(tuple(state.weights), state.scale)
+    def cheap(self, state):
+        """(kicked, in A, deep, healthy) of every lane, host arrays."""
+        out = self._cheap(tuple(state.weights), state.scale)
         return tuple(np.asarray(x) for x in out)
+
+    def exact(self, state, lanes: np.ndarray):
+        """(in B_target, depth) of ``lanes``, host arrays."""
+        if not len(lanes):
+            return np.zeros(0, bool), np.zeros(0)
+        size = _padded(len(lanes))
+        sub = _take(state, np.concatenate([lanes, np.full(size - len(lanes), lanes[-1])]))
+        in_b, depth = self._exact(tuple(sub.weights), sub.scale)
+        return np.asarray(in_b)[: len(lanes)], np.asarray(depth)[: len(lanes)]
+
+
+def count_above(gram, t):
+    """How many eigenvalues of each symmetric ``gram`` (m, m, lanes...) exceed each ``t`` (k,):
+    (k, lanes...).
+
+    Sylvester's law of inertia: the signs of the pivots of G - t I, eliminated without pivoting,
+    count its positive eigenvalues; O(m^3 / 3) per t, lanes last, no LAPACK. A pivot that is
+    exactly 0 (t an eigenvalue, to rounding) is taken as a small positive one: a count can be off
+    by one only where t is an eigenvalue to rounding, so the rule stays a deterministic function
+    of the state."""
+    m = gram.shape[0]
+    eye = jnp.eye(m, dtype=gram.dtype).reshape(m, m, *(1,) * (gram.ndim - 1))
+    t = t.reshape(-1, *(1,) * (gram.ndim - 2))
+    a = gram[:, :, None] - t * eye  # (m, m, k, lanes...)
+    tiny = jnp.finfo(gram.dtype).tiny
+    count = jnp.zeros(a.shape[2:], jnp.int32)
+    for _ in range(m):
+        d = a[0, 0]
+        d = jnp.where(jnp.abs(d) < tiny, tiny, d)
+        count += (d > 0).astype(jnp.int32)
+        col = a[1:, 0]
+        a = a[1:, 1:] - col[:, None] * col[None, :] / d
+    return count
+
+
+def _healthy_lanes(ws, limit):
+    """Not diverged: ||theta||^2 finite and at most ``limit``, per lane."""
+    norm2 = sum(jnp.sum(w**2, axis=(1, 2)) for w in ws)
+    return jnp.isfinite(norm2) & (norm2 <= limit)
 
 
 def _keys(base, a: np.ndarray, b: np.ndarray | int, c: np.ndarray | int) -> np.ndarray:
@@ -150,17 +212,26 @@ def _plain(net, looks, key, first_path: int, n: int, steps: int, stride: int, ev
     for k in range(1, steps // stride + 1):
         state = net.advance(keys, state, (k - 1) * stride, stride)
         cost += live * stride
-        kicked, home, in_b, ok, depth = looks(state)
+        kicked, home, deep, ok = looks.cheap(state)
         step = k * stride
         diverged |= live & ~ok
         live &= ok
         new = live & ~away & kicked
         record = step % every == 0
+        lanes = np.nonzero(new | (live & deep & record))[0]  # where B_target or depth is needed
+        in_b = np.zeros(n, bool)
+        in_b[lanes], depth = looks.exact(state, lanes)
         if new.any():
-            lanes = np.nonzero(new)[0]
+            kick = new[lanes]
+            mine = lanes[kick]
             found.append(
-                (index[lanes], np.full(len(lanes), step), in_b[lanes] & record, depth[lanes],
-                 _take(state, lanes))
+                (
+                    index[mine],
+                    np.full(len(mine), step),
+                    in_b[mine] & record,
+                    depth[kick],
+                    _take(state, mine),
+                )
             )
         away = (away | new) & ~home
         entered = live & in_b & record
@@ -203,12 +274,15 @@ def _continue(net, looks, key, kicks: _Kicks, reps: int, steps: int, stride: int
             part = active[start : start + size]
             lanes = np.concatenate([part, np.full(size - len(part), part[-1])])
             sub = net.advance(keys[lanes], _take(state, lanes), 0, stride)
-            kicked, home, in_b, ok, _ = (x[: len(part)] for x in looks(sub))
+            _, home, deep, ok = (x[: len(part)] for x in looks.cheap(sub))
             sub = _take(sub, np.arange(len(part)))
+            step = np.asarray(sub.step)
+            lanes = np.nonzero(deep & (step % every == 0))[0]
+            in_b = np.zeros(len(part), bool)
+            in_b[lanes] = looks.exact(sub, lanes)[0]
             for leaf, new in zip(jax.tree.leaves(state), jax.tree.leaves(sub), strict=True):
                 leaf[part] = new
             cost[:] += np.bincount(kick_of[part], minlength=n_kicks) * stride
-            step = np.asarray(sub.step)
             entered = in_b & (step % every == 0)
             j, r = kick_of[part], rep_of[part]
             entry[j[entered], r[entered]] = step[entered]
@@ -228,8 +302,9 @@ def _ordinals(path: np.ndarray) -> np.ndarray:
     return out
 
 
-def flux_cell(cfg: Config, lam: float, eta: float, key, runs: int, first_run: int = 0,
-              on_run=None) -> FluxResult:
+def flux_cell(
+    cfg: Config, lam: float, eta: float, key, runs: int, first_run: int = 0, on_run=None
+) -> FluxResult:
     """The flux method on cell (lam, eta) of ``cfg`` (module docstring): ``runs`` runs of
     ``rare.paths`` plain paths, run m's paths numbered from (first_run + m) * paths, so that a run
     is the same alone or batched. ``on_run(done)`` is called as runs finish."""
@@ -326,8 +401,7 @@ def flux_variables(result: FluxResult) -> dict:
         "kicks": (float(kicks), "kicks out of the basin found by the plain paths (by run.steps)"),
         "committor": (
             float(result.h_sum.sum() / kicks) if kicks else math.nan,
-            "mean over kicks of the fraction of their continuations entering B_target by "
-            "run.steps",
+            "mean over kicks of the fraction of their continuations entering B_target by run.steps",
         ),
         "p_plain": (
             float(result.plain.sum() / n),

@@ -179,7 +179,9 @@ def _check_rare(ds: xr.Dataset, path: Path) -> None:
             )
     method = ds.attrs.get("method", "ams")
     if method not in ("ams", "rate", "flux"):
-        raise ResultError(f"{path}: attribute method = {_shown(method)}: expected 'ams', 'rate' or 'flux'")
+        raise ResultError(
+            f"{path}: attribute method = {_shown(method)}: expected 'ams', 'rate' or 'flux'"
+        )
 
 
 def _tidy_rare(ds: xr.Dataset) -> None:

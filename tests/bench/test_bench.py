@@ -231,11 +231,11 @@ def test_the_rare_line_compares_each_method_with_plain_monte_carlo(monkeypatch):
     )
     monkeypatch.setattr(rare_events, "rare", lambda cfg, progress: cell.expand_dims(["lam", "eta"]))
     monkeypatch.setattr(module, "_simulate_rate", lambda cfg: 1e7)
-    clock = iter(np.arange(0.0, 100.0, 6.0))  # each timed call lasts 6 s
+    clock = iter(np.arange(0.0, 200.0, 6.0))  # each timed call lasts 6 s
     monkeypatch.setattr(module.time, "perf_counter", lambda: next(clock))
     out = module.rare_ratio(quick=True)
     steps = module.rare_case(True).run.steps
-    for method in ("ams", "rate"):
+    for method in ("ams", "rate", "flux"):
         m = out[method]
         assert m["runs"] == 3 and m["seconds"] == 6.0
         assert m["trajectory_steps_per_s"] == pytest.approx(1.2e7 / 6)
@@ -248,12 +248,13 @@ def test_the_rare_line_compares_each_method_with_plain_monte_carlo(monkeypatch):
         assert m["gain_floor_steps"] == pytest.approx(steps / (2e-3 * 1.2e7))
         assert not m["reliable"] and m["effective_runs"] == pytest.approx(36 / 14)
     text = module.rare_line(out)
-    assert "ams:" in text and "rate:" in text and "unreliable (2.6 effective runs)" in text
+    assert "ams:" in text and "rate:" in text and "flux:" in text
+    assert "unreliable (2.6 effective runs)" in text
     assert "trajectory-steps/s" in text and "to 30% relative error 5.56 s" in text
 
 
 @pytest.mark.slow
-def test_the_rare_line_runs_both_methods(monkeypatch):
+def test_the_rare_line_runs_every_method(monkeypatch):
     """The line end to end on a tiny cell."""
     from rankjump import demo_config
     from rankjump.bench import rare as module
@@ -269,11 +270,12 @@ def test_the_rare_line_runs_both_methods(monkeypatch):
             "pool": 8,
             "burn_in": 0,
             "commit_steps": 500,
+            "paths": 64,
         },
     )
     monkeypatch.setattr(module, "rare_case", lambda quick: tiny)
     out = module.rare_ratio(quick=True)
     assert out["simulate_trajectory_steps_per_s"] > 0
-    for method in ("ams", "rate"):
+    for method in ("ams", "rate", "flux"):
         assert out[method]["runs"] == 3 and out[method]["trajectory_steps_per_s"] > 0
     assert "unreliable" in module.rare_line(out)
