@@ -146,7 +146,7 @@ def rare_to_dict(ds) -> dict:
     from rankjump.rare_events.rate_result import RATE_RUN_VARIABLES, RATE_VARIABLES
 
     cell_vars = ("eta_edge", *RATE_VARIABLES, *FLUX_VARIABLES)
-    run_vars = (*RATE_RUN_VARIABLES, *FLUX_RUN_VARIABLES, "p_curve")
+    run_vars = (*RATE_RUN_VARIABLES, *FLUX_RUN_VARIABLES, "p_curve", "p_curve_stderr")
 
     def num(x):
         x = float(x)

@@ -58,7 +58,7 @@ __all__ = [
     "flux_variables",
 ]
 
-FLUX_VARIABLES = ("kicks", "committor", "p_plain", "plain_entered", "p_curve")
+FLUX_VARIABLES = ("kicks", "committor", "p_plain", "plain_entered", "p_curve", "p_curve_stderr")
 FLUX_RUN_VARIABLES = ("run_kicks",)
 
 LANES = 1 << 16  # plain paths stepped at once (a group of runs)
@@ -411,6 +411,13 @@ def flux_variables(result: FluxResult) -> dict:
         "p_curve": (
             curve.mean(axis=0),
             "P(enter by step), the same estimator at every checkpoint",
+            ("checkpoint",),
+        ),
+        "p_curve_stderr": (
+            curve.std(axis=0, ddof=1) / math.sqrt(len(curve))
+            if len(curve) > 1
+            else curve[0] * np.nan,
+            "standard error of p_curve over the runs",
             ("checkpoint",),
         ),
         "run_kicks": (result.kicks.astype(float), "kicks found by the run's paths"),

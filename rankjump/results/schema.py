@@ -82,7 +82,7 @@ def rare_dims(name: str) -> tuple[str, ...]:
     checkpoint (``p_curve``), per lam (``eta_edge``), else per cell (lam, eta)."""
     if name == "eta_edge":
         return ("lam",)
-    if name == "p_curve":  # the flux method's P(enter by step) at every checkpoint
+    if name in ("p_curve", "p_curve_stderr"):  # the flux method's P(enter by step)
         return (*_RARE_CELL, "checkpoint")
     if name == "reactive_score":
         return (*_RARE_CELL, "reactive", "checkpoint")

@@ -79,7 +79,7 @@ def test_rare_file_holds_the_flux_numbers(tmp_path):
     assert back.attrs["method"] == "flux"
     for name in ("kicks", "committor", "p_plain", "plain_entered", "run_kicks"):
         assert name in back, name
-    assert back["p_curve"].dims == ("lam", "eta", "checkpoint")
+    assert back["p_curve"].dims == back["p_curve_stderr"].dims == ("lam", "eta", "checkpoint")
     curve = back["p_curve"].isel(lam=0, eta=0).values
     assert curve[0] == 0 and curve[-1] == pytest.approx(float(back["p"].isel(lam=0, eta=0)))
     assert int(back["run_kicks"].sum()) == int(back["kicks"].sum())
