@@ -157,7 +157,7 @@ def main(argv=None) -> int:
         if path.exists()
         else {"version": VERSION, "config": toml, "steps": cfg.run.steps, "repeats": []}
     )
-    if ledger["config"] != toml:
+    if rj.loads_config(ledger["config"]) != cfg:  # fields added since count at their defaults
         raise SystemExit(f"{path}: a ledger of another configuration")
     ledger["reference"], ledger["level"] = reference, 0.95  # the reference as it now stands
     if ledger["repeats"]:
