@@ -45,6 +45,7 @@ import numpy as np
 from rankjump.config import Config
 from rankjump.rare_events.network import NetworkProcess
 from rankjump.rare_events.rate import BASIN, check_kick
+from rankjump.rare_events.settings import FLUX_LANES
 from rankjump.rare_events.types import AMSResult, Reactive
 from rankjump.stats.intervals import summarize
 
@@ -61,7 +62,6 @@ __all__ = [
 FLUX_VARIABLES = ("kicks", "committor", "p_plain", "plain_entered", "p_curve", "p_curve_stderr")
 FLUX_RUN_VARIABLES = ("run_kicks",)
 
-LANES = 1 << 16  # plain paths stepped at once (a group of runs)
 PIECE = 1 << 12  # continuations stepped at once
 DEEP = 0.01  # a lane whose every layer's value is below DEEP of its start is checked for B_target
 
@@ -317,7 +317,7 @@ def flux_cell(
     key_paths, key_cont = jax.random.split(jnp.asarray(key))
     n_ckpt = steps // every
     per = r.paths
-    group = max(1, LANES // per)  # runs stepped at once
+    group = max(1, FLUX_LANES // per)  # runs stepped at once
     estimate, curve = np.zeros(runs), np.zeros((runs, n_ckpt))
     kicks_n, h_sum, plain = (np.zeros(runs, np.int64), np.zeros(runs), np.zeros(runs, np.int64))
     cost, diverged = np.zeros(runs, np.int64), np.zeros(runs, np.int64)

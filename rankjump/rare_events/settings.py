@@ -20,7 +20,9 @@ from rankjump.config.kinds import KINDS
 from rankjump.model.network import layer_shapes
 from rankjump.rare_events.splitting import ams
 
-__all__ = ["check_rare", "check_rare_memory", "commit_stride", "run_splitting"]
+__all__ = ["FLUX_LANES", "check_rare", "check_rare_memory", "commit_stride", "run_splitting"]
+
+FLUX_LANES = 1 << 16  # plain paths the flux method steps at once (a group of its runs)
 
 
 def commit_stride(cfg: Config) -> int:
@@ -75,9 +77,7 @@ def check_rare_memory(cfg: Config, commit_steps: int | None) -> None:
     every = r.max_runs if r.runs == "auto" else r.runs  # runs of a cell
     lanes = once * r.replicas
     if r.method == "flux":  # the paths of a group of runs on the device, their kicks' states
-        from rankjump.rare_events.flux import LANES
-
-        lanes = min(LANES, r.paths * once)
+        lanes = min(FLUX_LANES, r.paths * once)
         need = 4 * lanes * state
         fields, what = "rare.paths", "plain paths"
         way = "fewer rare.paths"
