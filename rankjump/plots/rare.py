@@ -49,6 +49,7 @@ def _draw_rare(ax: Axes, ds: xr.Dataset, colors: dict[float, str]) -> list[str]:
     """Splitting estimates, one series per lam, and their fit lines; returns caption notes."""
     notes, zero_runs, at_foot, reach_zero, flagged = [], [], False, False, False
     foot = ax.get_xaxis_transform()  # x in data, y in axes units
+    estimate = "forward flux" if ds.attrs.get("method") == "flux" else "splitting"
     fits = fit_rare_probability(ds)
     for lam in ds["lam"].values:
         cell, color, name = ds.sel(lam=lam), colors[float(lam)], f"lam = {lam:g}"
@@ -85,7 +86,7 @@ def _draw_rare(ax: Axes, ds: xr.Dataset, colors: dict[float, str]) -> list[str]:
             # An interval reaching p = 0 has no lower end on the log axis: an arrow to the foot.
             open_below = pos & (lo == -np.inf)
             band = np.where(open_below, p, np.exp(lo))[pos], np.exp(hi[pos])
-            _interval(ax, x[pos], p[pos], *band, "o", color, f"{name}: splitting")
+            _interval(ax, x[pos], p[pos], *band, "o", color, f"{name}: {estimate}")
             # On the arrow, a bar at the lower end that holds whatever the runs' law.
             low = markov_lower(p[open_below], ds.attrs["level"])
             if open_below.any():
@@ -277,11 +278,16 @@ def plot_rare_probability(
             # ... and for the caption's lines under them, so the axes keep their height
             fig.set_size_inches(7.2, 5.0 + 0.2 * math.ceil(entries / ncols) + 0.15 * len(notes))
     method = str(ds.attrs.get("method", "ams")).upper()
+    flux = method == "FLUX"
+    how = (
+        f"forward flux, {cfg.get('paths', '?')} plain paths x {m} runs per cell"
+        if flux
+        else f"{method} splitting, {n} replicas x {m} runs per cell"
+    )
     lines = [
         f"Entering B_target = {{{target}}} within {event.horizon} steps from rank"
         f" {_ranks(event.starts)}",
-        f"{method} splitting, {n} replicas x {m} runs per cell"
-        + (", beside plain Monte Carlo" if beside else ""),
+        how + (", beside plain Monte Carlo" if beside else ""),
         f"error bars: {100 * event.level:g}% t intervals on "
         + ("p (the rate method)" if method == "RATE" else "ln p"),
     ]
@@ -290,7 +296,12 @@ def plot_rare_probability(
     if not own:
         ax.set_title(title, fontsize=9, wrap=True)
         return fig
-    per_cell = f"{n} replicas x {m} runs per cell (kill {kill}, score {ds.attrs.get('score')})"
+    per_cell = (
+        f"{cfg.get('paths', '?')} plain paths x {m} runs per cell (kick {cfg.get('kick', 0.3)}, "
+        f"{cfg.get('commit_reps', '?')} continuations of each)"
+        if flux
+        else f"{n} replicas x {m} runs per cell (kill {kill}, score {ds.attrs.get('score')})"
+    )
     set_title(fig, title, ds, notes, description=describe(ds, per_cell=per_cell))
     return fig
 
