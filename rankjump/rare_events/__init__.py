@@ -10,6 +10,8 @@
   the ``[rare]`` section handed to the engine (:func:`run_splitting`);
 - :mod:`~rankjump.rare_events.network`: one (lam, eta) cell of a configuration as a process
   (:class:`NetworkProcess`) and its scores;
+- :mod:`~rankjump.rare_events.flux`: forward flux from the real start (plain paths, every kick
+  continued), no model and no score;
 - :mod:`~rankjump.rare_events.rate` and :mod:`~rankjump.rare_events.commit`: the rate method
   (kicks out of the basin, then their commitment), :mod:`~rankjump.rare_events.rate_result`
   what it returns;
@@ -25,6 +27,7 @@ stepping, and read :mod:`rankjump.stats.intervals`.
 
 from rankjump.rare_events.batches import STOPS, concat_results, in_batches
 from rankjump.rare_events.commit import Commitment, commit_continue, commit_split
+from rankjump.rare_events.flux import FLUX_VARIABLES, FluxResult, count_above, flux_cell
 from rankjump.rare_events.grid import RESULT_KIND, rare
 from rankjump.rare_events.merging import merge_etas, merge_lams
 from rankjump.rare_events.network import SCORES, NetworkProcess
@@ -44,6 +47,10 @@ from rankjump.rare_events.types import AMSResult, Process, Reactive
 from rankjump.rare_events.walk import Walk, WalkState, exact_probability
 
 __all__ = [
+    "FLUX_VARIABLES",
+    "FluxResult",
+    "count_above",
+    "flux_cell",
     "RATE_RUN_VARIABLES",
     "RATE_VARIABLES",
     "RESULT_KIND",

@@ -8,7 +8,10 @@ with, per cell, the estimate and interval, each run's estimate, iterations and c
 trajectory-steps, and the reactive paths: the final replicas that reached the target set, with their
 weights and scores at every checkpoint. With ``rare.method = "rate"`` the cell is estimated from the
 rate of kicks out of the basin instead (:mod:`rankjump.rare_events.rate`; no reactive paths, and the
-rate, the kick probability per window, the committor and the delay are added).
+rate, the kick probability per window, the committor and the delay are added). With
+``rare.method = "flux"`` it is estimated by forward flux from the real start
+(:mod:`rankjump.rare_events.flux`; no reactive paths; the kicks, the committor, plain Monte
+Carlo's estimate from the same paths and P at every checkpoint are added).
 """
 
 from __future__ import annotations
