@@ -16,7 +16,7 @@ __all__ = ["format_rare", "rare_to_dict"]
 # Per-cell numbers of the rate method (rankjump.rare_events.rate_result.rate_variables) in its
 # table and JSON.
 RATE_COLUMNS = (("kick_p", "kick/window"), ("committor", "committor"))
-# ... and of the flux method (rankjump.rare_events.flux.flux_variables).
+# ... and of the flux method (rankjump.rare_events.flux_result.flux_variables).
 FLUX_COLUMNS = (("kicks", "kicks"), ("committor", "committor"), ("p_plain", "plain MC p"))
 DIAGNOSTICS = ("runs_effective", "top_share", "tail_index", "relvar_n")  # numbers in the JSON
 
@@ -142,7 +142,7 @@ def rare_to_dict(ds) -> dict:
     the t interval of a reliable cell, ``[lo_any_law, None]`` of an unreliable one (``t_ci`` is the
     t interval whatever the cell)."""
 
-    from rankjump.rare_events.flux import FLUX_RUN_VARIABLES, FLUX_VARIABLES
+    from rankjump.rare_events.flux_result import FLUX_RUN_VARIABLES, FLUX_VARIABLES
     from rankjump.rare_events.rate_result import RATE_RUN_VARIABLES, RATE_VARIABLES
 
     cell_vars = ("eta_edge", *RATE_VARIABLES, *FLUX_VARIABLES)

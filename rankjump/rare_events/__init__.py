@@ -11,7 +11,8 @@
 - :mod:`~rankjump.rare_events.network`: one (lam, eta) cell of a configuration as a process
   (:class:`NetworkProcess`) and its scores;
 - :mod:`~rankjump.rare_events.flux`: forward flux from the real start (plain paths, every kick
-  continued), no model and no score;
+  continued), no model and no score; :mod:`~rankjump.rare_events.looks` how it reads kicks, and
+  :mod:`~rankjump.rare_events.flux_result` what it returns;
 - :mod:`~rankjump.rare_events.rate` and :mod:`~rankjump.rare_events.commit`: the rate method
   (kicks out of the basin, then their commitment), :mod:`~rankjump.rare_events.rate_result`
   what it returns;
@@ -27,8 +28,10 @@ stepping, and read :mod:`rankjump.stats.intervals`.
 
 from rankjump.rare_events.batches import STOPS, concat_results, in_batches
 from rankjump.rare_events.commit import Commitment, commit_continue, commit_split
-from rankjump.rare_events.flux import FLUX_VARIABLES, FluxResult, count_above, flux_cell
+from rankjump.rare_events.flux import flux_cell
+from rankjump.rare_events.flux_result import FLUX_VARIABLES, FluxResult
 from rankjump.rare_events.grid import RESULT_KIND, rare
+from rankjump.rare_events.looks import count_above
 from rankjump.rare_events.merging import merge_etas, merge_lams
 from rankjump.rare_events.network import SCORES, NetworkProcess
 from rankjump.rare_events.rate import KickWindow, basin_pool, progress_at, rate_cell

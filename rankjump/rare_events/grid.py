@@ -27,8 +27,9 @@ from tqdm import tqdm
 
 from rankjump.config import Config, config_to_toml
 from rankjump.rare_events.batches import STOPS, concat_results, in_batches
-from rankjump.rare_events.flux import combine as flux_combine
-from rankjump.rare_events.flux import flux_as_cell, flux_cell, flux_variables
+from rankjump.rare_events.flux import flux_cell
+from rankjump.rare_events.flux_result import combine as flux_combine
+from rankjump.rare_events.flux_result import flux_as_cell, flux_variables
 from rankjump.rare_events.network import NetworkProcess
 from rankjump.rare_events.partial import FinishedCell, load_cells, save_cells
 from rankjump.rare_events.rate import check_kick, commit_steps_of, rate_cell

@@ -225,18 +225,30 @@ class NetworkProcess:
         return jax.jit(self._values)(start)[0][:, 0]
 
     @functools.cached_property
+    def _weights(self):
+        """Lanes-first (weights, scale) -> (every layer's W = scale * M, lanes first; whether each
+        lane is healthy: ||theta||^2 finite and at most ``run.diverge_norm2``)."""
+        limit = self.diverge_norm2
+
+        def weights_of(weights, scale):
+            w = jax.vmap(lambda ms, c: materialize(new_state(weights=ms, scale=c)))(weights, scale)
+            return w, jax.vmap(lambda x: _healthy(x, limit))(w)
+
+        return weights_of
+
+    @functools.cached_property
     def _layers(self):
         """Lanes-first states -> :class:`_Layers`: every layer's value and progress, the rank and
         whether the lane is healthy, as the score and the look-ahead read them (built outside
         their traced programs: the start's values are computed once, here)."""
-        s0, thr, limit = self._start_values, self.thr, self.diverge_norm2
-        values, tile = self._values, self.structure.tile
+        s0, thr = self._start_values, self.thr
+        values, tile, weights_of = self._values, self.structure.tile, self._weights
 
         def layers(weights, scale) -> _Layers:
-            w = jax.vmap(lambda ms, c: materialize(new_state(weights=ms, scale=c)))(weights, scale)
+            w, ok = weights_of(weights, scale)
             sv, rank = lanes_last_tiles(values, w, tile)  # (n, L), (n,)
             u = jnp.log(s0 / jnp.maximum(sv, 1e-300)) / jnp.log(s0 / thr)
-            return _Layers(sv, u, rank, jax.vmap(lambda x: _healthy(x, limit))(w))
+            return _Layers(sv, u, rank, ok)
 
         return layers
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 
 from rankjump.rare_events.batches import concat_results
-from rankjump.rare_events.types import AMSResult, Reactive
+from rankjump.rare_events.types import AMSResult, no_reactive
 from rankjump.stats.intervals import Summary, summarize
 
 if TYPE_CHECKING:
@@ -74,9 +74,6 @@ def no_basin(
     diverged during ``rare.burn_in``): no window can start, so every run's estimate and p are
     undefined (NaN); ``basin_kept`` = 0 and ``basin_diverged`` say why."""
     nan, none = np.full(runs, np.nan), np.zeros(runs, bool)
-    empty = Reactive(
-        np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0), np.zeros((0, 1)), ()
-    )
     kicks = AMSResult(
         estimate=nan,
         finished=none,
@@ -88,7 +85,7 @@ def no_basin(
         cost=np.zeros(runs, np.int64),
         diverged=np.zeros(runs, np.int64),
         summary=summarize(nan),
-        reactive=empty,
+        reactive=no_reactive(),
     )
     return RateResult(
         kicks=kicks,
@@ -165,10 +162,13 @@ def as_cell(result: RateResult) -> AMSResult:
     summary = Summary(p, p * rel, (lo, hi), log, result.rate.level)
     runs = len(kicks.estimate)
     cost = kicks.cost + result.cost[0] // runs + result.commit_cost
-    empty = Reactive(*(np.zeros(0, t) for t in (np.int64, np.int64, float)), np.zeros((0, 1)), ())
     diverged = kicks.diverged + result.commit_diverged
     return kicks._replace(
-        estimate=result.committed, cost=cost, summary=summary, reactive=empty, diverged=diverged
+        estimate=result.committed,
+        cost=cost,
+        summary=summary,
+        reactive=no_reactive(),
+        diverged=diverged,
     )
 
 

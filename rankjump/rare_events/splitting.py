@@ -46,7 +46,9 @@ from rankjump.stats.intervals import summarize
 
 __all__ = [
     "ams",
+    "fold_keys",
     "kill_rule",
+    "padded_size",
 ]
 
 
@@ -64,17 +66,24 @@ def kill_rule(maxima: np.ndarray, kill: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 @jax.jit
-def _hash(base, m, q, i):
-    """Per-lane keys fold_in(fold_in(fold_in(base, m), q), i), (L, 2): base (2,), m and i (L,)."""
+def fold_keys(base, m, q, i):
+    """Per-lane keys fold_in(fold_in(fold_in(base, m), q), i), (L, 2): base (2,), m and i (L,),
+    q one value or (L,)."""
     fold = jax.vmap(jax.random.fold_in)
     return fold(fold(fold(jnp.broadcast_to(base, (len(m), 2)), m), jnp.full_like(m, q)), i)
+
+
+def padded_size(count: int) -> int:
+    """Lanes a batch of ``count`` is padded to: a power of two, at least 64, so that jit
+    compiles few shapes."""
+    return 1 << (max(count, 64) - 1).bit_length()
 
 
 def _pieces(count: int, top: int):
     """Batches (lanes, real) covering range(count), sizes powers of two in [64, top]: the first
     `real` lanes are range(count)'s, the rest pads the last batch by repeating its final lane."""
     for start in range(0, count, top):
-        size = min(top, 1 << (max(count - start, 64) - 1).bit_length())
+        size = min(top, padded_size(count - start))
         yield np.minimum(np.arange(start, start + size), count - 1), min(size, count - start)
 
 
@@ -162,7 +171,7 @@ def ams(
     def draw(base, m, q, i):  # the (L, 2) keys of lanes (m, i) in round q, batch by batch
         out = np.empty((len(m), 2), np.uint32)
         for lanes, real in _pieces(len(m), top):
-            keys = _hash(base, first_run + m[lanes], q, i[lanes])
+            keys = fold_keys(base, first_run + m[lanes], q, i[lanes])
             out[lanes[:real]] = np.asarray(keys)[:real]
         return out
 

@@ -10,7 +10,7 @@ from jaxtyping import Array, Float, UInt32
 
 from rankjump.stats.intervals import Summary
 
-__all__ = ["AMSResult", "Process", "Reactive"]
+__all__ = ["AMSResult", "Process", "Reactive", "no_reactive"]
 
 
 class Process(Protocol):
@@ -48,6 +48,11 @@ class Reactive(NamedTuple):
     weight: np.ndarray  # (R,)
     scores: np.ndarray  # (R, K + 1) scores at checkpoints 0..K (0: the start)
     states: Any  # pytree of leaves (R, K + 1, ...): states at checkpoints 0..K
+
+
+def no_reactive() -> Reactive:
+    """No reactive paths (a method that keeps none, or a cell that found none)."""
+    return Reactive(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0), np.zeros((0, 1)), ())
 
 
 class AMSResult(NamedTuple):
