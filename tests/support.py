@@ -22,11 +22,14 @@ GRID = small_config(
 
 
 # The demo's minimum (rank 3, ||theta||^2 about 17) at a small eta, in float64, with the fewest
-# replicas and steps that run every stage of both rare methods.
+# replicas, paths and steps that run every stage of the three rare methods (AMS unless a test
+# names another).
 TINY_RARE = demo_config().replace(
     optimizer={"eta": [0.05]},
     run={"steps": 400, "record_every": 200, "trajectories": 1, "dtype": "float64"},
     rare={
+        "method": "ams",
+        "paths": 8,
         "replicas": 4,
         "kill": 1,
         "runs": 2,

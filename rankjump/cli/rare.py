@@ -113,7 +113,8 @@ def _kept(args, partial: Path) -> str:
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register `rare` on the command's subparsers."""
     p = subparsers.add_parser(
-        "rare", help="jump probabilities too small for plain Monte Carlo, by splitting -> FILE"
+        "rare",
+        help="jump probabilities too small for plain Monte Carlo, by flux or splitting -> FILE",
     )
     p.add_argument("config", metavar="CONFIG.toml")
     p.add_argument("--out", required=True, metavar="FILE", help="result file (netCDF) to write")

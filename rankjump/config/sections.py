@@ -239,18 +239,22 @@ class RankConfig(Section):
 
 @dataclass(frozen=True)
 class RareConfig(Section):
-    """Rare jumps by adaptive multilevel splitting (``rankjump rare``;
-    :mod:`rankjump.rare_events.splitting`).
+    """Rare jumps (``rankjump rare``): P(enter B_{target_rank} within ``run.steps``) from the
+    configured start, per (lam, eta) cell, as the mean of independent runs.
 
-    Per (lam, eta) cell, ``runs`` independent runs of ``replicas`` replicas each estimate the
-    probability of entering B_{target_rank} within ``run.steps`` from the configured start;
-    ``kill`` replicas (and all ties) are killed per iteration and cloned from survivors;
-    checkpoints (every ``run.record_every`` steps) are where replicas are scored and branch.
-    The default 40 runs give a 95% interval within about +-30% of the estimate in the demo's
-    setting at eta 0.17 (P near 0.02 within 16,000 steps; 10 runs gave +-60%).
-    ``runs = "auto"`` adds batches of ``auto_batch`` runs to a cell until its runs pass the
-    diagnostics (:mod:`rankjump.stats.diagnostics`), it holds ``max_runs`` runs, or they have
-    cost ``budget`` trajectory-steps (when given); the result says which, per cell.
+    The default method is ``"flux"`` (below): it has no model and no score, and it is the one
+    validated against plain Monte Carlo down to P near 2e-5 (docs/theory.md, section 6).
+    ``runs = "auto"`` (the default) adds batches of ``auto_batch`` runs to a cell until its runs
+    pass the diagnostics (:mod:`rankjump.stats.diagnostics`), it holds ``max_runs`` runs, or they
+    have cost ``budget`` trajectory-steps (when given); the result says which, per cell. A whole
+    number fixes the runs.
+
+    ``method = "ams"`` (:mod:`rankjump.rare_events.splitting`): adaptive multilevel splitting,
+    runs of ``replicas`` replicas; ``kill`` replicas (and all ties) are killed per iteration and
+    cloned from survivors; checkpoints (every ``run.record_every`` steps) are where replicas are
+    scored and branch. 40 runs give a 95% interval within about +-30% of the estimate in the
+    demo's setting at eta 0.17 (P near 0.02 within 16,000 steps; 10 runs gave +-60%); below
+    about 1e-3 most of its runs die out on ties there (docs/theory.md).
     ``score``: how close a replica is to the target set (the estimate is unbiased for any score;
     the score sets its variance): "layer_mean" the mean over layers of how far each layer's
     vanishing singular value has fallen, on a log scale, from its start toward the threshold;
@@ -278,10 +282,10 @@ class RareConfig(Section):
     """
 
     _name = "rare"
-    method: str = spec("ams", str, choices=("ams", "rate", "flux"))
+    method: str = spec("flux", str, choices=("ams", "rate", "flux"))
     replicas: int = spec(100, int, lo=2, hi=1_000_000)
     kill: int = spec(10, int, lo=1)
-    runs: int | str = spec(40, "auto_int", lo=2, hi=100_000)
+    runs: int | str = spec("auto", "auto_int", lo=2, hi=100_000)
     max_runs: int = spec(400, int, lo=2, hi=100_000)
     auto_batch: int = spec(20, int, lo=1, hi=100_000)
     budget: float | None = spec(None, float, lo=0.0, lo_open=True, optional=True)
@@ -297,7 +301,7 @@ class RareConfig(Section):
     commit: str = spec("split", str, choices=("split", "continue"))
     commit_score: str = spec("lead_mean", str, choices=SCORE_NAMES)
     commit_floor: float = spec(1e-6, float, lo=0.0, hi=0.5)
-    commit_reps: int = spec(2, int, lo=1)
+    commit_reps: int = spec(16, int, lo=1)
     paths: int = spec(4096, int, lo=1, hi=1 << 24)
 
     def _check(self):

@@ -36,7 +36,7 @@ ROOT = Path(__file__).parents[2]
 RARE = demo_config().replace(
     optimizer={"eta": [0.05, 0.1, 0.15]},
     run={"steps": 400, "record_every": 200, "trajectories": 1, "dtype": "float64"},
-    rare={"replicas": 4, "kill": 1, "runs": 2},
+    rare={"method": "ams", "replicas": 4, "kill": 1, "runs": 2},
 )
 
 

@@ -111,14 +111,16 @@ def test_runs_too_large_for_memory_are_refused_naming_the_fields(
 
 
 def test_the_memory_estimate_leaves_ordinary_runs_alone(memory):
-    # The shipped examples, and the demo's grid of 6 cells with the [rare] defaults (40 runs of
-    # 100 replicas over 9 checkpoints, or over windows of 501 checkpoints).
+    # The shipped examples, and the demo's grid of 6 cells with the [rare] defaults (flux, runs
+    # added until reliable) and with 40 runs of 100 replicas over 9 checkpoints, or over windows
+    # of 501 checkpoints.
     for path in sorted(EXAMPLES.glob("rare_*.toml")):
         check_rare(load_config(path))
     cfg = demo_config().replace(run={"steps": 16000, "record_every": 2000})
+    check_rare(cfg)
     for method in ("ams", "rate"):
-        check_rare(cfg.replace(rare={"method": method, "commit_steps": 20000}))
-    check_rare(cfg.replace(rare={"runs": "auto"}))
+        check_rare(cfg.replace(rare={"method": method, "runs": 40, "commit_steps": 20000}))
+    check_rare(cfg.replace(rare={"method": "ams"}))  # up to 400 runs (rare.max_runs)
 
 
 @pytest.mark.parametrize("commit", ["split", "continue"])

@@ -28,7 +28,7 @@ from rankjump.stats import rare_at_level, summarize
 CFG = demo_config().replace(
     optimizer={"eta": [0.05]},
     run={"steps": 400, "record_every": 200, "trajectories": 1, "dtype": "float64"},
-    rare={"replicas": 4, "kill": 1, "runs": 2},
+    rare={"method": "ams", "replicas": 4, "kill": 1, "runs": 2},
 )
 
 

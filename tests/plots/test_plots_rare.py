@@ -30,7 +30,7 @@ def rare_ds() -> xr.Dataset:
     cfg = demo_config().replace(
         optimizer={"eta": ETAS},
         run={"steps": STEPS, "record_every": 2000, "trajectories": 64},
-        rare={"replicas": 8, "kill": 1, "runs": 2},
+        rare={"method": "ams", "replicas": 8, "kill": 1, "runs": 2},
     )
     ds = rare(cfg, progress=False)
     # The cases below rely on these outcomes of the fixed seed.

@@ -81,7 +81,14 @@ def test_a_grid_of_auto_cells_records_its_runs_and_why_they_stopped(tmp_path, ca
     cfg = demo_config().replace(
         optimizer={"eta": [0.18, 0.19]},
         run={"steps": 4000, "record_every": 1000},
-        rare={"replicas": 8, "kill": 1, "runs": "auto", "auto_batch": 2, "max_runs": 4},
+        rare={
+            "method": "ams",
+            "replicas": 8,
+            "kill": 1,
+            "runs": "auto",
+            "auto_batch": 2,
+            "max_runs": 4,
+        },
     )
     ds = rare(cfg, progress=False)
     assert ds.sizes["run"] == 4 and bool(ds["run_made"].all())

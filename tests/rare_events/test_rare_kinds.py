@@ -35,7 +35,7 @@ def _cfg(kind: str, method: str):
 CASES = [
     (kind, method)
     for kind in KINDS
-    for method in ("ams", "rate")
+    for method in ("ams", "rate", "flux")
     if kind not in ("sgd", "label_noise")
 ]
 
