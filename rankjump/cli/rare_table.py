@@ -67,6 +67,7 @@ def format_rare(ds) -> str:
         f"any-law lo: {(1 - level) / 2:g} p, a lower end that holds whatever the law of the runs'"
         " estimates (Markov's inequality); the t interval's needs their mean near normal"
     )
+    lines.append(f"assumed ({ds.attrs.get('method', 'ams')}): {assumptions(ds)}")
     if flagged:
         lines.append(
             f"unreliable: fewer than {MIN_EFFECTIVE_RUNS:g} effective runs ((sum r)^2 / sum r^2)"
@@ -135,6 +136,14 @@ def format_rare(ds) -> str:
     return "\n".join(lines)
 
 
+def assumptions(ds) -> str:
+    """What the result's p rests on beyond the simulator (its attrs["assumptions"]; for a file
+    written before it was recorded, the method's, :data:`rankjump.rare_events.grid.ASSUMPTIONS`)."""
+    from rankjump.rare_events.grid import ASSUMPTIONS
+
+    return str(ds.attrs.get("assumptions") or ASSUMPTIONS[ds.attrs.get("method", "ams")])
+
+
 def rare_to_dict(ds) -> dict:
     """A rare result as JSON-ready values (NaN as None): per cell p, intervals, the diagnostics of
     its runs, runs, eta_edge and the rate method's own numbers
@@ -186,6 +195,7 @@ def rare_to_dict(ds) -> dict:
     return {
         "kind": "rare",
         **{k: ds.attrs.get(k) for k in keys},
+        "assumptions": assumptions(ds),
         **shared,
         "level": float(ds.attrs["level"]),
         "cells": cells,

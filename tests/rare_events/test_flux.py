@@ -10,6 +10,7 @@ import pytest
 from scipy import stats
 
 import rankjump as rj
+from rankjump.cli.rare_table import format_rare, rare_to_dict
 from rankjump.config import demo_config
 from rankjump.rare_events.flux import flux_cell
 
@@ -77,6 +78,13 @@ def test_rare_file_holds_the_flux_numbers(tmp_path):
     path = rj.save_result(ds, tmp_path / "flux.nc")
     back = rj.load_result(path, kinds=("rare",))
     assert back.attrs["method"] == "flux"
+    # what p rests on, in the file, the table and the JSON: for flux nothing but the simulator
+    assert back.attrs["assumptions"].startswith("none: unbiased whatever rare.kick")
+    assert f"assumed (flux): {back.attrs['assumptions']}" in format_rare(back).splitlines()
+    assert rare_to_dict(back)["assumptions"] == back.attrs["assumptions"]
+    older = back.copy()
+    del older.attrs["assumptions"]  # a file written before the attribute: the method's own
+    assert rare_to_dict(older)["assumptions"] == back.attrs["assumptions"]
     for name in ("kicks", "committor", "p_plain", "plain_entered", "run_kicks"):
         assert name in back, name
     assert back["p_curve"].dims == back["p_curve_stderr"].dims == ("lam", "eta", "checkpoint")

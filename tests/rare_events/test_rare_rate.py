@@ -71,6 +71,7 @@ def test_rare_writes_the_rate_variables():
     ds = rare(CFG, progress=False).isel(lam=0, eta=0)
     out = _cell(CFG)  # the same cell key: fold_in(PRNGKey(seed), 0) is not PRNGKey(0)
     assert ds.attrs["method"] == "rate" and ds.attrs["score"] == "smallest_layer"
+    assert ds.attrs["assumptions"].startswith("a constant rate of committed kicks")
     assert ds.attrs["commit"] == "split: one AMS run per window run, score lead_mean"
     assert set(rate_variables(out)) == {*RATE_VARIABLES, *RATE_RUN_VARIABLES}
     for name in RATE_VARIABLES:
