@@ -54,11 +54,11 @@ def run(args: argparse.Namespace) -> int:
             print(f"rankjump rare: {how}; {_kept(args, partial)}", file=sys.stderr)
             return exit_code(err)
         except (ConfigError, ResultError) as err:
-            if not count_cells(partial):
+            if not count_cells(partial) and not count_cells(partial, "batches"):
                 raise
             raise type(err)(f"{err}; {_kept(args, partial)}") from None
         except Exception:  # a failure after finished cells: say where they are, then fail
-            if count_cells(partial):
+            if count_cells(partial) or count_cells(partial, "batches"):
                 print(f"rankjump rare: {_kept(args, partial)}", file=sys.stderr)
             raise
         save_result(ds, out)
@@ -101,13 +101,15 @@ def _kept(args, partial: Path) -> str:
     """Words for the finished cells a stopped run left, and how to continue it."""
     from rankjump.rare_events.partial import count_cells
 
-    n = count_cells(partial)
-    if not n:
+    n, batches = count_cells(partial), count_cells(partial, "batches")
+    if not n and not batches:
         return "no cell had finished (nothing was written)"
     again = f"rankjump rare {args.config} --out {args.out} --resume" + "".join(
         f" --set '{x}'" for x in args.set or ()
     )
-    return f"{n} finished cell(s) kept in {partial}; continue with `{again}`"
+    what = [f"{n} finished cell(s)"] if n else []
+    what += [f"{batches} finished batch(es) of runs of the cell it was in"] if batches else []
+    return f"{' and '.join(what)} kept in {partial}; continue with `{again}`"
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:

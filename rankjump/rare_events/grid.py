@@ -28,10 +28,10 @@ from tqdm import tqdm
 from rankjump.config import Config, config_to_toml
 from rankjump.rare_events.batches import STOPS, concat_results, in_batches
 from rankjump.rare_events.flux import flux_cell
+from rankjump.rare_events.flux_result import FluxResult, flux_as_cell, flux_variables
 from rankjump.rare_events.flux_result import combine as flux_combine
-from rankjump.rare_events.flux_result import flux_as_cell, flux_variables
 from rankjump.rare_events.network import NetworkProcess
-from rankjump.rare_events.partial import FinishedCell, load_cells, save_cells
+from rankjump.rare_events.partial import FinishedCell, load_record, save_cells
 from rankjump.rare_events.rate import check_kick, commit_steps_of, rate_cell
 from rankjump.rare_events.rate_result import as_cell, combine, rate_variables
 from rankjump.rare_events.settings import check_rare, check_rare_memory, run_splitting
@@ -46,9 +46,19 @@ __all__ = ["RESULT_KIND", "check_starts", "rare"]
 RESULT_KIND = "rare"  # attrs["result_kind"] of a rare result (a simulate result has none)
 
 
-def _cell(cfg: Config, lam: float, eta: float, key, progress: bool | None):
+def _cell(
+    cfg: Config,
+    lam: float,
+    eta: float,
+    key,
+    progress: bool | None,
+    kept: dict[int, dict] | None = None,
+    on_batch=None,
+):
     """(the cell's result, its process, extra variables of the method, why its runs stopped
-    (:data:`rankjump.rare_events.batches.STOPS`), seconds)."""
+    (:data:`rankjump.rare_events.batches.STOPS`), seconds). A flux cell reuses the batches in
+    ``kept`` (batch number -> the arrays of its :class:`FluxResult`, from a stopped run) and
+    hands each batch it makes to ``on_batch(number, result)``."""
     r, run = cfg.rare, cfg.run
     bar = tqdm(
         desc=f"lam {lam:g}, eta {eta:g}",
@@ -82,7 +92,14 @@ def _cell(cfg: Config, lam: float, eta: float, key, progress: bool | None):
                 def runs_done(done: int) -> None:
                     tick(first + done, first + done, float("nan"), "paths")
 
-                return flux_cell(cfg, lam, eta, key, count, first_run=first, on_run=runs_done)
+                arrays = (kept or {}).get(b)
+                if arrays is not None and len(arrays["estimate"]) == count:  # a stopped run's
+                    runs_done(count)
+                    return FluxResult(**arrays, network=NetworkProcess(cfg, lam, eta))
+                part = flux_cell(cfg, lam, eta, key, count, first_run=first, on_run=runs_done)
+                if on_batch is not None:
+                    on_batch(b, part)
+                return part
 
             def joined(ps):
                 return flux_as_cell(flux_combine(ps))
@@ -169,7 +186,9 @@ def rare(
     n_lam, n_eta = len(opt.lam), len(opt.eta)
     root = jax.random.PRNGKey(run.seed)
     toml = config_to_toml(cfg)
-    kept = load_cells(partial, toml) if partial is not None and Path(partial).exists() else {}
+    kept, kept_batches = (
+        load_record(partial, toml) if partial is not None and Path(partial).exists() else ({}, {})
+    )
     finished: dict[tuple[int, int], FinishedCell] = {}
     for i, lam in enumerate(opt.lam):
         for j, eta in enumerate(opt.eta):
@@ -180,7 +199,19 @@ def rare(
                     print(f"  lam {lam:g}, eta {eta:g}: kept from {partial}", flush=True)
                 continue
             key = jax.random.fold_in(root, i * n_eta + j)
-            out, process, extra, stop, seconds = _cell(cfg, lam, eta, key, progress)
+            batches: dict[int, FluxResult] = {}
+
+            def keep_batch(b: int, part: FluxResult, ij=(i, j), batches=batches) -> None:
+                batches[b] = part  # kept until the cell finishes, for a resumed run
+                if partial is not None:
+                    save_cells(partial, toml, finished, {ij: batches})
+
+            was = kept_batches.get((i, j))
+            if was and progress is not False:
+                print(f"  lam {lam:g}, eta {eta:g}: {len(was)} batch(es) kept from {partial}")
+            out, process, extra, stop, seconds = _cell(
+                cfg, lam, eta, key, progress, was, keep_batch
+            )
             # The reactive paths' states are not stored: dropped here, they hold no memory.
             out = out._replace(reactive=out.reactive._replace(states=()))
             cell = FinishedCell(

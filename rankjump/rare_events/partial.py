@@ -6,6 +6,11 @@ late error continues where it stopped (``rankjump rare --resume``).
 and reuses the cells it finds there from a run of the same configuration. A cell's numbers
 depend only on the configuration and its place in the grid (its key), so a resumed run gives the
 result an uninterrupted one gives.
+
+A flux cell (``rare.method = "flux"``), which can take hours, is also kept batch by batch while
+it runs (``rare.runs = "auto"`` adds its runs in batches, each with the keys it would have in one
+call): a resumed run reuses the batches the stopped one finished and continues with the next, to
+the same result.
 """
 
 from __future__ import annotations
@@ -17,15 +22,27 @@ from typing import NamedTuple
 
 import numpy as np
 
+from rankjump.rare_events.flux_result import FluxResult
 from rankjump.rare_events.types import AMSResult, Reactive
 from rankjump.results.atomic import atomic_path
 from rankjump.results.io import ResultError
 from rankjump.stats.intervals import Summary
 
-__all__ = ["FinishedCell", "count_cells", "load_cells", "partial_path", "save_cells"]
+__all__ = [
+    "FinishedCell",
+    "count_cells",
+    "load_cells",
+    "load_record",
+    "partial_path",
+    "save_cells",
+]
 
 FORMAT = 1
 _REACTIVE = ("run", "replica", "weight", "scores")  # the paths' states are not kept
+_BATCH = tuple(f for f in FluxResult._fields if f != "network")  # a flux batch's arrays
+
+# A flux cell's finished batches, by batch number: their arrays (FluxResult without its network).
+Batches = dict[int, dict[str, np.ndarray]]
 
 
 class FinishedCell(NamedTuple):
@@ -65,13 +82,23 @@ def _arrays(index: tuple[int, int], cell: FinishedCell) -> dict[str, np.ndarray]
     return out
 
 
-def save_cells(path: str | Path, config: str, cells: dict[tuple[int, int], FinishedCell]) -> None:
+def save_cells(
+    path: str | Path,
+    config: str,
+    cells: dict[tuple[int, int], FinishedCell],
+    batches: dict[tuple[int, int], dict[int, FluxResult]] | None = None,
+) -> None:
     """Write the finished ``cells`` (by (lam index, eta index)) of a run of ``config`` (its
-    TOML) to ``path``, atomically."""
+    TOML) to ``path``, atomically, with the finished ``batches`` (by batch number) of flux cells
+    still running."""
     arrays = {"format": np.asarray(FORMAT), "config": np.asarray(config)}
     arrays["cells"] = np.asarray([list(ij) for ij in cells], np.int64).reshape(-1, 2)
     for ij, cell in cells.items():
         arrays.update(_arrays(ij, cell))
+    kept = [(ij, b, part) for ij, parts in (batches or {}).items() for b, part in parts.items()]
+    arrays["batches"] = np.asarray([[*ij, b] for ij, b, _ in kept], np.int64).reshape(-1, 3)
+    for (i, j), b, part in kept:
+        arrays.update({f"b{i}_{j}_{b}_{n}": np.asarray(getattr(part, n)) for n in _BATCH})
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
             np.savez(f, **arrays)
@@ -93,11 +120,12 @@ def _cell(z, i: int, j: int) -> FinishedCell:
     return FinishedCell(result, int(start), int(target), edge, extra, words["stop"], seconds)
 
 
-def count_cells(path: str | Path) -> int:
-    """How many finished cells ``path`` keeps (0 when it is missing or unreadable)."""
+def count_cells(path: str | Path, what: str = "cells") -> int:
+    """How many finished cells ``path`` keeps (``what = "batches"``: finished batches of flux
+    cells that were still running); 0 when it is missing or unreadable."""
     try:
         with np.load(path, allow_pickle=False) as z:
-            return len(z["cells"])
+            return len(z[what]) if what in z or what == "cells" else 0
     except (OSError, ValueError, KeyError, zipfile.BadZipFile):
         return 0
 
@@ -105,6 +133,16 @@ def count_cells(path: str | Path) -> int:
 def load_cells(path: str | Path, config: str) -> dict[tuple[int, int], FinishedCell]:
     """The finished cells kept in ``path`` by a run of ``config``; a :class:`ResultError` when
     the file is not such a record or comes from another configuration."""
+    return load_record(path, config)[0]
+
+
+def load_record(
+    path: str | Path, config: str
+) -> tuple[dict[tuple[int, int], FinishedCell], dict[tuple[int, int], Batches]]:
+    """The finished cells kept in ``path`` by a run of ``config``, and the finished batches of
+    the flux cells it was running (a record written before batches were kept has none); a
+    :class:`ResultError` when the file is not such a record or comes from another
+    configuration."""
     path = Path(path)
     if not zipfile.is_zipfile(path):
         raise ResultError(
@@ -120,7 +158,13 @@ def load_cells(path: str | Path, config: str) -> dict[tuple[int, int], FinishedC
                     f"{path}: holds the finished cells of a rare run of another configuration; "
                     "remove it to start afresh, or resume with that configuration"
                 )
-            return {(int(i), int(j)): _cell(z, int(i), int(j)) for i, j in z["cells"]}
+            cells = {(int(i), int(j)): _cell(z, int(i), int(j)) for i, j in z["cells"]}
+            batches: dict[tuple[int, int], Batches] = {}
+            for i, j, b in z["batches"] if "batches" in z else ():
+                arrays = {n: z[f"b{i}_{j}_{b}_{n}"] for n in _BATCH}
+                arrays["paths"] = int(arrays["paths"])
+                batches.setdefault((int(i), int(j)), {})[int(b)] = arrays
+            return cells, batches
     except ResultError:
         raise
     except (OSError, ValueError, KeyError, zipfile.BadZipFile, json.JSONDecodeError) as err:

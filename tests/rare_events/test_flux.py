@@ -109,3 +109,39 @@ def test_a_stopped_flux_run_resumes_to_the_same_file(tmp_path):
     resumed = rj.rare(cfg, progress=False, partial=partial)
     for name in ("p", "p_curve", "kicks", "run_estimate", "run_kicks"):
         np.testing.assert_array_equal(resumed[name].values, whole[name].values, err_msg=name)
+
+
+def test_a_flux_cell_stopped_between_batches_resumes_from_them(tmp_path, monkeypatch):
+    """A flux cell is kept batch by batch while it runs: a run stopped in its third batch leaves
+    the first two in the record, and the resumed run makes only the third, to the result of an
+    uninterrupted run; once the cell is finished the record holds the cell, not its batches."""
+    from rankjump.rare_events import grid
+    from rankjump.rare_events.partial import count_cells, load_record
+
+    cfg = CELL.replace(
+        run={"steps": 4000}, rare={"runs": "auto", "auto_batch": 1, "max_runs": 3, "paths": 32}
+    )
+    whole = rj.rare(cfg, progress=False)
+    assert int(whole["run_made"].sum()) == 3  # three batches of one run: never reliable
+    made, real = [], grid.flux_cell
+
+    def stopping(*args, **kwargs):
+        made.append(kwargs["first_run"])
+        if len(made) == 3:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(grid, "flux_cell", stopping)
+    partial, toml = tmp_path / "r.nc.partial.npz", rj.config_to_toml(cfg)
+    with pytest.raises(KeyboardInterrupt):
+        rj.rare(cfg, progress=False, partial=partial)
+    cells, batches = load_record(partial, toml)
+    assert cells == {} and sorted(batches) == [(0, 0)] and sorted(batches[0, 0]) == [0, 1]
+    assert count_cells(partial) == 0 and count_cells(partial, "batches") == 2
+    made.clear()
+    resumed = rj.rare(cfg, progress=False, partial=partial)
+    assert made == [2]  # only the batch the stopped run had not finished
+    for name in ("p", "p_curve", "kicks", "committor", "run_estimate", "run_kicks", "run_cost"):
+        np.testing.assert_array_equal(resumed[name].values, whole[name].values, err_msg=name)
+    cells, batches = load_record(partial, toml)
+    assert sorted(cells) == [(0, 0)] and batches == {}
