@@ -29,7 +29,7 @@ def run(args: argparse.Namespace) -> int:
     how to continue it (``--resume``), which reuses those cells."""
     from rankjump.config import config_to_toml
     from rankjump.rare_events.grid import rare
-    from rankjump.rare_events.partial import count_cells, load_cells, partial_path
+    from rankjump.rare_events.partial import load_cells, partial_path
     from rankjump.rare_events.settings import check_rare
     from rankjump.results.io import ResultError, save_result
 
@@ -54,11 +54,11 @@ def run(args: argparse.Namespace) -> int:
             print(f"rankjump rare: {how}; {_kept(args, partial)}", file=sys.stderr)
             return exit_code(err)
         except (ConfigError, ResultError) as err:
-            if not count_cells(partial) and not count_cells(partial, "batches"):
+            if not _anything_kept(partial):
                 raise
             raise type(err)(f"{err}; {_kept(args, partial)}") from None
         except Exception:  # a failure after finished cells: say where they are, then fail
-            if count_cells(partial) or count_cells(partial, "batches"):
+            if _anything_kept(partial):
                 print(f"rankjump rare: {_kept(args, partial)}", file=sys.stderr)
             raise
         save_result(ds, out)
@@ -95,6 +95,13 @@ def _header(cfg) -> str:
         f"rankjump rare: {r.method}, {runs} x {r.replicas} replicas (kill {r.kill}), "
         f"horizon {cfg.run.steps} steps, {how}"
     )
+
+
+def _anything_kept(partial: Path) -> bool:
+    """Whether a stopped run left finished cells, or finished batches of a cell, in ``partial``."""
+    from rankjump.rare_events.partial import count_cells
+
+    return bool(count_cells(partial) or count_cells(partial, "batches"))
 
 
 def _kept(args, partial: Path) -> str:

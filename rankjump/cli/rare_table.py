@@ -138,8 +138,9 @@ def format_rare(ds) -> str:
 
 def assumptions(ds) -> str:
     """What the result's p rests on beyond the simulator (its attrs["assumptions"]; for a file
-    written before it was recorded, the method's, :data:`rankjump.rare_events.grid.ASSUMPTIONS`)."""
-    from rankjump.rare_events.grid import ASSUMPTIONS
+    written before it was recorded, the method's:
+    :data:`rankjump.rare_events.dataset.ASSUMPTIONS`)."""
+    from rankjump.rare_events.dataset import ASSUMPTIONS
 
     return str(ds.attrs.get("assumptions") or ASSUMPTIONS[ds.attrs.get("method", "ams")])
 
