@@ -277,7 +277,9 @@ class RareConfig(Section):
     from the start meet, the probability that each kick's excursion enters B_{target_rank} by
     ``run.steps`` before it is back in the basin: each run steps ``paths`` plain paths, looks at
     them every ``run.record_every`` steps for kicks (``kick``), and continues every kicked state
-    ``commit_reps`` times. No model and no score: unbiased whatever ``kick`` and the stride;
+    ``commit_reps`` times until it enters, or is back in the basin (every layer's value at least
+    ``basin`` (0.7) times its start value; flux and rate). No model and no score: unbiased
+    whatever ``kick``, ``basin`` and the stride;
     P at every checkpoint, and plain Monte Carlo's estimate from the same paths, come with it.
     """
 
@@ -295,6 +297,7 @@ class RareConfig(Section):
     window: int = spec(2000, int, lo=2, hi=2**31 - 1)  # step counters are int32
     window_every: int = spec(4, int, lo=1)
     kick: float = spec(0.3, float, lo=0.0, lo_open=True, hi=1.0)
+    basin: float = spec(0.7, float, lo=0.0, lo_open=True, hi=1.0)
     burn_in: int = spec(5000, int, lo=0, hi=2**31 - 1)
     pool: int = spec(1024, int, lo=1)
     commit_steps: int | None = spec(None, int, lo=1, hi=2**31 - 1, optional=True)
@@ -311,6 +314,12 @@ class RareConfig(Section):
             raise ConfigError(
                 f"rare.kick = {self.kick}: must be < 1 (a kick is a fall of a layer's value below "
                 "rare.kick times its start value: at 1 the start itself is kicked)"
+            )
+        if not self.kick < self.basin:
+            raise ConfigError(
+                f"rare.basin = {self.basin}: must be above rare.kick = {self.kick} (a state is "
+                "in the basin while every layer's value is at least rare.basin times its start "
+                "value, and a kick is a fall below rare.kick of it)"
             )
         if self.window % self.window_every:
             raise ConfigError(

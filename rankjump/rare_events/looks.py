@@ -15,7 +15,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from rankjump.rare_events.network import NetworkProcess
-from rankjump.rare_events.rate import BASIN
 from rankjump.rare_events.splitting import padded_size
 
 __all__ = ["DEEP", "Looks", "count_above", "take"]
@@ -25,17 +24,17 @@ DEEP = 0.01  # a lane whose every layer's value is below DEEP of its start is ch
 
 class Looks:
     """Looks at lanes-first states of ``network``: kicked (some layer's value at or below
-    ``kick`` of its start value), in the basin A (every layer's at or above BASIN of it), in
+    ``kick`` of its start value), in the basin A (every layer's at or above ``basin`` of it), in
     B_target, healthy; and the kicked lanes' depth (their lowest layer value over its start)."""
 
-    def __init__(self, network: NetworkProcess, kick: float):
+    def __init__(self, network: NetworkProcess, kick: float, basin: float):
         layers, weights_of, s0 = network._layers, network._weights, network._start_values
         target = network.target_rank
-        fractions = jnp.asarray([kick, BASIN, DEEP])
+        fractions = jnp.asarray([kick, basin, DEEP])
 
         def cheap(weights, scale):
             ws, ok = weights_of(weights, scale)
-            # (L, 3, n): each layer's count of singular values above kick, BASIN and DEEP times
+            # (L, 3, n): each layer's count of singular values above kick, basin and DEEP times
             # its start value, lanes last (the elimination vectorizes over them)
             counts = jnp.stack(
                 [

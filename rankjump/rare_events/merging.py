@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import numpy as np
 import xarray as xr
 
-from rankjump.config import config_from_dict, config_to_toml
+from rankjump.config import ConfigError, config_from_dict, config_to_toml, loads_config
 from rankjump.rare_events.grid import RESULT_KIND
 
 __all__ = ["merge_etas", "merge_lams"]
@@ -41,7 +41,12 @@ def _merge(parts: Sequence[xr.Dataset], dim: str) -> xr.Dataset:
         raise ValueError(f"merge_{dim}s: no results to merge")
 
     def but_dim(ds):
-        cfg = tomllib.loads(ds.attrs["config"])
+        # Parsed and written again, so that a field added since a part was made reads as its
+        # default in it rather than as a difference (as written, where it no longer validates).
+        try:
+            cfg = tomllib.loads(config_to_toml(loads_config(ds.attrs["config"])))
+        except ConfigError:
+            cfg = tomllib.loads(ds.attrs["config"])
         return {**cfg, "optimizer": {**cfg["optimizer"], dim: None}}
 
     for k, ds in enumerate(parts):

@@ -15,7 +15,7 @@ kick coming, so this method splits the event in three:
 3. Commitment (:mod:`rankjump.rare_events.commit`): the kicked states (the first checkpoint past the
    kick of every reactive path) are continued over ``commit_steps`` steps, looked at every 100
    steps (or the largest divisor of ``run.record_every`` below); entering B_{target} before
-   falling back into the basin (every layer's value back above BASIN times its start value)
+   falling back into the basin (every layer's value back above ``rare.basin`` times its start value)
    commits, and the steps it took are the delays D. ``rare.commit = "split"`` (the default)
    splits again, one AMS run per window run scored by ``rare.commit_score``, so that small
    committors are measured; ``"continue"`` continues each kicked state ``rare.commit_reps`` times.
@@ -49,7 +49,6 @@ from rankjump.rare_events.settings import commit_stride, run_splitting
 from rankjump.runtime.precision import with_float64
 from rankjump.stats.intervals import summarize
 
-BASIN = 0.7  # a state is in the basin while every layer's value is above BASIN x its start value
 # The window score's look-ahead part: a kick is a few draws, within a few dozen steps, of the
 # entries that overshoot most (docs/theory.md, section 6). A state from which LOOK_DRAWS such
 # draws (among the LOOK_TOP of largest overshoot) would kick counts LOOK_SHARE of the way.
@@ -153,12 +152,12 @@ def rate_cell(cfg: Config, lam: float, eta: float, key, on_iteration=None) -> Ra
     check_kick(window_net, r.kick)
     every = commit_stride(cfg)
     commit_net = NetworkProcess(
-        cfg.replace(run={"record_every": every}), lam, eta, score=r.commit_score, basin=BASIN
+        cfg.replace(run={"record_every": every}), lam, eta, score=r.commit_score, basin=r.basin
     )
     commit_steps = commit_steps_of(cfg, window_net, lam, eta)
     key_pool, key_kicks, key_commit = jax.random.split(key, 3)
     burn_in = every * math.ceil(r.burn_in / every)
-    kick_level, basin = progress_at(window_net, r.kick), progress_at(window_net, BASIN)
+    kick_level, basin = progress_at(window_net, r.kick), progress_at(window_net, r.basin)
     pool, pool_diverged = basin_pool(
         commit_net, key_pool, r.pool, burn_in, min(basin, 0.5 * kick_level)
     )

@@ -26,7 +26,7 @@ from typing import Protocol
 import numpy as np
 import xarray as xr
 
-from rankjump.config import Config, config_to_toml
+from rankjump.config import Config, config_to_toml, loads_config
 from rankjump.results.io import load_result
 from rankjump.results.locks import output_lock
 from rankjump.runtime.precision import with_float64
@@ -206,7 +206,8 @@ def _prepare(plan: Plan, out: Path, resume: bool, chunks_per_job: int | None) ->
         except SweepError as err:
             rebuild_manifest(plan, out, chunks_per_job, str(err).split(": ", 1)[1])
             return
-        if m["config"] != config_to_toml(cfg):
+        # Parsed, not as text: a field added since the sweep began reads as its default.
+        if loads_config(m["config"], source=str(out / MANIFEST)) != cfg:
             raise SweepError(
                 f"--out {out}: holds a sweep of another configuration; choose another folder"
             )

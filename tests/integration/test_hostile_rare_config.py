@@ -65,6 +65,13 @@ def test_a_kick_at_the_start_value_is_refused(tmp_path, capsys, kick):
     assert line.startswith("rare.kick = 1") and "must be < 1" in line
 
 
+@pytest.mark.parametrize("basin", ["0.3", "0.2"])
+def test_a_basin_at_or_below_the_kick_is_refused(tmp_path, capsys, basin):
+    # A kick (a layer below 0.3 of its start) must leave the basin, or excursions never begin.
+    line = _refused(tmp_path, capsys, BASE, f"rare.basin={basin}")
+    assert line.startswith(f"rare.basin = {basin}: must be above rare.kick = 0.3"), line
+
+
 @pytest.mark.parametrize("method", ["ams", "rate"])
 @pytest.mark.parametrize("kind", list(KINDS))
 def test_every_kind_is_accepted_or_refused_before_any_compute(kind, method):

@@ -50,6 +50,20 @@ def test_a_run_is_the_same_alone_or_batched(four_runs):
     assert alone.plain[0] == four_runs.plain[2]
 
 
+def test_the_basin_level_moves_only_the_bookkeeping():
+    """rare.basin cuts paths into excursions differently, never the paths: on the same key the
+    plain paths enter B_target alike, and a lower basin (reached more easily: every visit to the
+    0.9 basin is one to the 0.5 basin) ends excursions sooner, so it finds at least as many kicks
+    and continues them no longer."""
+    low, high = (
+        flux_cell(CELL.replace(rare={"basin": b}), 0.002, 0.18, jax.random.PRNGKey(3), 2)
+        for b in (0.5, 0.9)
+    )
+    np.testing.assert_array_equal(low.plain, high.plain)
+    assert np.all(low.kicks >= high.kicks)
+    assert low.cost.sum() != high.cost.sum()  # the level reaches the engine
+
+
 def test_agrees_with_plain_monte_carlo():
     """The flux estimate of P(enter by T) against `simulate` on independent keys: a two-sided
     z-test on the difference at significance 0.001 (fixed keys). Failing it means a bias far
@@ -95,7 +109,8 @@ def test_rare_file_holds_the_flux_numbers(tmp_path):
 
 def test_a_stopped_flux_run_resumes_to_the_same_file(tmp_path):
     """A flux cell kept in the record of finished cells (P over checkpoints included) is reused
-    by a resumed run: the resumed result equals the uninterrupted one."""
+    by a resumed run, also when the record's configuration lacks a field added since: the
+    resumed result equals the uninterrupted one."""
     cfg = CELL.replace(optimizer={"eta": [0.18, 0.19]}, rare={"runs": 2, "paths": 32})
     whole = rj.rare(cfg, progress=False)
     partial = tmp_path / "r.nc.partial.npz"
@@ -105,7 +120,11 @@ def test_a_stopped_flux_run_resumes_to_the_same_file(tmp_path):
     kept_first = rj.rare(one, progress=False, partial=tmp_path / "one.npz")
     assert "p_curve" in kept_first
     cells = load_cells(tmp_path / "one.npz", rj.config_to_toml(one))
-    save_cells(partial, rj.config_to_toml(cfg), {(0, 0): cells[0, 0]})
+    # Kept as a version without rare.basin wrote it: the field reads as its default, 0.7.
+    toml = rj.config_to_toml(cfg)
+    older = "\n".join(line for line in toml.splitlines() if not line.startswith("basin ="))
+    assert older != toml
+    save_cells(partial, older, {(0, 0): cells[0, 0]})
     resumed = rj.rare(cfg, progress=False, partial=partial)
     for name in ("p", "p_curve", "kicks", "run_estimate", "run_kicks"):
         np.testing.assert_array_equal(resumed[name].values, whole[name].values, err_msg=name)

@@ -186,7 +186,8 @@ def test_a_cell_whose_runs_all_died_out_has_no_upper_end():
 
 def test_results_over_parts_of_the_lam_grid_merge_into_one():
     """merge_lams: the parts' cells side by side, the attrs of the whole grid; a part that
-    differs beyond lam, or repeats one, is refused by its index."""
+    differs beyond lam, or repeats one, is refused by its index; one that lacks a field added
+    since it was made merges."""
     small = CFG.replace(run={"steps": 4000, "record_every": 1000}, rare={"replicas": 8, "runs": 2})
     parts = [_rare(small.replace(optimizer={"lam": [lam]})) for lam in (0.002, 0.003)]
     whole = merge_lams(parts)
@@ -202,6 +203,12 @@ def test_results_over_parts_of_the_lam_grid_merge_into_one():
         merge_lams([parts[0], other])
     with pytest.raises(ValueError, match="repeat lam"):
         merge_lams([parts[0], parts[0]])
+    # A part written before a field existed (rare.basin): it reads as its default, and merges.
+    older = parts[1].copy()
+    lines = older.attrs["config"].splitlines()
+    older.attrs["config"] = "\n".join(x for x in lines if not x.startswith("basin ="))
+    assert older.attrs["config"] != parts[1].attrs["config"]
+    np.testing.assert_array_equal(merge_lams([parts[0], older])["p"], whole["p"])
 
 
 def test_results_over_parts_of_the_eta_grid_merge_into_one_padding_their_paths():

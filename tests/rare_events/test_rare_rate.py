@@ -19,7 +19,7 @@ from rankjump.dynamics.entrywise import sgd_update
 from rankjump.model.network import entry_sharpness
 from rankjump.rare_events.grid import rare
 from rankjump.rare_events.network import NetworkProcess
-from rankjump.rare_events.rate import BASIN, rate_cell
+from rankjump.rare_events.rate import rate_cell
 from rankjump.rare_events.rate_result import RATE_RUN_VARIABLES, RATE_VARIABLES, rate_variables
 from rankjump.runtime.precision import with_float64
 from rankjump.stats import binomial_ci
@@ -161,7 +161,7 @@ def test_lead_mean_and_the_basin_rule_on_kicked_states():
     np.testing.assert_allclose(
         score["lead_mean"], (score["smallest_layer"] + score["layer_mean"]) / 2, rtol=1e-6
     )
-    back = NetworkProcess(CFG, 0.002, 0.18, basin=BASIN)
+    back = NetworkProcess(CFG, 0.002, 0.18, basin=CFG.rare.basin)
     assert np.all(back.score(back.start(None, 3)) == -np.inf)
     assert np.all(back.score(kicked) > -np.inf)
 

@@ -81,6 +81,25 @@ def test_interrupted_sweep_resumed_equals_uninterrupted(tmp_path):
     assert all(os.stat(p).st_mtime_ns == t for p, t in before.items())
 
 
+def test_a_sweep_begun_before_a_field_was_added_resumes(tmp_path, monkeypatch):
+    """A sweep's configuration is compared parsed: one written before a field existed (here
+    rare.basin, written by a version that lacked it) reads as that field's default and resumes."""
+    from rankjump.sweeps import files
+
+    def older(cfg):
+        text = config_to_toml(cfg)
+        return "\n".join(line for line in text.splitlines() if not line.startswith("basin ="))
+
+    out = tmp_path / "sweep"
+    monkeypatch.setattr(files, "config_to_toml", older)
+    with pytest.raises(KeyboardInterrupt):
+        sweep(GRID, out, executor=_StopAfter(2), progress=False)
+    monkeypatch.undo()
+    assert "basin" not in (out / "sweep.json").read_text()
+    ds = sweep(GRID, out, resume=True, progress=False)
+    assert_same_result(ds, simulated(GRID))
+
+
 def test_sweep_folder_mistakes_are_one_line_errors(tmp_path):
     out = tmp_path / "sweep"
     sweep(GRID, out, chunks_per_job=3, progress=False)
