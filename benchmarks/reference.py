@@ -8,7 +8,9 @@ of `--job-trajectories` trajectories, trajectory t with the key of `rankjump sim
 trajectories diverged and at which checkpoint each of the others first entered B_target (every
 layer's rank at most the start rank - 1). Each run of this script continues with the next jobs
 the ledger lacks, for as long as `--minutes` allows, and rewrites the ledger after every job
-(atomically), so an interrupted run loses at most the job in progress. The jobs compute exactly
+(atomically), so an interrupted run loses at most the job in progress; raising
+`run.trajectories` in CELL.toml extends a finished reference (trajectory t's key does not depend
+on the total, so the jobs done stay valid). The jobs compute exactly
 what `rankjump simulate` computes for those trajectories: the reference is a simulation of all
 `run.trajectories`, summarized, done a piece at a time.
 
@@ -23,6 +25,7 @@ the entries and the trajectories done.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import os
@@ -43,9 +46,12 @@ LEDGER_VERSION = 1
 
 def _same_cell(old, cfg) -> bool:
     """Whether a ledger's configuration is ``cfg`` in every section plain Monte Carlo reads (the
-    [rare] section, and fields added since with their defaults, do not count)."""
-    sections = ("task", "network", "optimizer", "run", "rank")
-    return all(getattr(old, name) == getattr(cfg, name) for name in sections)
+    [rare] section, and fields added since with their defaults, do not count), but for
+    ``run.trajectories``: trajectory t has the same key whatever the total, so a reference is
+    extended by asking for more."""
+    sections = ("task", "network", "optimizer", "rank")
+    same_run = dataclasses.replace(old.run, trajectories=cfg.run.trajectories) == cfg.run
+    return same_run and all(getattr(old, name) == getattr(cfg, name) for name in sections)
 
 
 def _digest(text: str) -> str:
@@ -156,6 +162,20 @@ def main(argv=None) -> int:
     )
     if not _same_cell(rj.loads_config(ledger["config"]), cfg):
         raise SystemExit(f"reference: {path} holds another configuration's reference")
+    had = rj.loads_config(ledger["config"]).run.trajectories
+    if cfg.run.trajectories < had:
+        raise SystemExit(
+            f"reference: run.trajectories = {cfg.run.trajectories} is below the {had} of {path}; "
+            "a reference only grows"
+        )
+    if cfg.run.trajectories > had:  # the jobs done stay; a last job cut short by the old total
+        toml = rj.config_to_toml(cfg)  # is made again whole
+        ledger.update(config=toml, config_digest=_digest(toml))
+        short = [
+            k for k, j in ledger["jobs"].items() if j["trajectories"] < ledger["job_trajectories"]
+        ]
+        for k in short:
+            del ledger["jobs"][k]
     per_job = ledger["job_trajectories"]
     n_jobs = -(-cfg.run.trajectories // per_job)
     deadline = time.monotonic() + 60 * args.minutes
