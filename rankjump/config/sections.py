@@ -243,7 +243,7 @@ class RareConfig(Section):
     configured start, per (lam, eta) cell, as the mean of independent runs.
 
     The default method is ``"flux"`` (below): it has no model and no score, and it is the one
-    validated against plain Monte Carlo down to P near 2e-5 (docs/theory.md, section 6).
+    validated against plain Monte Carlo down to P near 1.5e-5 (docs/theory.md, section 6).
     ``runs = "auto"`` (the default) adds batches of ``auto_batch`` runs to a cell until its runs
     pass the diagnostics (:mod:`rankjump.stats.diagnostics`), it holds ``max_runs`` runs, or they
     have cost ``budget`` trajectory-steps (when given); the result says which, per cell. A whole

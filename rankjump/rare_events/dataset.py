@@ -95,9 +95,9 @@ def _padded_runs(c: AMSResult, n: int) -> AMSResult:
 # printed by `rankjump stats`); the sensitivities are measured in docs/theory.md, section 6.
 ASSUMPTIONS = {
     "flux": (
-        "none: unbiased whatever rare.kick, the basin level (0.7 of the start) and the look "
-        "stride (run.record_every); at eta 0.16 kicks at 0.2, 0.3, 0.45 move p by under 3%, "
-        "basins at 0.6, 0.7, 0.8 not at all"
+        "none: unbiased whatever rare.kick, rare.basin and the look stride (run.record_every); "
+        "kicks at 0.2, 0.3, 0.45 move p by at most 6% and basins at 0.6, 0.7, 0.8 not at all "
+        "(eta 0.16 and two cells near 1e-4, the same paths)"
     ),
     "ams": "none: unbiased whatever the score (generalized AMS, ties killed together)",
     "rate": (
