@@ -160,9 +160,10 @@ def main(argv=None) -> int:
     ledger = (
         json.loads(path.read_text()) if path.exists() else _new_ledger(cfg, args.job_trajectories)
     )
-    if not _same_cell(rj.loads_config(ledger["config"]), cfg):
+    old = rj.loads_config(ledger["config"])
+    if not _same_cell(old, cfg):
         raise SystemExit(f"reference: {path} holds another configuration's reference")
-    had = rj.loads_config(ledger["config"]).run.trajectories
+    had = old.run.trajectories
     if cfg.run.trajectories < had:
         raise SystemExit(
             f"reference: run.trajectories = {cfg.run.trajectories} is below the {had} of {path}; "

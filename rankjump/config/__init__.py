@@ -18,7 +18,13 @@ from rankjump.config.sections import (
     RunConfig,
     TaskConfig,
 )
-from rankjump.config.toml import config_from_dict, config_to_toml, load_config, loads_config
+from rankjump.config.toml import (
+    complete_config,
+    config_from_dict,
+    config_to_toml,
+    load_config,
+    loads_config,
+)
 from rankjump.config.whole import SECTIONS, Config
 
 __all__ = [
@@ -35,6 +41,7 @@ __all__ = [
     "RareConfig",
     "RunConfig",
     "TaskConfig",
+    "complete_config",
     "config_from_dict",
     "config_to_toml",
     "demo_config",

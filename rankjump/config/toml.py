@@ -10,7 +10,7 @@ from typing import Any
 from rankjump.config.fields import ConfigError, unknown_message, unknown_section_message
 from rankjump.config.whole import SECTIONS, Config
 
-__all__ = ["config_from_dict", "config_to_toml", "load_config", "loads_config"]
+__all__ = ["complete_config", "config_from_dict", "config_to_toml", "load_config", "loads_config"]
 
 
 def config_from_dict(data: dict[str, Any]) -> Config:
@@ -89,3 +89,13 @@ def config_to_toml(cfg: Config) -> str:
                 lines.append(f"{key} = {_toml_value(value)}")
         lines.append("")
     return "\n".join(lines)
+
+
+def complete_config(text: str) -> dict[str, Any]:
+    """The configuration ``text`` as nested dictionaries with every field present, so that two
+    configurations compare equal whatever fields either left at their defaults (a file written
+    before a field existed matches one that writes it); as written where it no longer validates."""
+    try:
+        return tomllib.loads(config_to_toml(loads_config(text)))
+    except ConfigError:
+        return tomllib.loads(text)

@@ -28,9 +28,10 @@ stepping, and read :mod:`rankjump.stats.intervals`.
 
 from rankjump.rare_events.batches import STOPS, concat_results, in_batches
 from rankjump.rare_events.commit import Commitment, commit_continue, commit_split
+from rankjump.rare_events.dataset import RESULT_KIND
 from rankjump.rare_events.flux import flux_cell
 from rankjump.rare_events.flux_result import FLUX_VARIABLES, FluxResult
-from rankjump.rare_events.grid import RESULT_KIND, rare
+from rankjump.rare_events.grid import rare
 from rankjump.rare_events.looks import count_above
 from rankjump.rare_events.merging import merge_etas, merge_lams
 from rankjump.rare_events.network import SCORES, NetworkProcess

@@ -4,9 +4,9 @@ Every path into B_{target} begins with a kick (docs/theory.md, section 6): a lay
 value falls below ``rare.kick`` times its start value. Cut each path into excursions: the path is
 in the basin A while every layer's value is at least ``rare.basin`` (0.7) times its start value
 (the start is in A); an excursion begins at a kick from A and ends when the path is back in A,
-or enters B_{target} (which it never leaves). Kicks, A and B_{target}
-are looked at every ``run.record_every`` steps (B_{target} as ``rankjump simulate`` sees it). A
-path enters B_{target} by step T exactly when one of its excursions does, and at most one does, so
+or enters B_{target} (which it never leaves). Kicks, A and B_{target} are looked at every
+``run.record_every`` steps (B_{target} as ``rankjump simulate`` sees it). A path enters B_{target}
+by step T exactly when one of its excursions does, and at most one does, so
 
     P(enter by T) = E[ sum over kicks i of the path with tau_i <= T of h(X_{tau_i}, tau_i; T) ],
 

@@ -9,8 +9,8 @@ from collections.abc import Sequence
 import numpy as np
 import xarray as xr
 
-from rankjump.config import ConfigError, config_from_dict, config_to_toml, loads_config
-from rankjump.rare_events.grid import RESULT_KIND
+from rankjump.config import complete_config, config_from_dict, config_to_toml
+from rankjump.rare_events.dataset import RESULT_KIND
 
 __all__ = ["merge_etas", "merge_lams"]
 
@@ -41,12 +41,7 @@ def _merge(parts: Sequence[xr.Dataset], dim: str) -> xr.Dataset:
         raise ValueError(f"merge_{dim}s: no results to merge")
 
     def but_dim(ds):
-        # Parsed and written again, so that a field added since a part was made reads as its
-        # default in it rather than as a difference (as written, where it no longer validates).
-        try:
-            cfg = tomllib.loads(config_to_toml(loads_config(ds.attrs["config"])))
-        except ConfigError:
-            cfg = tomllib.loads(ds.attrs["config"])
+        cfg = complete_config(ds.attrs["config"])  # fields added since a part was made: defaults
         return {**cfg, "optimizer": {**cfg["optimizer"], dim: None}}
 
     for k, ds in enumerate(parts):

@@ -22,7 +22,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from rankjump.config import ConfigError, loads_config
+from rankjump.config import complete_config
 from rankjump.rare_events.flux_result import FluxResult
 from rankjump.rare_events.types import AMSResult, Reactive
 from rankjump.results.atomic import atomic_path
@@ -131,17 +131,6 @@ def count_cells(path: str | Path, what: str = "cells") -> int:
         return 0
 
 
-def _same_config(kept: str, config: str) -> bool:
-    """Whether a record's configuration is ``config``, parsed (a field added since the record
-    was written reads as its default), not as text."""
-    if kept == config:
-        return True
-    try:
-        return loads_config(kept) == loads_config(config)
-    except ConfigError:
-        return False
-
-
 def load_cells(path: str | Path, config: str) -> dict[tuple[int, int], FinishedCell]:
     """The finished cells kept in ``path`` by a run of ``config``; a :class:`ResultError` when
     the file is not such a record or comes from another configuration."""
@@ -165,7 +154,7 @@ def load_record(
         with np.load(path, allow_pickle=False) as z:
             if int(z["format"]) != FORMAT:
                 raise ResultError(f"{path}: a partial rare run of another format")
-            if not _same_config(str(z["config"]), config):
+            if complete_config(str(z["config"])) != complete_config(config):
                 raise ResultError(
                     f"{path}: holds the finished cells of a rare run of another configuration; "
                     "remove it to start afresh, or resume with that configuration"

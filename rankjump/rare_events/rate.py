@@ -15,8 +15,8 @@ kick coming, so this method splits the event in three:
 3. Commitment (:mod:`rankjump.rare_events.commit`): the kicked states (the first checkpoint past the
    kick of every reactive path) are continued over ``commit_steps`` steps, looked at every 100
    steps (or the largest divisor of ``run.record_every`` below); entering B_{target} before
-   falling back into the basin (every layer's value back above ``rare.basin`` times its start value)
-   commits, and the steps it took are the delays D. ``rare.commit = "split"`` (the default)
+   falling back into the basin (every layer's value back above ``rare.basin`` times its start
+   value) commits, and the steps it took are the delays D. ``rare.commit = "split"`` (the default)
    splits again, one AMS run per window run scored by ``rare.commit_score``, so that small
    committors are measured; ``"continue"`` continues each kicked state ``rare.commit_reps`` times.
 
