@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+from pathlib import Path
 
 import jax.numpy as jnp
 
@@ -131,8 +132,7 @@ def main(argv=None) -> int:
         f"{spectra - rest:.1f} us, the interval itself {rest:.1f} us"
     )
     if args.json:
-        with open(args.json, "w") as fh:
-            json.dump(out, fh, indent=1)
+        Path(args.json).write_text(json.dumps(out, indent=1))
     return 0
 
 
