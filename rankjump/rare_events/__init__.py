@@ -1,4 +1,5 @@
-"""Rare events: jump probabilities too small for plain Monte Carlo, by splitting.
+"""Rare events: jump probabilities too small for plain Monte Carlo, by forward flux (the
+default) or splitting.
 
 - :mod:`~rankjump.rare_events.types`: what the engine knows of a process (:class:`Process`) and
   what it returns (:class:`AMSResult`, :class:`Reactive`);
