@@ -24,57 +24,50 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 from pathlib import Path
 
+import jax
 import jax.numpy as jnp
 
 import rankjump.kernel.chunk as chunk
 import rankjump.kernel.records as records
 from rankjump.bench.cases import BenchCase, bench_config
 from rankjump.bench.side_by_side import checkpoint_ratio
-from rankjump.kernel.types import Record
 
 HEADLINE = BenchCase("headline", 20, 4, 1)
 VARIANTS = ("full", "no spectra", "no record")
 
 
+_SPECTRAL, _RECORD = records.spectral_record, records.record  # the real ones
+
+
+def _like(shapes, per_lane, lanes_last: bool):
+    """Arrays of the shapes and dtypes ``shapes`` (a pytree) holding one value per lane."""
+
+    def fill(leaf):
+        if lanes_last:
+            return jnp.broadcast_to(per_lane, leaf.shape).astype(leaf.dtype)
+        x = per_lane.reshape(per_lane.shape + (1,) * (len(leaf.shape) - 1))
+        return jnp.broadcast_to(x, leaf.shape).astype(leaf.dtype)
+
+    return jax.tree_util.tree_map(fill, shapes)
+
+
 def free_spectra(weights, end, thr_layer, thr_end, s):
     """A stand-in for :func:`rankjump.kernel.records.spectral_record`: its shapes and dtypes,
     next to no work (one sum of A_theta, so the product is still made)."""
-    depth, lanes = len(weights), end.shape[-1]
-    n_sv = max(min(w.shape[:2]) for w in weights) if s.layer_sv else 0
-    k = min(s.k_max, *end.shape[:2])
-    total = jnp.sum(end, axis=(0, 1))
-    rank = jnp.zeros((depth, lanes), jnp.int32) + (total > 0)
-    return (
-        rank,
-        rank[0],
-        jnp.broadcast_to(total, (k, lanes)),
-        jnp.zeros((depth, n_sv, lanes), end.dtype),
-    )
+    shapes = jax.eval_shape(functools.partial(_SPECTRAL, s=s), weights, end, thr_layer, thr_end)
+    return _like(shapes, jnp.sum(end, axis=(0, 1)), lanes_last=True)
 
 
 def free_record(state, alive, p, lam, task, s):
     """A stand-in for :func:`rankjump.kernel.records.record`: its shapes and dtypes, next to no
     work (one entry of the first layer, so the record depends on the state)."""
-    n, depth = alive.shape[0], len(state.weights)
-    n_sv = max(min(m.shape[1:3]) for m in state.weights) if s.layer_sv else 0
-    k = min(s.k_max, state.weights[0].shape[2], state.weights[-1].shape[1])
-    x = state.weights[0][:, 0, 0]
-    rank = jnp.zeros((n,), jnp.int32)
-    return state, Record(
-        rank=rank,
-        layer_rank=jnp.zeros((n, depth), jnp.int32),
-        end_rank=rank,
-        sv=jnp.broadcast_to(x[:, None], (n, k)),
-        loss=x,
-        data_loss=x,
-        param_norm2=x,
-        imbalance=x,
-        alive=alive,
-        layer_sv=jnp.zeros((n, depth, n_sv), x.dtype),
-    )
+    _, shapes = jax.eval_shape(functools.partial(_RECORD, s=s), state, alive, p, lam, task)
+    rec = _like(shapes, state.weights[0][:, 0, 0], lanes_last=False)
+    return state, rec._replace(alive=alive)
 
 
 @contextlib.contextmanager
